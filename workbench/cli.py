@@ -1,0 +1,189 @@
+"""The `workbench` command (also `python -m workbench`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .core.errors import WorkbenchError
+from .core.progress import Progress
+
+
+class ProgressPrinter:
+    """One line per stage on a terminal (redrawn in place), a line per 10% otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.stage, self.last_tenth, self.start = None, -1, time.perf_counter()
+
+    def __call__(self, event: Progress) -> None:
+        if event.stage != self.stage:
+            if self.stage is not None and self.tty:
+                self.stream.write("\n")
+            self.stage, self.last_tenth, self.start = event.stage, -1, time.perf_counter()
+        fraction = event.fraction
+        if fraction is None:
+            text = f"{event.stage}: {event.message}".rstrip(": ")
+        else:
+            bar = "#" * int(fraction * 24)
+            text = (f"{event.stage:<18} [{bar:<24}] {event.done}/{event.total} "
+                    f"{time.perf_counter() - self.start:5.1f}s {event.message}")
+        if self.tty:
+            self.stream.write("\r" + text[:150])
+        elif fraction is None or int(fraction * 10) > self.last_tenth:
+            self.last_tenth = -1 if fraction is None else int(fraction * 10)
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.stage is not None:
+            self.stream.write("\n")
+
+
+def _demo(args) -> int:
+    from .core.demo import DemoConfig, run_demo
+    from .core.demo_model import DEMO_DATA
+    from .core.data.generate import ShapesConfig
+
+    data = ShapesConfig(seed=args.seed, train=args.train_images or DEMO_DATA.train,
+                        val=args.val_images or DEMO_DATA.val, imgsz=DEMO_DATA.imgsz)
+    printer = ProgressPrinter()
+    start = time.perf_counter()
+    try:
+        result = run_demo(DemoConfig(workspace=Path(args.workspace), model=args.model, data=data), progress=printer)
+    finally:
+        printer.close()
+    acc = result.accuracy
+    print(f"model {args.model}: mAP50 {acc.map50:.4f}, mAP50-95 {acc.map50_95:.4f} on {acc.images} val images "
+          f"({time.perf_counter() - start:.0f} s)")
+    print(f"ledger: {result.workspace.ledger.path}")
+    print(f"report: {result.report}")
+    return 0
+
+
+def _info(args) -> int:
+    from .core.environment import describe
+
+    print(describe())
+    return 0
+
+
+def _data(args) -> int:
+    from .core.data.generate import ShapesConfig, generate_shapes, generate_shift
+
+    printer = ProgressPrinter()
+    try:
+        dataset = generate_shapes(args.out, ShapesConfig(seed=args.seed, train=args.train_images,
+                                                         val=args.val_images, imgsz=args.imgsz), progress=printer)
+        shifted = [generate_shift(dataset, shift, progress=printer) for shift in args.shift]
+    finally:
+        printer.close()
+    print(f"data YAML: {dataset.data_yaml}")
+    for path in shifted:
+        print(f"shifted:   {path}")
+    return 0
+
+
+def _demo_model(args) -> int:
+    import json
+
+    from .core.models import demo_card, demo_weights
+
+    if not args.train:
+        card = demo_card()
+        print(f"{demo_weights()}\n{json.dumps({k: v for k, v in card.items() if k != 'history'}, indent=2)}")
+        return 0
+    from dataclasses import replace
+
+    from .core.demo_model import DEMO_RECIPE, train_demo_model
+
+    recipe = replace(DEMO_RECIPE, epochs=args.epochs or DEMO_RECIPE.epochs)
+    printer = ProgressPrinter()
+    try:
+        card = train_demo_model(args.out, Path(args.workspace) / "datasets", recipe=recipe, progress=printer)
+    finally:
+        printer.close()
+    print(f"mAP50 {card['metrics']['map50']}, mAP50-95 {card['metrics']['map50_95']} "
+          f"after {card['epochs']} epochs ({card['train_seconds']} s)")
+    print(f"weights and card: {Path(args.out) / card['model']}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .core.accuracy import AccuracyConfig, evaluate
+    from .core.models import load_model
+
+    model = load_model(args.model)
+    printer = ProgressPrinter()
+    try:
+        result = evaluate(model, args.data, AccuracyConfig(imgsz=args.imgsz, batch=args.batch), progress=printer)
+    finally:
+        printer.close()
+    print(f"mAP50 {result.map50:.4f}  mAP50-95 {result.map50_95:.4f}  precision {result.precision:.4f}  "
+          f"recall {result.recall:.4f}  ({result.images} images, {result.instances} instances)")
+    for row in result.per_class:
+        print(f"  {row['class']:<16} mAP50 {row['map50']:.4f}  mAP50-95 {row['map50_95']:.4f}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    from .core.data.generate import SHIFTS
+
+    main = argparse.ArgumentParser(prog="workbench", description=__doc__)
+    sub = main.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the pipeline end to end on the embedded default, write a report")
+    demo.add_argument("--workspace", default="workbench-runs", help="folder for ledger, artifacts and reports")
+    demo.add_argument("--model", default="demo", help="'demo', a .pt path, an Ultralytics name or a model YAML")
+    demo.add_argument("--train-images", type=int, default=None, help="generated train images (default 800)")
+    demo.add_argument("--val-images", type=int, default=None, help="generated val images (default 200)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_demo)
+
+    info = sub.add_parser("info", help="print the environment fingerprint")
+    info.set_defaults(run=_info)
+
+    data = sub.add_parser("data", help="generate the shapes dataset and domain-shifted copies")
+    data.add_argument("--out", default="workbench-runs/datasets")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--train-images", type=int, default=800)
+    data.add_argument("--val-images", type=int, default=200)
+    data.add_argument("--imgsz", type=int, default=320)
+    data.add_argument("--shift", action="append", default=[], choices=SHIFTS, help="repeat for several")
+    data.set_defaults(run=_data)
+
+    model = sub.add_parser("demo-model", help="show the shipped demo model's card, or retrain it (--train)")
+    model.add_argument("--train", action="store_true", help="reproduce the demo model from scratch")
+    model.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    model.add_argument("--out", default="workbench-runs/demo-model")
+    model.add_argument("--workspace", default="workbench-runs")
+    model.set_defaults(run=_demo_model)
+
+    evaluate = sub.add_parser("evaluate", help="mAP of a model on a YOLO dataset (Ultralytics' validator)")
+    evaluate.add_argument("--model", default="demo")
+    evaluate.add_argument("--data", required=True, help="a YOLO data YAML")
+    evaluate.add_argument("--imgsz", type=int, default=320)
+    evaluate.add_argument("--batch", type=int, default=16)
+    evaluate.set_defaults(run=_evaluate)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except WorkbenchError as exc:
+        print(f"error: {exc.problem}", file=sys.stderr)
+        if exc.fix:
+            print(f"  fix: {exc.fix}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished artifacts are kept, the unfinished step left nothing behind", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""`workbench demo`: the whole pipeline that exists so far, end to end, on the embedded default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .accuracy import AccuracyConfig, AccuracyResult, evaluate
+from .data.generate import ShapesConfig, ShapesDataset, generate_shapes
+from .demo_model import DEMO_DATA
+from .models import SourceKind, check_checkpoint, demo_card, load_model, resolve
+from .progress import ProgressFn, emit
+from .report import (LABEL_COLOUR, PREDICTION_COLOUR, Section, draw_boxes, figure_html, history_figure,
+                     image_grid_html, per_class_figure, table_html, write_report)
+from .workspace import DEFAULT_ROOT, Workspace
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    workspace: Path = DEFAULT_ROOT
+    model: str = "demo"
+    data: ShapesConfig = field(default_factory=lambda: DEMO_DATA)
+    imgsz: int | None = None  # None: the model's training imgsz
+    preview_images: int = 6
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    workspace: Workspace
+    dataset: ShapesDataset
+    variant_id: int
+    measurement_id: int
+    accuracy: AccuracyResult
+    report: Path
+
+
+def run_demo(config: DemoConfig = DemoConfig(), *, progress: ProgressFn | None = None) -> DemoResult:
+    """Generate (or reuse) the dataset, record and evaluate the model, write the report and CSVs.
+
+    Inputs are checked before anything is written, so a bad model or workspace changes nothing on disk.
+    """
+    source = resolve(config.model)
+    if source.kind in (SourceKind.DEMO, SourceKind.WEIGHTS):
+        check_checkpoint(Path(source.ref))
+    model = load_model(config.model)
+    imgsz = config.imgsz or int(model.ckpt.get("train_args", {}).get("imgsz", 320) if model.ckpt else 320)
+    accuracy_config = AccuracyConfig(imgsz=imgsz)
+    workspace = Workspace(config.workspace)
+
+    emit(progress, "dataset", 0, 1, config.data.name)
+    dataset = generate_shapes(workspace.datasets, config.data, progress=progress)
+    variant_id = workspace.add_artifact(Path(model.ckpt_path or source.ref), Path(source.ref).name, step="source",
+                                        params={"source": config.model, "kind": source.kind.value}, format="pt")
+    accuracy = evaluate(model, dataset.data_yaml, accuracy_config, progress=progress)
+    measurement_id = workspace.ledger.add_measurement(
+        variant_id, "accuracy", accuracy.metrics(),
+        context={"runtime": "pytorch", "precision": "fp32", "device": accuracy_config.device,
+                 "imgsz": imgsz, "batch": accuracy_config.batch, "split": accuracy_config.split,
+                 "conf": accuracy_config.conf, "iou": accuracy_config.iou, "dataset": dataset.config.name,
+                 "data_yaml": str(dataset.data_yaml), "threads": _torch_threads()})
+    emit(progress, "report", 0, 1)
+    report = _write_demo_report(workspace, dataset, model, accuracy, imgsz, config)
+    workspace.export_csv()
+    emit(progress, "report", 1, 1, str(report))
+    return DemoResult(workspace, dataset, variant_id, measurement_id, accuracy, report)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _write_demo_report(workspace: Workspace, dataset: ShapesDataset, model, accuracy: AccuracyResult, imgsz: int,
+                       config: DemoConfig) -> Path:
+    card = demo_card() if config.model == "demo" else {}
+    summary = [{"model": config.model, "dataset": dataset.config.name, "images": accuracy.images,
+                "instances": accuracy.instances, "imgsz": imgsz, "mAP50": accuracy.map50,
+                "mAP50-95": accuracy.map50_95, "precision": accuracy.precision, "recall": accuracy.recall}]
+    sections = [
+        Section("Accuracy on the validation split", table_html(summary),
+                "mAP50-95 averages precision over IoU thresholds 0.50 to 0.95: it rewards tight boxes, "
+                "not only found objects."),
+        Section("Per class", figure_html(per_class_figure(accuracy.per_class)),
+                "A class far below the others is where to look first: too few examples, or confusable shapes."),
+        Section("Predictions on validation images", _preview(model, dataset, imgsz, config.preview_images),
+                "Green: labels. Magenta: the model's boxes with confidence >= 0.25."),
+    ]
+    if card.get("history"):
+        sections.append(Section("How the demo model was trained", figure_html(history_figure(card["history"]))
+                                + f"<pre>{_recipe_text(card)}</pre>"))
+    variants = workspace.variants()
+    sections.append(Section("Ledger", table_html(variants[["id", "name", "step", "format", "sha256",
+                                                           "size_bytes", "created_at"]].to_dict("records"))
+                            + f"<p>Ledger: <code>{workspace.ledger.path}</code></p>"))
+    return write_report(workspace.reports / "demo.html", "Deploy Workbench: demo", sections,
+                        subtitle=f"workspace {workspace.root}")
+
+
+def _preview(model, dataset: ShapesDataset, imgsz: int, count: int) -> str:
+    import cv2
+
+    from .data.checks import label_path
+
+    paths = sorted((dataset.root / "images" / "val").glob("*.jpg"))[:count]
+    if not paths:
+        return "<p><em>no images</em></p>"
+    results = model.predict([str(p) for p in paths], imgsz=imgsz, conf=0.25, device="cpu", verbose=False)
+    images, captions = [], []
+    for path, result in zip(paths, results, strict=True):
+        image = cv2.imread(str(path))
+        h, w = image.shape[:2]
+        labels = [(int(c), (x - bw / 2) * w, (y - bh / 2) * h, (x + bw / 2) * w, (y + bh / 2) * h)
+                  for c, x, y, bw, bh in (map(float, line.split()) for line in label_path(path).read_text().split("\n")
+                                          if line.strip())]
+        predicted = [(int(c), *xyxy, float(p)) for c, xyxy, p in
+                     zip(result.boxes.cls.tolist(), result.boxes.xyxy.tolist(), result.boxes.conf.tolist(),
+                         strict=True)]
+        image = draw_boxes(draw_boxes(image, labels, LABEL_COLOUR), predicted, PREDICTION_COLOUR, model.names)
+        images.append(image)
+        captions.append(f"{path.name}: {len(labels)} labelled, {len(predicted)} found")
+    return image_grid_html(images, captions)
+
+
+def _recipe_text(card: dict) -> str:
+    import html
+    import json
+
+    recipe = {k: card[k] for k in ("architecture", "dataset", "recipe", "train_seconds", "trained_on") if k in card}
+    return html.escape(json.dumps(recipe, indent=2))

@@ -1,0 +1,91 @@
+"""Training and fine-tuning through Ultralytics' trainer, with progress events and a staged result."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .atomic import staged
+from .data.checks import check_dataset
+from .errors import ConfigError
+from .progress import ProgressFn, emit
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Ultralytics training arguments the workbench sets on purpose; `extra` passes any other one through."""
+
+    epochs: int = 10
+    imgsz: int = 320
+    batch: int = 16
+    optimizer: str = "AdamW"
+    lr0: float = 0.01
+    warmup_epochs: float = 0.0  # Ultralytics' default 3 wastes most of a short run
+    close_mosaic: int = 3
+    seed: int = 0
+    workers: int = 2
+    cache: bool = True  # decoded images in RAM: small datasets, fewer JPEG decodes per epoch
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}", "use e.g. 10")
+        if self.imgsz < 32 or self.imgsz % 32:
+            raise ConfigError(f"imgsz must be a multiple of 32, got {self.imgsz}", "use e.g. 320")
+        if self.batch < 1:
+            raise ConfigError(f"batch must be >= 1, got {self.batch}", "use e.g. 16")
+
+    def arguments(self) -> dict:
+        args = {k: v for k, v in asdict(self).items() if k != "extra"}
+        args["cache"] = "ram" if self.cache else False
+        return {**args, "deterministic": True, "amp": False, "plots": False, "val": True, **self.extra}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    weights: Path
+    seconds: float
+    epochs: int
+    history: list[dict]  # one row per epoch: losses and validation metrics
+
+
+def train(model, data_yaml: Path | str, out: Path, config: TrainConfig = TrainConfig(), *,
+          device: str = "cpu", progress: ProgressFn | None = None) -> TrainResult:
+    """Train `model` (an Ultralytics YOLO) on `data_yaml`; the best weights land at `out` (a .pt path).
+
+    Nothing is written at `out` unless training completes; Ultralytics' run folder is temporary.
+    """
+    summary = check_dataset(data_yaml, splits=("train", "val"))
+    per_epoch = -(-summary.images["train"] // config.batch)
+    total = config.epochs * per_epoch
+    history: list[dict] = []
+    batches = 0
+
+    def on_batch(trainer):
+        nonlocal batches
+        batches += 1
+        emit(progress, "train", batches, total, f"epoch {trainer.epoch + 1}/{config.epochs}")
+
+    def on_epoch(trainer):
+        row = {k: float(v) for k, v in trainer.metrics.items()}
+        if "val/box_loss" in row:  # Ultralytics' final re-validation of best.pt reports no losses: skip it
+            losses = trainer.label_loss_items(trainer.tloss, prefix="train")
+            history.append({"epoch": trainer.epoch + 1, **row, **{k: float(v) for k, v in losses.items()}})
+
+    model.add_callback("on_train_batch_end", on_batch)
+    model.add_callback("on_fit_epoch_end", on_epoch)
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="workbench-train-") as tmp, staged(Path(out)) as target:
+            data = summary.write_resolved(Path(tmp))
+            model.train(data=str(data), device=device, project=tmp, name="run", exist_ok=True, verbose=False,
+                        **config.arguments())
+            best = Path(tmp) / "run" / "weights" / "best.pt"
+            shutil.move(best, target)  # may cross file systems
+    finally:
+        model.callbacks["on_train_batch_end"].remove(on_batch)
+        model.callbacks["on_fit_epoch_end"].remove(on_epoch)
+    return TrainResult(Path(out), time.perf_counter() - start, len(history), history)
