@@ -44,9 +44,9 @@ class ProgressPrinter:
 
 
 def _demo(args) -> int:
+    from .core.data.generate import ShapesConfig
     from .core.demo import DemoConfig, run_demo
     from .core.demo_model import DEMO_DATA
-    from .core.data.generate import ShapesConfig
 
     data = ShapesConfig(seed=args.seed, train=args.train_images or DEMO_DATA.train,
                         val=args.val_images or DEMO_DATA.val, imgsz=DEMO_DATA.imgsz)

@@ -62,7 +62,8 @@ def evaluate(model, data_yaml: Path | str, config: AccuracyConfig = AccuracyConf
     model.add_callback("on_val_batch_end", on_batch)
     try:
         with tempfile.TemporaryDirectory(prefix="workbench-val-") as tmp:
-            metrics = model.val(data=str(summary.write_resolved(Path(tmp))), imgsz=config.imgsz, batch=config.batch, split=config.split,
+            data = summary.write_resolved(Path(tmp))
+            metrics = model.val(data=str(data), imgsz=config.imgsz, batch=config.batch, split=config.split,
                                 conf=config.conf, iou=config.iou, device=config.device, workers=0, plots=False,
                                 save_json=False, verbose=False, project=tmp, name="val", exist_ok=True)
     finally:

@@ -7,11 +7,20 @@ from pathlib import Path
 
 from .accuracy import AccuracyConfig, AccuracyResult, evaluate
 from .data.generate import ShapesConfig, ShapesDataset, generate_shapes
+from .data.shapes import CLASSES
 from .demo_model import DEMO_DATA
-from .models import SourceKind, check_checkpoint, demo_card, load_model, resolve
+from .errors import ModelLoadError
+from .models import demo_card, load_model, resolve
 from .progress import ProgressFn, emit
-from .report import (LABEL_COLOUR, PREDICTION_COLOUR, Section, draw_boxes, figure_html, history_figure,
-                     image_grid_html, per_class_figure, table_html, write_report)
+from .report import (
+    Section,
+    figure_html,
+    history_figure,
+    per_class_figure,
+    prediction_grid_html,
+    table_html,
+    write_report,
+)
 from .workspace import DEFAULT_ROOT, Workspace
 
 
@@ -40,9 +49,12 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: ProgressFn | None =
     Inputs are checked before anything is written, so a bad model or workspace changes nothing on disk.
     """
     source = resolve(config.model)
-    if source.kind in (SourceKind.DEMO, SourceKind.WEIGHTS):
-        check_checkpoint(Path(source.ref))
     model = load_model(config.model)
+    if list(model.names.values()) != list(CLASSES):
+        raise ModelLoadError(
+            f"{config.model} predicts {len(model.names)} classes ({', '.join(list(model.names.values())[:4])}, ...), "
+            f"the demo dataset has {', '.join(CLASSES)}",
+            "use 'demo', or a model trained on the shapes dataset (workbench demo-model --train)")
     imgsz = config.imgsz or int(model.ckpt.get("train_args", {}).get("imgsz", 320) if model.ckpt else 320)
     accuracy_config = AccuracyConfig(imgsz=imgsz)
     workspace = Workspace(config.workspace)
@@ -83,7 +95,9 @@ def _write_demo_report(workspace: Workspace, dataset: ShapesDataset, model, accu
                 "not only found objects."),
         Section("Per class", figure_html(per_class_figure(accuracy.per_class)),
                 "A class far below the others is where to look first: too few examples, or confusable shapes."),
-        Section("Predictions on validation images", _preview(model, dataset, imgsz, config.preview_images),
+        Section("Predictions on validation images",
+                prediction_grid_html(model, sorted((dataset.root / "images" / "val").glob("*.jpg"))
+                                     [:config.preview_images], imgsz=imgsz),
                 "Green: labels. Magenta: the model's boxes with confidence >= 0.25."),
     ]
     if card.get("history"):
@@ -95,31 +109,6 @@ def _write_demo_report(workspace: Workspace, dataset: ShapesDataset, model, accu
                             + f"<p>Ledger: <code>{workspace.ledger.path}</code></p>"))
     return write_report(workspace.reports / "demo.html", "Deploy Workbench: demo", sections,
                         subtitle=f"workspace {workspace.root}")
-
-
-def _preview(model, dataset: ShapesDataset, imgsz: int, count: int) -> str:
-    import cv2
-
-    from .data.checks import label_path
-
-    paths = sorted((dataset.root / "images" / "val").glob("*.jpg"))[:count]
-    if not paths:
-        return "<p><em>no images</em></p>"
-    results = model.predict([str(p) for p in paths], imgsz=imgsz, conf=0.25, device="cpu", verbose=False)
-    images, captions = [], []
-    for path, result in zip(paths, results, strict=True):
-        image = cv2.imread(str(path))
-        h, w = image.shape[:2]
-        labels = [(int(c), (x - bw / 2) * w, (y - bh / 2) * h, (x + bw / 2) * w, (y + bh / 2) * h)
-                  for c, x, y, bw, bh in (map(float, line.split()) for line in label_path(path).read_text().split("\n")
-                                          if line.strip())]
-        predicted = [(int(c), *xyxy, float(p)) for c, xyxy, p in
-                     zip(result.boxes.cls.tolist(), result.boxes.xyxy.tolist(), result.boxes.conf.tolist(),
-                         strict=True)]
-        image = draw_boxes(draw_boxes(image, labels, LABEL_COLOUR), predicted, PREDICTION_COLOUR, model.names)
-        images.append(image)
-        captions.append(f"{path.name}: {len(labels)} labelled, {len(predicted)} found")
-    return image_grid_html(images, captions)
 
 
 def _recipe_text(card: dict) -> str:

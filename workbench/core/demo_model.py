@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .accuracy import AccuracyConfig, evaluate
@@ -54,7 +54,7 @@ def train_demo_model(out_dir: Path | str, data_root: Path | str, *, recipe: Trai
         "size_bytes": size_bytes(weights),
         "versions": library_versions(),
         "trained_on": {"cpu": cpu_info()["model"], "cores": cpu_info()["usable_cores"], "os": platform.platform()},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     with staged(out_dir / Path(WEIGHTS_NAME).with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(card, indent=2) + "\n")

@@ -77,7 +77,11 @@ def resolve(spec: str | Path) -> ModelSource:
 
 
 def check_checkpoint(path: Path) -> None:
-    """Fail early and clearly on an empty, truncated or foreign file before pickle sees it."""
+    """Fail early and clearly on a missing, empty, truncated or foreign file before pickle sees it."""
+    if not path.is_file():
+        hint = ("reinstall the workbench, or rebuild it with `workbench demo-model --train`"
+                if path == demo_weights() else "check the path")
+        raise ModelNotFoundError(f"model file {path} does not exist", hint)
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path} is empty", "re-copy or re-export the checkpoint")
     if not zipfile.is_zipfile(path):

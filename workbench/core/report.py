@@ -6,7 +6,7 @@ import base64
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,6 @@ def per_class_figure(per_class: Sequence[dict], title: str = "Accuracy per class
 
 def history_figure(history: Sequence[dict], title: str = "Training history"):
     """Validation mAP and training losses per epoch."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     epochs = [row["epoch"] for row in history]
@@ -82,6 +81,41 @@ def image_grid_html(images: Sequence[np.ndarray], captions: Sequence[str], *, qu
     return f'<div class="grid">{"".join(cells)}</div>'
 
 
+def prediction_grid_html(model, paths: Sequence[Path], *, imgsz: int, conf: float = 0.25) -> str:
+    """Images with their label boxes (green, when a YOLO label file exists) and the model's boxes (magenta)."""
+    import cv2
+
+    if not paths:
+        return "<p><em>no images</em></p>"
+    results = model.predict([str(p) for p in paths], imgsz=imgsz, conf=conf, device="cpu", verbose=False)
+    images, captions = [], []
+    for path, result in zip(paths, results, strict=True):
+        image = cv2.imread(str(path))
+        labels = _label_boxes(Path(path), *image.shape[:2])
+        boxes = result.boxes
+        predicted = [(int(c), *xyxy, float(p)) for c, xyxy, p in
+                     zip(boxes.cls.tolist(), boxes.xyxy.tolist(), boxes.conf.tolist(), strict=True)]
+        image = draw_boxes(draw_boxes(image, labels, LABEL_COLOUR), predicted, PREDICTION_COLOUR, model.names)
+        images.append(image)
+        captions.append(f"{Path(path).name}: {len(labels)} labelled, {len(predicted)} found")
+    return image_grid_html(images, captions)
+
+
+def _label_boxes(image_path: Path, height: int, width: int) -> list[tuple]:
+    from .data.checks import label_path
+
+    labels = label_path(image_path)
+    if not labels.is_file():
+        return []
+    boxes = []
+    for line in labels.read_text().splitlines():
+        if len(fields := line.split()) == 5:
+            c, x, y, w, h = map(float, fields)
+            boxes.append((int(c), (x - w / 2) * width, (y - h / 2) * height, (x + w / 2) * width,
+                          (y + h / 2) * height))
+    return boxes
+
+
 def table_html(rows: Sequence[dict], columns: Sequence[str] | None = None, *, digits: int = 4) -> str:
     """A plain HTML table; floats rounded to `digits`."""
     if not rows:
@@ -104,7 +138,7 @@ def figure_html(fig) -> str:
 
 
 _STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
 h1{margin-bottom:.2rem} .meta{color:#666} section{margin:2rem 0} .note{color:#555;font-size:.95rem}
 table{border-collapse:collapse;font-size:.9rem} th,td{border:1px solid #ddd;padding:.25rem .6rem;text-align:left}
 th{background:#f4f4f4} .grid{display:flex;flex-wrap:wrap;gap:.6rem} figure{margin:0}
@@ -116,7 +150,7 @@ def write_report(path: Path | str, title: str, sections: Sequence[Section], *, s
     """Write one self-contained HTML page (plotly.js inlined, images as data URIs): it opens offline."""
     from plotly.offline import get_plotlyjs
 
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"<section><h2>{html.escape(s.title)}</h2>"
              + (f'<p class="note">{html.escape(s.note)}</p>' if s.note else "") + s.body + "</section>"
              for s in sections]

@@ -88,8 +88,8 @@ def _root(data: dict, yaml_path: Path) -> Path:
     if not given:
         return yaml_path.parent.resolve()
     root = Path(given).expanduser()
-    if not root.is_absolute():
-        root = root if root.exists() else yaml_path.parent / root
+    if not root.is_absolute():  # relative to the YAML file first (portable), then to the working folder
+        root = next((c for c in (yaml_path.parent / root, root) if c.is_dir()), yaml_path.parent / root)
     if not root.is_dir():
         raise DatasetError(f"data YAML {yaml_path}: 'path: {given}' points at nothing ({root.resolve()})",
                            "make 'path' the dataset folder, absolute or relative to the YAML file")
@@ -153,11 +153,17 @@ def _check_split(images: list[Path], nc: int, split: str, yaml_path: Path) -> in
 
 
 def _check_image(path: Path) -> list[str]:
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(path) as image:  # reads the header only
-            width, height = image.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # reads the header only
+                width, height = image.size
+    except Image.DecompressionBombError:
+        return [f"{path}: declares more pixels than Pillow will decode (a decompression bomb)"]
     except Exception as exc:  # PIL raises several types for unreadable files
         return [f"{path}: does not decode ({type(exc).__name__})"]
     if width * height > MAX_PIXELS:

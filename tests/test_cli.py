@@ -1,0 +1,48 @@
+"""The `workbench` command: info, data, and clear errors with exit code 2 that change nothing on disk."""
+
+import subprocess
+import sys
+
+from workbench.cli import main
+
+
+def test_python_dash_m_info_prints_the_fingerprint():
+    out = subprocess.run([sys.executable, "-m", "workbench", "info"], capture_output=True, text=True, check=True)
+    assert "CPU" in out.stdout and "ultralytics" in out.stdout and "fingerprint" in out.stdout
+
+
+def test_data_command_writes_a_dataset_and_shifts(tmp_path, capsys):
+    assert main(["data", "--out", str(tmp_path), "--train-images", "2", "--val-images", "2", "--imgsz", "64",
+                 "--shift", "dark", "--shift", "lowres"]) == 0
+    out = capsys.readouterr().out
+    assert "data YAML" in out and out.count("shifted:") == 2
+    assert (tmp_path / "shapes-s0-2x2-64px" / "shifts" / "lowres" / "data.yaml").is_file()
+
+
+def test_missing_model_is_a_clear_error_and_creates_no_workspace(tmp_path, capsys):
+    assert main(["demo", "--model", str(tmp_path / "missing.pt"), "--workspace", str(tmp_path / "ws")]) == 2
+    err = capsys.readouterr().err
+    assert "error: model file" in err and "fix:" in err and "Traceback" not in err
+    assert not (tmp_path / "ws").exists()
+
+
+def test_corrupt_model_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    assert main(["demo", "--model", str(bad), "--workspace", str(tmp_path / "ws")]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]
+
+
+def test_unwritable_workspace_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["demo", "--workspace", str(blocker / "ws")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_evaluate_with_a_yaml_pointing_at_nothing(tmp_path, capsys):
+    data = tmp_path / "data.yaml"
+    data.write_text("path: /nowhere\ntrain: images\nval: images\nnames: [a]\n")
+    assert main(["evaluate", "--data", str(data)]) == 2
+    assert "points at nothing" in capsys.readouterr().err
