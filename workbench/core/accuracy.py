@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .data.checks import check_dataset
+from .environment import usable_cores
 from .errors import ConfigError
 from .progress import ProgressFn, emit
 
@@ -19,6 +20,7 @@ class AccuracyConfig:
     conf: float = 0.001  # Ultralytics' validation defaults: low threshold, so the whole PR curve counts
     iou: float = 0.7
     device: str = "cpu"
+    threads: int | None = None  # torch CPU threads; None: every usable core
 
     def __post_init__(self):
         if self.imgsz < 32 or self.imgsz % 32:
@@ -59,6 +61,12 @@ def evaluate(model, data_yaml: Path | str, config: AccuracyConfig = AccuracyConf
     def on_batch(validator):
         emit(progress, "evaluate", validator.batch_i + 1, total)
 
+    def on_start(validator):
+        import torch
+
+        torch.set_num_threads(config.threads or usable_cores())  # Ultralytics' select_device set cores - 1
+
+    model.add_callback("on_val_start", on_start)
     model.add_callback("on_val_batch_end", on_batch)
     try:
         with tempfile.TemporaryDirectory(prefix="workbench-val-") as tmp:
@@ -67,6 +75,7 @@ def evaluate(model, data_yaml: Path | str, config: AccuracyConfig = AccuracyConf
                                 conf=config.conf, iou=config.iou, device=config.device, workers=0, plots=False,
                                 save_json=False, verbose=False, project=tmp, name="val", exist_ok=True)
     finally:
+        model.callbacks["on_val_start"].remove(on_start)
         model.callbacks["on_val_batch_end"].remove(on_batch)
     precision, recall, map50, map50_95 = (float(v) for v in metrics.mean_results())
     per_class = [{"class": row["Class"], "images": int(row["Images"]), "instances": int(row["Instances"]),

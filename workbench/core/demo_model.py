@@ -18,7 +18,7 @@ from .train import TrainConfig, train
 ARCHITECTURE = "yolo11n.yaml"
 WEIGHTS_NAME = "yolo11n-shapes.pt"
 DEMO_DATA = ShapesConfig(seed=0, train=800, val=200, imgsz=320)
-DEMO_RECIPE = TrainConfig(epochs=50, imgsz=320, batch=16, optimizer="AdamW", lr0=0.005, warmup_epochs=1,
+DEMO_RECIPE = TrainConfig(epochs=60, imgsz=320, batch=16, optimizer="AdamW", lr0=0.005, warmup_epochs=1,
                           close_mosaic=5, seed=0)
 
 

@@ -18,6 +18,11 @@ LIBRARIES = ("torch", "torchvision", "ultralytics", "onnx", "onnxruntime", "open
              "numpy", "opencv-python", "plotly", "pandas", "deploy-workbench")
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), not the machine's total."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_info() -> dict:
     """CPU model, the relevant ISA flags, logical cores and the cores this process may use."""
     model, flags = platform.processor() or platform.machine(), set()
@@ -32,9 +37,8 @@ def cpu_info() -> dict:
                     flags = set(value.split())
     except OSError:
         pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"model": model, "isa": [f for f in ISA_FLAGS if f in flags], "logical_cores": os.cpu_count(),
-            "usable_cores": usable}
+            "usable_cores": usable_cores()}
 
 
 def memory_gb() -> float:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .atomic import staged
 from .data.checks import check_dataset
+from .environment import usable_cores
 from .errors import ConfigError
 from .progress import ProgressFn, emit
 
@@ -28,6 +29,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     cache: bool = True  # decoded images in RAM: small datasets, fewer JPEG decodes per epoch
+    threads: int | None = None  # torch CPU threads; None: every usable core (Ultralytics alone uses cores - 1)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -39,7 +41,7 @@ class TrainConfig:
             raise ConfigError(f"batch must be >= 1, got {self.batch}", "use e.g. 16")
 
     def arguments(self) -> dict:
-        args = {k: v for k, v in asdict(self).items() if k != "extra"}
+        args = {k: v for k, v in asdict(self).items() if k not in ("extra", "threads")}
         args["cache"] = "ram" if self.cache else False
         return {**args, "deterministic": True, "amp": False, "plots": False, "val": True, **self.extra}
 
@@ -75,8 +77,14 @@ def train(model, data_yaml: Path | str, out: Path, config: TrainConfig = TrainCo
             losses = trainer.label_loss_items(trainer.tloss, prefix="train")
             history.append({"epoch": trainer.epoch + 1, **row, **{k: float(v) for k, v in losses.items()}})
 
-    model.add_callback("on_train_batch_end", on_batch)
-    model.add_callback("on_fit_epoch_end", on_epoch)
+    def on_start(trainer):
+        import torch
+
+        torch.set_num_threads(config.threads or usable_cores())  # after Ultralytics' select_device lowered it
+
+    callbacks = {"on_train_start": on_start, "on_train_batch_end": on_batch, "on_fit_epoch_end": on_epoch}
+    for event, callback in callbacks.items():
+        model.add_callback(event, callback)
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="workbench-train-") as tmp, staged(Path(out)) as target:
@@ -86,6 +94,6 @@ def train(model, data_yaml: Path | str, out: Path, config: TrainConfig = TrainCo
             best = Path(tmp) / "run" / "weights" / "best.pt"
             shutil.move(best, target)  # may cross file systems
     finally:
-        model.callbacks["on_train_batch_end"].remove(on_batch)
-        model.callbacks["on_fit_epoch_end"].remove(on_epoch)
+        for event, callback in callbacks.items():
+            model.callbacks[event].remove(callback)
     return TrainResult(Path(out), time.perf_counter() - start, len(history), history)
