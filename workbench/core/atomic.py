@@ -20,7 +20,7 @@ def staged(final: Path, *, check: Callable[[Path], None] | None = None) -> Itera
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".staging-{final.name}-{uuid.uuid4().hex[:8]}"
+    staging = final.parent / f".staging-{uuid.uuid4().hex[:8]}-{final.name}"  # keeps the suffix runtimes look at
     try:
         yield staging
         if not staging.exists():

@@ -130,7 +130,13 @@ def _scalars(data: dict, prefix: str = "") -> dict:
     return {f"{prefix}{k}": v for k, v in data.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
 
+FOLDER_SUFFIXES = ("_openvino_model",)  # runtimes recognise these folders by how their names end
+
+
 def _split_name(name: str) -> tuple[str, str]:
+    for suffix in FOLDER_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)], suffix
     path = Path(name)
     return (path.stem, path.suffix) if path.suffix else (path.name, "")
 
