@@ -47,7 +47,7 @@ def test_missing_file():
 
 
 def test_empty_and_garbage_and_wrong_suffix(tmp_path):
-    empty, garbage, wrong = tmp_path / "empty.pt", tmp_path / "garbage.pt", tmp_path / "model.onnx"
+    empty, garbage, wrong = tmp_path / "empty.pt", tmp_path / "garbage.pt", tmp_path / "model.bin"
     empty.write_bytes(b"")
     garbage.write_bytes(b"\x00" * 1000)
     wrong.write_bytes(b"onnx")
@@ -55,8 +55,12 @@ def test_empty_and_garbage_and_wrong_suffix(tmp_path):
         load_model(empty)
     with pytest.raises(ModelLoadError, match="not a PyTorch checkpoint"):
         load_model(garbage)
-    with pytest.raises(ModelLoadError, match=r"not a PyTorch checkpoint \(\.pt\)"):
+    with pytest.raises(ModelLoadError, match=r"not a model file the workbench knows \(\.bin\)"):
         load_model(wrong)
+    broken_onnx = tmp_path / "model.onnx"
+    broken_onnx.write_bytes(b"not onnx")
+    with pytest.raises(ModelLoadError, match="could not load"):
+        load_model(broken_onnx)
     with pytest.raises(ModelLoadError, match="is a folder"):
         load_model(tmp_path)
 

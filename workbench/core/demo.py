@@ -9,8 +9,11 @@ from .accuracy import AccuracyConfig, AccuracyResult, evaluate
 from .data.generate import ShapesConfig, ShapesDataset, generate_shapes
 from .data.shapes import CLASSES
 from .demo_model import DEMO_DATA
-from .errors import ModelLoadError
+from .errors import ModelLoadError, WorkbenchError
+from .export import ExportConfig, ExportFormat, export
+from .latency import LatencyConfig
 from .models import demo_card, load_model, resolve
+from .parity import ParityConfig
 from .progress import ProgressFn, emit
 from .report import (
     Section,
@@ -21,6 +24,9 @@ from .report import (
     table_html,
     write_report,
 )
+from .runtimes import RuntimeOptions
+from .study import check_parity, evaluate_variant, measure_latency
+from .study_report import study_sections
 from .workspace import DEFAULT_ROOT, Workspace
 
 
@@ -31,6 +37,10 @@ class DemoConfig:
     data: ShapesConfig = field(default_factory=lambda: DEMO_DATA)
     imgsz: int | None = None  # None: the model's training imgsz
     preview_images: int = 6
+    measure: bool = True  # export to ONNX, OpenVINO and TorchScript and measure every runtime
+    latency: LatencyConfig = field(default_factory=lambda: LatencyConfig(warmup_runs=5, warmup_s=0.5, min_runs=20,
+                                                                         min_time_s=2.0))
+    stage_images: int = 8
 
 
 @dataclass(frozen=True)
@@ -70,11 +80,40 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: ProgressFn | None =
                  "imgsz": imgsz, "batch": accuracy_config.batch, "split": accuracy_config.split,
                  "conf": accuracy_config.conf, "iou": accuracy_config.iou, "dataset": dataset.config.name,
                  "data_yaml": str(dataset.data_yaml), "threads": _torch_threads()})
+    if config.measure:
+        _export_and_measure(workspace, variant_id, dataset, imgsz, config, progress)
     emit(progress, "report", 0, 1)
     report = _write_demo_report(workspace, dataset, model, accuracy, imgsz, config)
     workspace.export_csv()
     emit(progress, "report", 1, 1, str(report))
     return DemoResult(workspace, dataset, variant_id, measurement_id, accuracy, report)
+
+
+def _export_and_measure(workspace: Workspace, base_id: int, dataset: ShapesDataset, imgsz: int, config: DemoConfig,
+                        progress: ProgressFn | None) -> None:
+    """Export the model to each format at `imgsz`, then latency, accuracy and parity of every runtime row."""
+    val = sorted((dataset.root / "images" / "val").glob("*.jpg"))
+    accuracy = AccuracyConfig(imgsz=imgsz)
+    rows = [(base_id, RuntimeOptions())]
+    for fmt in ExportFormat:
+        try:
+            child = export(workspace, base_id, ExportConfig(format=fmt, imgsz=imgsz), progress=progress)
+        except WorkbenchError as exc:  # a format whose toolchain is missing: say so in the report, go on
+            workspace.ledger.add_measurement(base_id, "latency", {"error": exc.problem, "fix": exc.fix},
+                                             {"runtime": fmt.value, "imgsz": imgsz, "batch": 1, "status": "failed"})
+            continue
+        if fmt is ExportFormat.OPENVINO:
+            # f32 explicitly, and the default (bf16 on CPUs that have it, silently)
+            rows += [(child, RuntimeOptions(precision="f32")), (child, RuntimeOptions())]
+        else:
+            rows.append((child, RuntimeOptions()))
+        if fmt is not ExportFormat.TORCHSCRIPT:
+            check_parity(workspace, child, val, ParityConfig(imgsz=imgsz, images=20), progress=progress)
+    for variant_id, options in rows:
+        measure_latency(workspace, variant_id, options, imgsz=imgsz, config=config.latency,
+                        images=val[: config.stage_images], progress=progress)
+        if variant_id != base_id:
+            evaluate_variant(workspace, variant_id, dataset.data_yaml, accuracy, options, progress=progress)
 
 
 def _torch_threads() -> int:
@@ -100,6 +139,8 @@ def _write_demo_report(workspace: Workspace, dataset: ShapesDataset, model, accu
                                      [:config.preview_images], imgsz=imgsz),
                 "Green: labels. Magenta: the model's boxes with confidence >= 0.25."),
     ]
+    if config.measure:
+        sections += study_sections(workspace)
     if card.get("history"):
         sections.append(Section("How the demo model was trained", figure_html(history_figure(card["history"]))
                                 + f"<pre>{_recipe_text(card)}</pre>"))

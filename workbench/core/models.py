@@ -15,6 +15,7 @@ from .errors import ModelLoadError, ModelNotFoundError
 DEMO = "demo"
 _NAME = re.compile(r"^(yolo|yolov|rtdetr)[\w.-]*\.pt$", re.IGNORECASE)
 _YAML = re.compile(r"^(yolo|yolov|rtdetr)[\w.-]*\.ya?ml$", re.IGNORECASE)
+EXPORTED_SUFFIXES = (".onnx", ".torchscript", "_openvino_model")
 
 
 class SourceKind(StrEnum):
@@ -22,6 +23,7 @@ class SourceKind(StrEnum):
     WEIGHTS = "weights"  # a .pt file on disk
     NAME = "name"  # an Ultralytics release name, downloaded by Ultralytics where the network allows
     YAML = "yaml"  # an architecture: random weights, for latency-only studies
+    EXPORTED = "exported"  # an ONNX file, OpenVINO model folder or TorchScript file, run by Ultralytics' AutoBackend
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,12 @@ def resolve(spec: str | Path) -> ModelSource:
             return ModelSource(SourceKind.YAML, text)
         raise ModelNotFoundError(f"model YAML {text!r} not found",
                                  "pass an existing YAML path or an Ultralytics architecture such as 'yolo11n.yaml'")
+    if path.exists() and path.name.endswith(EXPORTED_SUFFIXES):
+        return ModelSource(SourceKind.EXPORTED, str(path.resolve()))
     if path.is_file():
         if suffix != ".pt":
-            raise ModelLoadError(f"{path} is not a PyTorch checkpoint (.pt)",
-                                 "pass a .pt file, a model YAML, or 'demo' for the shipped model")
+            raise ModelLoadError(f"{path} is not a model file the workbench knows ({suffix or 'no suffix'})",
+                                 "pass a .pt, .onnx or .torchscript file, an OpenVINO model folder, a YAML or 'demo'")
         return ModelSource(SourceKind.WEIGHTS, str(path.resolve()))
     if path.exists():
         raise ModelLoadError(f"{path} is a folder, not a model file", "pass the .pt file inside it")
@@ -113,7 +117,7 @@ def load_model(spec: str | Path):
     from .ultra import YOLO
 
     try:
-        model = YOLO(source.ref)
+        model = YOLO(source.ref) if source.kind is not SourceKind.EXPORTED else _exported(source.ref)
     except Exception as exc:  # Ultralytics and torch raise many types; name the file and the cause
         raise ModelLoadError(f"could not load {source.ref}: {type(exc).__name__}: {exc}",
                              "check that it is an Ultralytics YOLO checkpoint or YAML") from exc
@@ -121,6 +125,12 @@ def load_model(spec: str | Path):
         raise ModelLoadError(f"{source.ref} is a {model.task} model; the workbench handles detection models",
                              "pass a YOLO detection model (e.g. yolo11n.pt)")
     return model
+
+
+def _exported(path: str):
+    from .ultra import ultralytics
+
+    return ultralytics().YOLO(path, task="detect")
 
 
 def _load_name(name: str):

@@ -142,9 +142,9 @@ def _open_pytorch(path: Path, options: RuntimeOptions) -> Runner:
 
 
 def _open_torchscript(path: Path, options: RuntimeOptions) -> Runner:
-    import torch
-
     import json
+
+    import torch
 
     torch.set_num_threads(options.thread_count)
     extra = {"config.txt": ""}  # Ultralytics stores its export metadata here
@@ -211,6 +211,7 @@ def _open_openvino(path: Path, options: RuntimeOptions) -> Runner:
         config["INFERENCE_PRECISION_HINT"] = options.precision
     compiled = core.compile_model(model, "CPU", config)
     used = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # what the plugin settled on: f32, bf16
+    used = {"f32": "fp32", "f16": "fp16"}.get(used, used)
     quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
     shape = tuple(d.get_length() if d.is_static else -1 for d in model.input().get_partial_shape())
     request = compiled.create_infer_request()

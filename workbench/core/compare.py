@@ -1,0 +1,114 @@
+"""Comparison tables from the ledger: one row per variant x runtime x precision x imgsz, against a baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+
+LATENCY_COLUMNS = ["variant_id", "variant", "step", "format", "runtime", "precision", "imgsz", "batch", "threads",
+                   "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "first_ms", "load_ms",
+                   "runs", "gflops", "gops_per_s", "size_mb", "status", "error"]
+
+
+def latency_table(workspace):
+    """The newest latency measurement of each variant x runtime x precision x imgsz x batch x threads setting."""
+    import pandas as pd
+
+    measurements = workspace.ledger.rows("measurements")
+    variants = {v["id"]: v for v in workspace.ledger.rows("variants")}
+    rows = []
+    for m in measurements:
+        if m["kind"] != "latency":
+            continue
+        v, ctx, met = variants[m["variant_id"]], m["context"], m["metrics"]
+        rows.append({"measurement_id": m["id"], "variant_id": v["id"], "variant": v["name"], "step": v["step"],
+                     "format": v["format"] or "pt", "runtime": ctx.get("runtime"), "precision": ctx.get("precision"),
+                     "imgsz": ctx.get("imgsz"), "batch": ctx.get("batch"), "threads": ctx.get("threads"),
+                     "size_mb": (v["size_bytes"] or 0) / 2**20, "status": ctx.get("status", "ok"),
+                     "error": met.get("error"), **{k: met.get(k) for k in LATENCY_COLUMNS[9:21]},
+                     "throughput_fps": (met.get("throughput") or {}).get("fps"), "stages": met.get("stages"),
+                     "samples_ms": met.get("samples_ms")})
+    frame = pd.DataFrame(rows, columns=["measurement_id", *LATENCY_COLUMNS, "throughput_fps", "stages",
+                                        "samples_ms"])
+    if frame.empty:
+        return frame
+    keys = ["variant_id", "runtime", "precision", "imgsz", "batch", "threads"]
+    return frame.sort_values("measurement_id").groupby(keys, dropna=False).tail(1).reset_index(drop=True)
+
+
+def _family(variant: dict) -> tuple:
+    """Variants that differ only in the export imgsz share a family (and their accuracy at the training imgsz)."""
+    params = {k: v for k, v in (variant["params"] or {}).items() if k != "imgsz"}
+    return variant["parent_id"], variant["step"], variant["format"], tuple(sorted(map(str, params.items())))
+
+
+def accuracy_lookup(workspace) -> dict[tuple, dict]:
+    """Newest successful accuracy per (variant, precision) and per (family, precision), with its imgsz."""
+    variants = {v["id"]: v for v in workspace.ledger.rows("variants")}
+    found = {}
+    for m in workspace.ledger.rows("measurements"):
+        if m["kind"] == "accuracy" and m["context"].get("status", "ok") == "ok":
+            value = {"map50": m["metrics"]["map50"], "map50_95": m["metrics"]["map50_95"],
+                     "map_imgsz": m["context"].get("imgsz"), "map_variant_id": m["variant_id"]}
+            precision = m["context"].get("precision")
+            found[(m["variant_id"], precision)] = value
+            found[(_family(variants[m["variant_id"]]), precision)] = value
+    return found
+
+
+def accuracy_of(lookup: dict, variant: dict, precision: str | None) -> dict:
+    """Accuracy for a row: the variant's own at this precision, else its family's (same export at another imgsz)."""
+    for key in ((variant["id"], precision), (_family(variant), precision)):
+        if key in lookup:
+            return lookup[key]
+    return {}
+
+
+def comparison_table(workspace, *, baseline: dict | None = None):
+    """Latency rows with mAP (measured once at the training imgsz, as `map_imgsz`), speed-up and mAP delta.
+
+    Args:
+        baseline: column values that pick the baseline row, e.g. {"runtime": "pytorch", "imgsz": 640};
+            default: the PyTorch row of the first variant at each imgsz.
+    """
+    table = latency_table(workspace)
+    if table.empty:
+        return table
+    lookup = accuracy_lookup(workspace)
+    variants = {v["id"]: v for v in workspace.ledger.rows("variants")}
+    accuracy = [accuracy_of(lookup, variants[int(r.variant_id)], r.precision) for r in table.itertuples()]
+    for key in ("map50", "map50_95", "map_imgsz", "map_variant_id"):
+        table[key] = [a.get(key, np.nan) for a in accuracy]
+    ok = table["status"] == "ok"
+    table["speedup"] = np.nan
+    table["map50_95_delta"] = np.nan
+    for _, group in table[ok].groupby("imgsz"):
+        base = _pick(group, baseline)
+        if base is None:
+            continue
+        table.loc[group.index, "speedup"] = base["p50_ms"] / group["p50_ms"]
+        table.loc[group.index, "map50_95_delta"] = group["map50_95"] - base["map50_95"]
+        table.loc[group.index, "baseline"] = f"{base['variant']} {base['runtime']} {base['precision']}"
+    return table
+
+
+def _pick(group, baseline: dict | None):
+    rows = group
+    for key, value in (baseline or {"runtime": "pytorch"}).items():
+        if key != "imgsz":
+            rows = rows[rows[key] == value]
+    if rows.empty:
+        return None
+    return rows.iloc[0]
+
+
+def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """Boolean mask of points no other point beats on both lower latency and higher accuracy."""
+    latency, accuracy = np.asarray(latency, float), np.asarray(accuracy, float)
+    mask = np.zeros(len(latency), bool)
+    for i in range(len(latency)):
+        if np.isnan(latency[i]) or np.isnan(accuracy[i]):
+            continue
+        no_worse = (latency <= latency[i]) & (accuracy >= accuracy[i])
+        better = no_worse & ((latency < latency[i]) | (accuracy > accuracy[i]))
+        mask[i] = not better.any()
+    return mask
