@@ -23,15 +23,16 @@ def latency_table(workspace):
         rows.append({"measurement_id": m["id"], "variant_id": v["id"], "variant": v["name"], "step": v["step"],
                      "format": v["format"] or "pt", "runtime": ctx.get("runtime"), "precision": ctx.get("precision"),
                      "imgsz": ctx.get("imgsz"), "batch": ctx.get("batch"), "threads": ctx.get("threads"),
+                     "precision_hint": (ctx.get("options") or {}).get("precision"),
                      "size_mb": (v["size_bytes"] or 0) / 2**20, "status": ctx.get("status", "ok"),
                      "error": met.get("error"), **{k: met.get(k) for k in LATENCY_COLUMNS[9:21]},
                      "throughput_fps": (met.get("throughput") or {}).get("fps"), "stages": met.get("stages"),
                      "samples_ms": met.get("samples_ms")})
-    frame = pd.DataFrame(rows, columns=["measurement_id", *LATENCY_COLUMNS, "throughput_fps", "stages",
-                                        "samples_ms"])
+    frame = pd.DataFrame(rows, columns=["measurement_id", *LATENCY_COLUMNS, "precision_hint", "throughput_fps",
+                                        "stages", "samples_ms"])
     if frame.empty:
         return frame
-    keys = ["variant_id", "runtime", "precision", "imgsz", "batch", "threads"]
+    keys = ["variant_id", "runtime", "precision_hint", "precision", "imgsz", "batch", "threads"]
     return frame.sort_values("measurement_id").groupby(keys, dropna=False).tail(1).reset_index(drop=True)
 
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from .data.checks import check_dataset
 from .errors import ConfigError, WorkbenchError
 from .progress import ProgressFn, emit
 
@@ -104,6 +105,8 @@ def export(workspace, parent_id: int, config: ExportConfig, *, progress: Progres
     from .runtimes import check_loads
 
     parent = workspace.artifact_path(parent_id)
+    if config.data:
+        check_dataset(config.data, splits=("val",))  # calibration images: fail now, not after loading the model
     if parent.suffix != ".pt":
         raise ConfigError(f"variant {parent_id} is {parent.name}, not a PyTorch .pt model", "export a .pt variant")
     name = f"{parent.stem.rsplit('-', 1)[0]}-{config.name_suffix()}{_OUTPUT[config.format]}"

@@ -210,9 +210,8 @@ def _open_openvino(path: Path, options: RuntimeOptions) -> Runner:
     if options.precision is not None:
         config["INFERENCE_PRECISION_HINT"] = options.precision
     compiled = core.compile_model(model, "CPU", config)
-    used = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # what the plugin settled on: f32, bf16
-    used = {"f32": "fp32", "f16": "fp16"}.get(used, used)
-    quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+    counts = runtime_precisions(compiled)
+    used = _openvino_precision(counts)
     shape = tuple(d.get_length() if d.is_static else -1 for d in model.input().get_partial_shape())
     request = compiled.create_infer_request()
 
@@ -224,11 +223,29 @@ def _open_openvino(path: Path, options: RuntimeOptions) -> Runner:
         return ov.AsyncInferQueue(compiled, jobs)
 
     context = {"threads": options.thread_count, "hint": options.hint, "precision_hint": options.precision,
-               "inference_precision": used, "streams": int(compiled.get_property("NUM_STREAMS")),
+               "inference_precision_property": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+               "node_precisions": counts, "streams": int(compiled.get_property("NUM_STREAMS")),
                "optimal_requests": int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")),
                "openvino": ov.get_version()}
-    precision = f"int8+{used}" if quantized else used
-    return Runner("openvino", path, precision, shape, 0.0, context, call, async_queue)
+    return Runner("openvino", path, used, shape, 0.0, context, call, async_queue)
+
+
+def runtime_precisions(compiled) -> dict[str, int]:
+    """How many nodes of the compiled (executed) graph run in each element type: the ground truth."""
+    from collections import Counter
+
+    found = Counter()
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if "runtimePrecision" in info:
+            found[str(info["runtimePrecision"].astype(str))] += 1
+    return dict(found)
+
+
+def _openvino_precision(counts: dict[str, int]) -> str:
+    """fp32, bf16 or fp16 for the float part, prefixed by int8+ where quantized nodes run in i8/u8."""
+    floating = next((name for key, name in (("bf16", "bf16"), ("f16", "fp16")) if counts.get(key)), "fp32")
+    return f"int8+{floating}" if counts.get("i8") or counts.get("u8") else floating
 
 
 _OPENERS = {"pytorch": _open_pytorch, "torchscript": _open_torchscript, "onnxruntime": _open_onnxruntime,
