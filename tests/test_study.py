@@ -25,7 +25,8 @@ def study(tmp_path_factory, tiny_dataset):
     ov = export(ws, base, ExportConfig(format="openvino", imgsz=64))
     images = sorted((tiny_dataset.root / "images" / "val").glob("*.jpg"))[:2]
     for vid, options in ((base, RuntimeOptions()), (onnx, RuntimeOptions()), (ov, RuntimeOptions(precision="f32"))):
-        measure_latency(ws, vid, options, imgsz=64, config=QUICK, images=images, throughput_jobs=2)
+        measure_latency(ws, vid, options, imgsz=64, config=QUICK, images=images, throughput_jobs=2,
+                        throughput_s=0.3)
     for vid in (base, onnx):
         evaluate_variant(ws, vid, tiny_dataset.data_yaml, AccuracyConfig(imgsz=64, batch=8))
     return ws, base, onnx, ov

@@ -129,6 +129,23 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from .core.bench import BenchConfig, run_bench
+
+    printer = ProgressPrinter()
+    start = time.perf_counter()
+    try:
+        result = run_bench(args.out, BenchConfig(imgsizes=tuple(args.imgsz), threads=args.threads),
+                           progress=printer)
+    finally:
+        printer.close()
+    from .core.bench import markdown_table
+
+    print(markdown_table(result["records"]))
+    print(f"\n{len(result['records'])} rows in {time.perf_counter() - start:.0f} s: {Path(args.out) / 'results.json'}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     from .core.data.generate import SHIFTS
 
@@ -161,6 +178,12 @@ def parser() -> argparse.ArgumentParser:
     model.add_argument("--out", default="workbench-runs/demo-model")
     model.add_argument("--workspace", default="workbench-runs")
     model.set_defaults(run=_demo_model)
+
+    bench = sub.add_parser("bench", help="the demo model on every runtime at 320 and 640 (bench/results.json)")
+    bench.add_argument("--out", default="bench")
+    bench.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
+    bench.add_argument("--threads", type=int, default=2)
+    bench.set_defaults(run=_bench)
 
     evaluate = sub.add_parser("evaluate", help="mAP of a model on a YOLO dataset (Ultralytics' validator)")
     evaluate.add_argument("--model", default="demo")

@@ -22,7 +22,7 @@ class ExportFormat(StrEnum):
 # What Ultralytics writes next to the .pt for each format, and the suffix the artifact keeps in the workspace.
 _OUTPUT = {ExportFormat.ONNX: ".onnx", ExportFormat.OPENVINO: "_openvino_model",
            ExportFormat.TORCHSCRIPT: ".torchscript"}
-_PRECISIONS = {ExportFormat.ONNX: ("fp32", "int8"), ExportFormat.OPENVINO: ("fp32", "fp16", "int8"),
+_PRECISIONS = {ExportFormat.ONNX: ("fp32", "fp16", "int8"), ExportFormat.OPENVINO: ("fp32", "fp16", "int8"),
                ExportFormat.TORCHSCRIPT: ("fp32",)}
 
 
@@ -42,6 +42,7 @@ class ExportConfig:
     simplify: bool = True
     data: str | None = None  # calibration data YAML, needed for int8
     fraction: float = 1.0  # share of the calibration split used for int8
+    split: str = "train"  # calibration split: not the val split that accuracy is measured on
 
     def __post_init__(self):
         object.__setattr__(self, "format", ExportFormat(self.format))
@@ -63,7 +64,7 @@ class ExportConfig:
         if self.format is ExportFormat.ONNX:
             args["simplify"] = self.simplify
         if self.precision == "int8":
-            args.update(data=self.data, fraction=self.fraction)
+            args.update(data=self.data, fraction=self.fraction, split=self.split)
         return args
 
     def name_suffix(self) -> str:
@@ -106,7 +107,7 @@ def export(workspace, parent_id: int, config: ExportConfig, *, progress: Progres
 
     parent = workspace.artifact_path(parent_id)
     if config.data:
-        check_dataset(config.data, splits=("val",))  # calibration images: fail now, not after loading the model
+        check_dataset(config.data, splits=(config.split,))  # calibration images: fail now, not after loading
     if parent.suffix != ".pt":
         raise ConfigError(f"variant {parent_id} is {parent.name}, not a PyTorch .pt model", "export a .pt variant")
     name = f"{parent.stem.rsplit('-', 1)[0]}-{config.name_suffix()}{_OUTPUT[config.format]}"

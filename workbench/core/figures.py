@@ -12,14 +12,17 @@ from .compare import pareto_front
 from .inference import STAGES
 
 
-def _label(row) -> str:
-    return f"{row['variant']} · {row['runtime']} {row['precision']} · {row['imgsz']}px"
-
-
 def _ops_text(row) -> str:
-    if row.get("gflops") is None or (isinstance(row.get("gflops"), float) and np.isnan(row["gflops"])):
+    gflops = row.get("gflops")
+    if gflops is None or (isinstance(gflops, float) and np.isnan(gflops)):
         return ""
-    return f"{row['gflops']:.2f} GFLOPs/img, {row['gops_per_s']:.1f} GOP/s"
+    return f"{gflops:.2f} GFLOPs/img, {row['gops_per_s']:.1f} GOP/s"
+
+
+def row_label(row) -> str:
+    """Variant, runtime, precision and imgsz, with the model's GFLOPs and the achieved GOP/s."""
+    ops = _ops_text(row)
+    return f"{row['variant']} · {row['runtime']} {row['precision']} · {row['imgsz']}px" + (f" · {ops}" if ops else "")
 
 
 def pareto_figure(table, title: str = "Latency vs accuracy"):
@@ -63,7 +66,7 @@ def stage_figure(table, title: str = "End-to-end time per image by stage"):
     import plotly.graph_objects as go
 
     rows = table[table["stages"].map(lambda s: isinstance(s, dict) and bool(s))]
-    labels = [_label(r) for _, r in rows.iterrows()]
+    labels = [row_label(r) for _, r in rows.iterrows()]
     fig = go.Figure()
     for stage in STAGES:
         fig.add_bar(y=labels, x=[r["stages"][stage]["p50_ms"] for _, r in rows.iterrows()], name=stage,

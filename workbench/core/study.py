@@ -44,7 +44,7 @@ def _record_failure(workspace, variant_id: int, kind: str, error: Exception, con
 
 def measure_latency(workspace, variant_id: int, options: RuntimeOptions = RuntimeOptions(), *, imgsz: int = 640,
                     batch: int = 1, config: LatencyConfig = LatencyConfig(), images: list[Path] | None = None,
-                    throughput_jobs: int = 0, progress: ProgressFn | None = None) -> int:
+                    throughput_jobs: int = 0, throughput_s: float = 2.0, progress: ProgressFn | None = None) -> int:
     """Time one variant under one runtime setting and record it (or the failure) as a `latency` measurement.
 
     Args:
@@ -52,7 +52,8 @@ def measure_latency(workspace, variant_id: int, options: RuntimeOptions = Runtim
         imgsz, batch: input shape; a static artifact must match it.
         config: warm-up and run sizing.
         images: real images for the decode / preprocess / inference / postprocess breakdown (batch 1 only).
-        throughput_jobs: when > 0, also measure asynchronous throughput with that many requests in flight.
+        throughput_jobs: when > 0, also measure asynchronous throughput with that many requests in flight,
+            for `throughput_s` seconds.
     Returns:
         the measurement id.
     """
@@ -78,7 +79,7 @@ def measure_latency(workspace, variant_id: int, options: RuntimeOptions = Runtim
                                                                           min_time_s=0.5))
             metrics["stages"] = {name: s.summary() for name, s in stages.items()}
         if throughput_jobs:
-            metrics["throughput"] = asdict(measure_throughput(runner, x, jobs=throughput_jobs, seconds=2.0))
+            metrics["throughput"] = asdict(measure_throughput(runner, x, jobs=throughput_jobs, seconds=throughput_s))
     except (WorkbenchError, OSError) as exc:
         return _record_failure(workspace, variant_id, "latency", exc, context)
     emit(progress, "latency", 1, 1, f"{path.name} p50 {stats.p50_ms:.1f} ms")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .compare import comparison_table
-from .figures import latency_distribution_figure, pareto_figure, size_figure, stage_figure
+from .figures import latency_distribution_figure, pareto_figure, row_label, size_figure, stage_figure
 from .report import Section, figure_html, table_html
 
 _TABLE = ["variant", "runtime", "precision", "imgsz", "batch", "threads", "p50_ms", "p90_ms", "p99_ms", "first_ms",
@@ -29,8 +29,7 @@ def study_sections(workspace) -> list[Section]:
                 "Lower left is slow and inaccurate, upper left is what you want. Points on the dotted line are "
                 "not beaten on both axes by any other; hover for GFLOPs and achieved GOP/s."),
         Section("Latency distributions", figure_html(latency_distribution_figure(
-            [{"label": f"{r.variant} · {r.runtime} {r.precision} · {r.imgsz}px", "samples_ms": r.samples_ms}
-             for r in ok.itertuples() if r.samples_ms])),
+            [{"label": row_label(r), "samples_ms": r["samples_ms"]} for _, r in ok.iterrows() if r["samples_ms"]])),
                 "A wide box or far outliers mean a noisy machine or a runtime that re-plans; trust p50, check p99."),
     ]
     if ok["stages"].map(lambda s: isinstance(s, dict) and bool(s)).any():

@@ -1,0 +1,172 @@
+"""`make bench` / `workbench bench`: the demo model on every runtime at 320 and 640, checked against
+OpenVINO's benchmark_app and a bare timing loop, written to bench/results.json and a markdown table."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .accuracy import AccuracyConfig
+from .compare import comparison_table
+from .environment import fingerprint
+from .export import ExportConfig, export
+from .latency import LatencyConfig
+from .models import demo_card, demo_weights
+from .progress import ProgressFn, emit
+from .runtimes import RuntimeOptions, example_input, open_runner
+from .study import evaluate_variant, measure_latency
+
+RECORD_KEYS = ("variant", "runtime", "precision", "imgsz", "batch", "threads", "p50_ms", "p90_ms", "p99_ms",
+               "mean_ms", "first_ms", "load_ms", "map50", "map50_95", "map_imgsz", "size_mb")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    imgsizes: tuple[int, ...] = (320, 640)
+    threads: int = 2
+    latency: LatencyConfig = field(default_factory=lambda: LatencyConfig(warmup_runs=10, warmup_s=1.0, min_runs=50,
+                                                                         min_time_s=5.0))
+    benchmark_app_seconds: int = 10
+    bare_loop_runs: int = 100
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str  # which export, e.g. "onnx"
+    variant_id: int
+    options: RuntimeOptions
+    imgsz: int
+
+
+def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress: ProgressFn | None = None) -> dict:
+    """Export, measure, cross-check and write `out/results.json` and `out/results.md`; returns the JSON."""
+    from .data.generate import generate_shapes
+    from .demo_model import DEMO_DATA
+    from .workspace import Workspace
+
+    out = Path(out)
+    workspace = Workspace(out / "workspace")
+    dataset = generate_shapes(workspace.datasets, DEMO_DATA, progress=progress)
+    card = demo_card()
+    map_imgsz = card["imgsz"]
+    base = workspace.add_artifact(demo_weights(), "yolo11n-shapes.pt", step="source", params={"source": "demo"},
+                                  format="pt")
+    ov = RuntimeOptions(threads=config.threads, hint="none", streams=1)  # what benchmark_app -hint none runs
+    rows: list[Row] = []
+    for imgsz in sorted(set(config.imgsizes) | {map_imgsz}):
+        onnx = export(workspace, base, ExportConfig(format="onnx", imgsz=imgsz), progress=progress)
+        ir = export(workspace, base, ExportConfig(format="openvino", imgsz=imgsz), progress=progress)
+        # the reference: Ultralytics' own one-line INT8 export (NNCF inside), calibrated on the train split
+        int8 = export(workspace, base, ExportConfig(format="openvino", imgsz=imgsz, precision="int8",
+                                                    data=str(dataset.data_yaml), split="train"), progress=progress)
+        rows += [Row("pytorch", base, RuntimeOptions(threads=config.threads), imgsz),
+                 Row("onnx", onnx, RuntimeOptions(threads=config.threads), imgsz),
+                 Row("openvino", ir, replace(ov, precision="f32"), imgsz),
+                 Row("openvino", ir, replace(ov, precision="bf16"), imgsz),
+                 Row("ultralytics-int8", int8, ov, imgsz)]
+    measured = [r for r in rows if r.imgsz in config.imgsizes]
+    for index, row in enumerate(measured):
+        emit(progress, "bench latency", index, len(measured), f"{row.key} {row.imgsz}px")
+        measure_latency(workspace, row.variant_id, row.options, imgsz=row.imgsz, config=config.latency)
+    accuracy = AccuracyConfig(imgsz=map_imgsz)
+    for row in rows:  # once per variant and precision, at the training imgsz
+        if row.imgsz == map_imgsz:
+            evaluate_variant(workspace, row.variant_id, dataset.data_yaml, accuracy, row.options, progress=progress)
+    records = _records(workspace, measured, config, progress)
+    result = {"records": records, "fingerprint": fingerprint(), "config": {
+        "threads": config.threads, "batch": 1, "latency": config.latency.__dict__, "map_imgsz": map_imgsz,
+        "benchmark_app": f"-hint none -nstreams 1 -nthreads {config.threads} -api sync -t "
+                         f"{config.benchmark_app_seconds}", "dataset": dataset.config.name}}
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out / "results.md").write_text(markdown_table(records) + "\n")
+    return result
+
+
+def _records(workspace, rows: list[Row], config: BenchConfig, progress: ProgressFn | None) -> list[dict]:
+    table = comparison_table(workspace, baseline={"runtime": "pytorch"})
+    names = {"pytorch": "pytorch", "onnx": "onnx-fp32", "openvino": "openvino", "ultralytics-int8":
+             "ultralytics-openvino-int8"}
+    records = []
+    for index, row in enumerate(rows):
+        hint = row.options.precision
+        match = table[(table["variant_id"] == row.variant_id) & (table["imgsz"] == row.imgsz)
+                      & (table["precision_hint"].isna() if hint is None else table["precision_hint"] == hint)]
+        if match.empty:
+            continue
+        found = match.iloc[-1].to_dict()
+        record = {k: _plain(found.get(k)) for k in RECORD_KEYS}
+        record.update(variant=f"{names[row.key]}-{row.imgsz}", artifact=found["variant"], status=found["status"],
+                      precision_hint=hint, speedup_vs_pytorch=_plain(found.get("speedup")),
+                      gflops=_plain(found.get("gflops")), gops_per_s=_plain(found.get("gops_per_s")),
+                      error=found.get("error"))
+        if found["status"] == "ok":
+            emit(progress, "bench cross-check", index, len(rows), record["variant"])
+            record["bare_loop_p50_ms"] = _bare_loop(workspace.artifact_path(row.variant_id), row.options, row.imgsz,
+                                                    config.bare_loop_runs)
+            record["bare_loop_ratio"] = record["bare_loop_p50_ms"] / record["p50_ms"]
+            if found["runtime"] == "openvino":
+                median = benchmark_app(workspace.artifact_path(row.variant_id), hint, config)
+                record["benchmark_app_median_ms"] = median
+                record["benchmark_app_ratio"] = median / record["p50_ms"] if median else None
+        records.append(record)
+    return records
+
+
+def _bare_loop(path: Path, options: RuntimeOptions, imgsz: int, runs: int) -> float:
+    """The simplest possible timing of the same artifact: load, 10 calls, then `runs` timed calls; the median."""
+    runner = open_runner(path, options)
+    x = example_input(runner, imgsz)
+    for _ in range(10):
+        runner(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        runner(x)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def benchmark_app(path: Path, precision: str | None, config: BenchConfig) -> float | None:
+    """Median latency from OpenVINO's benchmark_app, sync API, same threads and streams; None if unavailable."""
+    tool = shutil.which("benchmark_app", path=str(Path(sys.executable).parent)) or shutil.which("benchmark_app")
+    if tool is None:
+        return None
+    xml = next(Path(path).glob("*.xml"))
+    command = [tool, "-m", str(xml), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nthreads",
+               str(config.threads), "-api", "sync", "-t", str(config.benchmark_app_seconds)]
+    if precision:
+        command += ["-infer_precision", precision]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=config.benchmark_app_seconds * 6 + 120)
+    found = re.search(r"Median:\s+([\d.]+)\s*ms", run.stdout)
+    return float(found.group(1)) if found else None
+
+
+def _plain(value):
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def markdown_table(records: list[dict]) -> str:
+    """The bench table as markdown."""
+    columns = ["variant", "runtime", "precision", "imgsz", "threads", "p50_ms", "p90_ms", "p99_ms", "first_ms",
+               "load_ms", "speedup_vs_pytorch", "map50_95", "map_imgsz", "size_mb", "bare_loop_ratio",
+               "benchmark_app_ratio"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for record in records:
+        cells = []
+        for column in columns:
+            value = record.get(column)
+            cells.append(f"{value:.3f}" if isinstance(value, float) else ("" if value is None else str(value)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
