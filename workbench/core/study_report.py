@@ -40,7 +40,7 @@ def study_sections(workspace) -> list[Section]:
     parity = workspace.measurements("parity")
     if not parity.empty:
         columns = [c for c in ("variant", "verdict", "match_rate", "mean_iou", "max_abs_diff", "cosine",
-                               "class_agreement", "score_mae", "images", "reason") if c in parity]
+                               "class_agreement", "score_mae", "images") if c in parity]
         sections.append(Section("Parity with the parent", table_html(parity[columns].to_dict("records")),
                                 "Boxes of the export matched to the PyTorch parent's on the same images; "
                                 "a pass needs a match rate of 0.99 and a mean IoU of 0.95."))
