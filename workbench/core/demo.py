@@ -25,7 +25,7 @@ from .report import (
     write_report,
 )
 from .runtimes import RuntimeOptions
-from .study import check_parity, evaluate_variant, measure_latency
+from .study import accuracy_context, check_parity, evaluate_variant, measure_latency
 from .study_report import study_sections
 from .workspace import DEFAULT_ROOT, Workspace
 
@@ -74,12 +74,9 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: ProgressFn | None =
     variant_id = workspace.add_artifact(Path(model.ckpt_path or source.ref), Path(source.ref).name, step="source",
                                         params={"source": config.model, "kind": source.kind.value}, format="pt")
     accuracy = evaluate(model, dataset.data_yaml, accuracy_config, progress=progress)
-    measurement_id = workspace.ledger.add_measurement(
-        variant_id, "accuracy", accuracy.metrics(),
-        context={"runtime": "pytorch", "precision": "fp32", "device": accuracy_config.device,
-                 "imgsz": imgsz, "batch": accuracy_config.batch, "split": accuracy_config.split,
-                 "conf": accuracy_config.conf, "iou": accuracy_config.iou, "dataset": dataset.config.name,
-                 "data_yaml": str(dataset.data_yaml), "threads": _torch_threads()})
+    measurement_id = workspace.ledger.add_measurement(variant_id, "accuracy", accuracy.metrics(), accuracy_context(
+        accuracy_config, dataset.data_yaml, runtime="pytorch", precision="fp32", dataset=dataset.config.name,
+        status="ok"))
     if config.measure:
         _export_and_measure(workspace, variant_id, dataset, imgsz, config, progress)
     emit(progress, "report", 0, 1)
@@ -114,12 +111,6 @@ def _export_and_measure(workspace: Workspace, base_id: int, dataset: ShapesDatas
                         images=val[: config.stage_images], progress=progress)
         if variant_id != base_id:
             evaluate_variant(workspace, variant_id, dataset.data_yaml, accuracy, options, progress=progress)
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _write_demo_report(workspace: Workspace, dataset: ShapesDataset, model, accuracy: AccuracyResult, imgsz: int,

@@ -141,7 +141,8 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
 h1{margin-bottom:.2rem} .meta{color:#666} section{margin:2rem 0} .note{color:#555;font-size:.95rem}
 table{border-collapse:collapse;font-size:.9rem} th,td{border:1px solid #ddd;padding:.25rem .6rem;text-align:left}
-th{background:#f4f4f4} .scroll{overflow-x:auto;max-width:100%} .grid{display:flex;flex-wrap:wrap;gap:.6rem} figure{margin:0}
+th{background:#f4f4f4} .scroll{overflow-x:auto;max-width:100%}
+.grid{display:flex;flex-wrap:wrap;gap:.6rem} figure{margin:0}
 figcaption{font-size:.8rem;color:#555;text-align:center} pre{background:#f7f7f7;padding:.6rem;overflow-x:auto}
 """
 

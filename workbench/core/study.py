@@ -12,6 +12,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 from .accuracy import AccuracyConfig, evaluate
+from .environment import usable_cores
 from .errors import WorkbenchError
 from .inference import stage_breakdown
 from .latency import LatencyConfig, measure_throughput, time_calls
@@ -112,12 +113,19 @@ def _openvino_precision(precision: str | None):
         AutoBackend._BACKEND_MAP["openvino"] = original
 
 
+def accuracy_context(config: AccuracyConfig, data_yaml: Path | str, options: RuntimeOptions = RuntimeOptions(),
+                     **extra) -> dict:
+    """The context an accuracy measurement is stored with."""
+    return {"imgsz": config.imgsz, "split": config.split, "batch": config.batch, "conf": config.conf,
+            "iou": config.iou, "device": config.device, "threads": config.threads or usable_cores(),
+            "data_yaml": str(data_yaml), "options": asdict(options), **extra}
+
+
 def evaluate_variant(workspace, variant_id: int, data_yaml: Path | str, config: AccuracyConfig = AccuracyConfig(),
                      options: RuntimeOptions = RuntimeOptions(), *, progress: ProgressFn | None = None) -> int:
     """mAP of a variant in its own runtime (OpenVINO with the given precision hint); recorded as `accuracy`."""
     path = workspace.artifact_path(variant_id)
-    context = {"imgsz": config.imgsz, "split": config.split, "batch": config.batch, "conf": config.conf,
-               "iou": config.iou, "data_yaml": str(data_yaml), "options": asdict(options)}
+    context = accuracy_context(config, data_yaml, options)
     try:
         context["runtime"] = runtime_for(path)
         context["precision"] = open_runner(path, options).precision  # what this setting computes in
