@@ -43,6 +43,6 @@ def test_unwritable_workspace_is_a_clear_error(tmp_path, capsys):
 
 def test_evaluate_with_a_yaml_pointing_at_nothing(tmp_path, capsys):
     data = tmp_path / "data.yaml"
-    data.write_text("path: /nowhere\ntrain: images\nval: images\nnames: [a]\n")
+    data.write_text("path: /nowhere\ntrain: images\nval: images\nnames: [a, b, c, d]\n")
     assert main(["evaluate", "--data", str(data)]) == 2
     assert "points at nothing" in capsys.readouterr().err
