@@ -27,9 +27,10 @@ def latency_table(workspace):
                      "size_mb": (v["size_bytes"] or 0) / 2**20, "status": ctx.get("status", "ok"),
                      "error": met.get("error"), **{k: met.get(k) for k in LATENCY_COLUMNS[9:21]},
                      "throughput_fps": (met.get("throughput") or {}).get("fps"), "stages": met.get("stages"),
+                     "machine_gemm_gflops": met.get("machine_gemm_gflops"),
                      "samples_ms": met.get("samples_ms")})
     frame = pd.DataFrame(rows, columns=["measurement_id", *LATENCY_COLUMNS, "precision_hint", "throughput_fps",
-                                        "stages", "samples_ms"])
+                                        "machine_gemm_gflops", "stages", "samples_ms"])
     if frame.empty:
         return frame
     keys = ["variant_id", "runtime", "precision_hint", "precision", "imgsz", "batch", "threads"]

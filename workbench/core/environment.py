@@ -59,6 +59,28 @@ def gpu_info() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
+@lru_cache(maxsize=8)
+def gemm_gflops(threads: int, size: int = 1024, seconds: float = 0.5) -> float:
+    """Measured fp32 matrix-multiply rate with `threads` torch threads: a practical ceiling for dense models."""
+    import time
+
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.rand(size, size), torch.rand(size, size)
+        torch.mm(a, b)
+        runs, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            torch.mm(a, b)
+            runs += 1
+        elapsed = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(previous)
+    return round(2 * size**3 * runs / elapsed / 1e9, 1)
+
+
 def library_versions() -> dict[str, str | None]:
     """Installed versions (None when absent), read from metadata without importing anything."""
     versions = {}

@@ -43,6 +43,9 @@ def pareto_figure(table, title: str = "Latency vs accuracy"):
         front = ok[pareto_front(ok["p50_ms"].to_numpy(), ok["map50_95"].to_numpy())].sort_values("p50_ms")
         fig.add_scatter(x=front["p50_ms"], y=front["map50_95"], mode="lines", name="Pareto front",
                         line={"dash": "dot", "color": "#555"}, hoverinfo="skip")
+    peak = ok["machine_gemm_gflops"].dropna() if "machine_gemm_gflops" in ok else []
+    if len(peak):
+        title += f"<br><sup>for scale: this machine's fp32 matrix multiply reaches {peak.max():.0f} GFLOP/s</sup>"
     fig.update_layout(title=title, template="plotly_white", height=460,
                       xaxis={"title": "p50 latency per batch (ms, log scale)", "type": "log"},
                       yaxis={"title": "mAP50-95"}, legend={"title": "runtime, precision"})

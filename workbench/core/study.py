@@ -12,7 +12,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 from .accuracy import AccuracyConfig, evaluate
-from .environment import usable_cores
+from .environment import gemm_gflops, usable_cores
 from .errors import WorkbenchError
 from .inference import stage_breakdown
 from .latency import LatencyConfig, measure_throughput, time_calls
@@ -74,7 +74,8 @@ def measure_latency(workspace, variant_id: int, options: RuntimeOptions = Runtim
         stats = time_calls(lambda: runner(x), config)
         gflops = variant_gflops(workspace, variant_id, imgsz)
         metrics = {**stats.summary(), "samples_ms": stats.samples_ms, "load_ms": runner.load_ms, "gflops": gflops,
-                   "gops_per_s": gflops * batch / (stats.p50_ms / 1000) if gflops else None}
+                   "gops_per_s": gflops * batch / (stats.p50_ms / 1000) if gflops else None,
+                   "machine_gemm_gflops": gemm_gflops(options.thread_count)}
         if images and batch == 1:
             stages = stage_breakdown(runner, images, imgsz, LatencyConfig(warmup_runs=2, warmup_s=0.2, min_runs=10,
                                                                           min_time_s=0.5))

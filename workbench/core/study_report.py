@@ -24,7 +24,8 @@ def study_sections(workspace) -> list[Section]:
                 f"{cpu['model']} ({' '.join(cpu['isa'])}), {cpu['usable_cores']} cores. Speed-up and mAP delta are "
                 f"against {ok['baseline'].dropna().iloc[0] if ok['baseline'].notna().any() else 'the baseline'} at "
                 "the same imgsz. mAP is measured once per variant at the training imgsz (map_imgsz). Precision is "
-                "what the runtime actually computed in."),
+                "what the runtime actually computed in. GOP/s is the model's GFLOPs per image over p50; for scale, "
+                f"an fp32 matrix multiply reaches {ok['machine_gemm_gflops'].max():.0f} GFLOP/s here."),
         Section("Latency vs accuracy", figure_html(pareto_figure(table)),
                 "Lower left is slow and inaccurate, upper left is what you want. Points on the dotted line are "
                 "not beaten on both axes by any other; hover for GFLOPs and achieved GOP/s."),
