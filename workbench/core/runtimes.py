@@ -197,6 +197,9 @@ def _open_onnxruntime(path: Path, options: RuntimeOptions) -> Runner:
 
 
 def _open_openvino(path: Path, options: RuntimeOptions) -> Runner:
+    from .offline import decline_openvino_telemetry
+
+    decline_openvino_telemetry()
     import openvino as ov
 
     xml = path if path.suffix == ".xml" else next(path.glob("*.xml"))
