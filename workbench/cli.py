@@ -53,7 +53,8 @@ def _demo(args) -> int:
     printer = ProgressPrinter()
     start = time.perf_counter()
     try:
-        result = run_demo(DemoConfig(workspace=Path(args.workspace), model=args.model, data=data), progress=printer)
+        result = run_demo(DemoConfig(workspace=Path(args.workspace), model=args.model, data=data,
+                                     measure=not args.no_measure), progress=printer)
     finally:
         printer.close()
     acc = result.accuracy
@@ -158,6 +159,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--train-images", type=int, default=None, help="generated train images (default 800)")
     demo.add_argument("--val-images", type=int, default=None, help="generated val images (default 200)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-measure", action="store_true", help="skip export and the runtime measurements")
     demo.set_defaults(run=_demo)
 
     info = sub.add_parser("info", help="print the environment fingerprint")
