@@ -17,6 +17,10 @@ from workbench.core.workspace import Workspace
 QUICK = LatencyConfig(warmup_runs=1, warmup_s=0, min_runs=3, min_time_s=0)
 
 
+def _measurement(ws, measurement_id):
+    return next(r for r in ws.ledger.rows("measurements") if r["id"] == measurement_id)
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, tiny_dataset):
     ws = Workspace(tmp_path_factory.mktemp("ws"))
@@ -91,7 +95,7 @@ def test_parity_passes_for_an_export_and_fails_for_a_different_model(tmp_path, t
     base = ws.add_artifact(demo_weights(), "demo.pt", step="source")
     onnx = export(ws, base, ExportConfig(format="onnx", imgsz=64))
     config = ParityConfig(imgsz=64, images=8, conf=0.05)
-    result = ws.ledger.rows("measurements")[check_parity(ws, onnx, images, config) - 1]
+    result = _measurement(ws, check_parity(ws, onnx, images, config))
     assert result["metrics"]["verdict"] == "pass" and result["metrics"]["parent_boxes"] > 0
     assert result["metrics"]["max_abs_diff"] < 0.05 and result["metrics"]["cosine"] > 0.9999
 
@@ -102,3 +106,14 @@ def test_parity_passes_for_an_export_and_fails_for_a_different_model(tmp_path, t
     other.save(tmp_path / "perturbed.pt")
     verdict = compare(open_runner(ws.artifact_path(base)), open_runner(tmp_path / "perturbed.pt"), images, config)
     assert verdict.verdict == "fail" and verdict.match_rate < 0.99 and verdict.worst_images
+
+
+def test_dynamic_export_runs_other_batches_and_sizes(study):
+    ws, base, _, _ = study
+    dynamic = export(ws, base, ExportConfig(format="onnx", imgsz=64, dynamic=True))
+    assert open_runner(ws.artifact_path(dynamic)).input_shape == (-1, 3, -1, -1)
+    for batch, imgsz, threads in ((2, 64, 1), (1, 96, 2)):
+        mid = measure_latency(ws, dynamic, RuntimeOptions(threads=threads), imgsz=imgsz, batch=batch, config=QUICK)
+        row = _measurement(ws, mid)
+        assert row["context"]["status"] == "ok", row["metrics"]
+        assert (row["context"]["batch"], row["context"]["imgsz"], row["context"]["threads"]) == (batch, imgsz, threads)
