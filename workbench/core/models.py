@@ -118,6 +118,8 @@ def load_model(spec: str | Path):
 
     try:
         model = YOLO(source.ref) if source.kind is not SourceKind.EXPORTED else _exported(source.ref)
+    except ModelLoadError:
+        raise
     except Exception as exc:  # Ultralytics and torch raise many types; name the file and the cause
         raise ModelLoadError(f"could not load {source.ref}: {type(exc).__name__}: {exc}",
                              "check that it is an Ultralytics YOLO checkpoint or YAML") from exc
@@ -128,8 +130,11 @@ def load_model(spec: str | Path):
 
 
 def _exported(path: str):
+    """Ultralytics loads exported models lazily; open it with its runtime first so a broken file fails here."""
+    from .runtimes import open_runner
     from .ultra import ultralytics
 
+    open_runner(path)
     return ultralytics().YOLO(path, task="detect")
 
 

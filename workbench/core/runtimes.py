@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .environment import usable_cores
-from .errors import ConfigError, WorkbenchError
+from .errors import ConfigError, ModelLoadError, WorkbenchError
 
 RUNTIMES = ("pytorch", "torchscript", "onnxruntime", "openvino")
 _PACKAGES = {"pytorch": "torch", "torchscript": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
@@ -26,7 +26,7 @@ class RuntimeNotInstalled(WorkbenchError):
     """The runtime a row asks for is not installed here."""
 
 
-class ArtifactLoadError(WorkbenchError):
+class ArtifactLoadError(ModelLoadError):
     """The artifact does not load, or does not accept the input it was given."""
 
 
