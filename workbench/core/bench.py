@@ -73,14 +73,16 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
                  Row("openvino", ir, replace(ov, precision="bf16"), imgsz),
                  Row("ultralytics-int8", int8, ov, imgsz)]
     measured = [r for r in rows if r.imgsz in config.imgsizes]
+    checks = []  # the cross-checks run right after their row, so all three see the same machine conditions
     for index, row in enumerate(measured):
         emit(progress, "bench latency", index, len(measured), f"{row.key} {row.imgsz}px")
         measure_latency(workspace, row.variant_id, row.options, imgsz=row.imgsz, config=config.latency)
+        checks.append(_cross_check(workspace.artifact_path(row.variant_id), row, config))
     accuracy = AccuracyConfig(imgsz=map_imgsz)
     for row in rows:  # once per variant and precision, at the training imgsz
         if row.imgsz == map_imgsz:
             evaluate_variant(workspace, row.variant_id, dataset.data_yaml, accuracy, row.options, progress=progress)
-    records = _records(workspace, measured, config, progress)
+    records = _records(workspace, measured, checks)
     result = {"records": records, "fingerprint": fingerprint(), "config": {
         "threads": config.threads, "batch": 1, "latency": config.latency.__dict__, "map_imgsz": map_imgsz,
         "benchmark_app": f"-hint none -nstreams 1 -nthreads {config.threads} -api sync -t "
@@ -90,12 +92,23 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
     return result
 
 
-def _records(workspace, rows: list[Row], config: BenchConfig, progress: ProgressFn | None) -> list[dict]:
+def _cross_check(path: Path, row: Row, config: BenchConfig) -> dict:
+    """A bare timing loop and, for OpenVINO rows, benchmark_app on the same artifact and settings."""
+    try:
+        check = {"bare_loop_p50_ms": _bare_loop(path, row.options, row.imgsz, config.bare_loop_runs)}
+    except Exception as exc:  # the harness row records the cause; the cross-check just stays empty
+        return {"cross_check_error": f"{type(exc).__name__}: {exc}"}
+    if row.key in ("openvino", "ultralytics-int8"):
+        check["benchmark_app_median_ms"] = benchmark_app(path, row.options.precision, config)
+    return check
+
+
+def _records(workspace, rows: list[Row], checks: list[dict]) -> list[dict]:
     table = comparison_table(workspace, baseline={"runtime": "pytorch"})
     names = {"pytorch": "pytorch", "onnx": "onnx-fp32", "openvino": "openvino", "ultralytics-int8":
              "ultralytics-openvino-int8"}
     records = []
-    for index, row in enumerate(rows):
+    for row, check in zip(rows, checks, strict=True):
         hint = row.options.precision
         match = table[(table["variant_id"] == row.variant_id) & (table["imgsz"] == row.imgsz)
                       & (table["precision_hint"].isna() if hint is None else table["precision_hint"] == hint)]
@@ -103,19 +116,15 @@ def _records(workspace, rows: list[Row], config: BenchConfig, progress: Progress
             continue
         found = match.iloc[-1].to_dict()
         record = {k: _plain(found.get(k)) for k in RECORD_KEYS}
-        record.update(variant=f"{names[row.key]}-{row.imgsz}", artifact=found["variant"], status=found["status"],
-                      precision_hint=hint, speedup_vs_pytorch=_plain(found.get("speedup")),
+        suffix = f"-{hint}" if row.key == "openvino" else ""
+        record.update(variant=f"{names[row.key]}{suffix}-{row.imgsz}", artifact=found["variant"],
+                      status=found["status"], precision_hint=hint, speedup_vs_pytorch=_plain(found.get("speedup")),
                       gflops=_plain(found.get("gflops")), gops_per_s=_plain(found.get("gops_per_s")),
-                      error=found.get("error"))
-        if found["status"] == "ok":
-            emit(progress, "bench cross-check", index, len(rows), record["variant"])
-            record["bare_loop_p50_ms"] = _bare_loop(workspace.artifact_path(row.variant_id), row.options, row.imgsz,
-                                                    config.bare_loop_runs)
-            record["bare_loop_ratio"] = record["bare_loop_p50_ms"] / record["p50_ms"]
-            if found["runtime"] == "openvino":
-                median = benchmark_app(workspace.artifact_path(row.variant_id), hint, config)
-                record["benchmark_app_median_ms"] = median
-                record["benchmark_app_ratio"] = median / record["p50_ms"] if median else None
+                      error=found.get("error"), **check)
+        if found["status"] == "ok" and check.get("bare_loop_p50_ms"):
+            record["bare_loop_ratio"] = check["bare_loop_p50_ms"] / record["p50_ms"]
+        if found["status"] == "ok" and check.get("benchmark_app_median_ms"):
+            record["benchmark_app_ratio"] = check["benchmark_app_median_ms"] / record["p50_ms"]
         records.append(record)
     return records
 

@@ -6,9 +6,9 @@ from .compare import comparison_table
 from .figures import latency_distribution_figure, pareto_figure, row_label, size_figure, stage_figure
 from .report import Section, figure_html, table_html
 
-_TABLE = ["variant", "runtime", "precision_hint", "precision", "imgsz", "batch", "threads", "p50_ms", "p90_ms", "p99_ms", "first_ms",
-          "load_ms", "gflops", "gops_per_s", "throughput_fps", "map50_95", "map_imgsz", "speedup", "map50_95_delta",
-          "size_mb"]
+_TABLE = ["variant", "runtime", "precision_hint", "precision", "imgsz", "batch", "threads", "p50_ms", "p90_ms",
+          "p99_ms", "first_ms", "load_ms", "gflops", "gops_per_s", "throughput_fps", "map50_95", "map_imgsz",
+          "speedup", "map50_95_delta", "size_mb"]
 
 
 def study_sections(workspace) -> list[Section]:
