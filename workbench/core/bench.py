@@ -73,11 +73,14 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
                  Row("openvino", ir, replace(ov, precision="bf16"), imgsz),
                  Row("ultralytics-int8", int8, ov, imgsz)]
     measured = [r for r in rows if r.imgsz in config.imgsizes]
-    checks = []  # the cross-checks run right after their row, so all three see the same machine conditions
+    checks = []
     for index, row in enumerate(measured):
         emit(progress, "bench latency", index, len(measured), f"{row.key} {row.imgsz}px")
+        # the cross-checks bracket their row (just before and just after), so a machine whose speed drifts
+        # from minute to minute is compared with itself
+        before = _cross_check(workspace.artifact_path(row.variant_id), row, config)
         measure_latency(workspace, row.variant_id, row.options, imgsz=row.imgsz, config=config.latency)
-        checks.append(_cross_check(workspace.artifact_path(row.variant_id), row, config))
+        checks.append(_bracket(before, _cross_check(workspace.artifact_path(row.variant_id), row, config)))
     accuracy = AccuracyConfig(imgsz=map_imgsz)
     for row in rows:  # once per variant and precision, at the training imgsz
         if row.imgsz == map_imgsz:
@@ -103,6 +106,17 @@ def _cross_check(path: Path, row: Row, config: BenchConfig) -> dict:
     return check
 
 
+def _bracket(before: dict, after: dict) -> dict:
+    """Mean of the checks before and after a row, and how far they drifted apart (a noise gauge)."""
+    merged = {**before, **after}
+    for key in ("bare_loop_p50_ms", "benchmark_app_median_ms"):
+        pair = [c[key] for c in (before, after) if c.get(key)]
+        if pair:
+            merged[key] = sum(pair) / len(pair)
+            merged[key.replace("_ms", "_drift")] = abs(pair[0] - pair[-1]) / merged[key]
+    return merged
+
+
 def _records(workspace, rows: list[Row], checks: list[dict]) -> list[dict]:
     table = comparison_table(workspace, baseline={"runtime": "pytorch"})
     names = {"pytorch": "pytorch", "onnx": "onnx-fp32", "openvino": "openvino", "ultralytics-int8":
@@ -120,7 +134,7 @@ def _records(workspace, rows: list[Row], checks: list[dict]) -> list[dict]:
         record.update(variant=f"{names[row.key]}{suffix}-{row.imgsz}", artifact=found["variant"],
                       status=found["status"], precision_hint=hint, speedup_vs_pytorch=_plain(found.get("speedup")),
                       gflops=_plain(found.get("gflops")), gops_per_s=_plain(found.get("gops_per_s")),
-                      error=found.get("error"), **check)
+                      error=found.get("error"), fingerprint=fingerprint(), **check)
         if found["status"] == "ok" and check.get("bare_loop_p50_ms"):
             record["bare_loop_ratio"] = check["bare_loop_p50_ms"] / record["p50_ms"]
         if found["status"] == "ok" and check.get("benchmark_app_median_ms"):
@@ -170,7 +184,7 @@ def markdown_table(records: list[dict]) -> str:
     """The bench table as markdown."""
     columns = ["variant", "runtime", "precision", "imgsz", "threads", "p50_ms", "p90_ms", "p99_ms", "first_ms",
                "load_ms", "speedup_vs_pytorch", "map50_95", "map_imgsz", "size_mb", "bare_loop_ratio",
-               "benchmark_app_ratio"]
+               "benchmark_app_ratio", "benchmark_app_median_drift"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for record in records:
         cells = []
