@@ -131,7 +131,7 @@ def _evaluate(args) -> int:
 
 
 def _bench(args) -> int:
-    from .core.bench import BenchConfig, run_bench
+    from .core.bench import BenchConfig, markdown_table, run_bench
 
     printer = ProgressPrinter()
     start = time.perf_counter()
@@ -140,8 +140,6 @@ def _bench(args) -> int:
                            progress=printer)
     finally:
         printer.close()
-    from .core.bench import markdown_table
-
     print(markdown_table(result["records"]))
     print(f"\n{len(result['records'])} rows in {time.perf_counter() - start:.0f} s: {Path(args.out) / 'results.json'}")
     return 0

@@ -4,33 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 
-LATENCY_COLUMNS = ["variant_id", "variant", "step", "format", "runtime", "precision", "imgsz", "batch", "threads",
-                   "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "first_ms", "load_ms",
-                   "runs", "gflops", "gops_per_s", "size_mb", "status", "error"]
+_METRICS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "first_ms", "load_ms", "runs",
+            "gflops", "gops_per_s", "machine_gemm_gflops", "stages", "samples_ms", "error")
+COLUMNS = ("measurement_id", "variant_id", "variant", "step", "format", "runtime", "precision_hint", "precision",
+           "imgsz", "batch", "threads", "size_mb", "status", "throughput_fps", *_METRICS)
+
+
+def _latency_row(measurement: dict, variant: dict) -> dict:
+    ctx, met = measurement["context"], measurement["metrics"]
+    return {"measurement_id": measurement["id"], "variant_id": variant["id"], "variant": variant["name"],
+            "step": variant["step"], "format": variant["format"] or "pt", "runtime": ctx.get("runtime"),
+            "precision_hint": (ctx.get("options") or {}).get("precision"), "precision": ctx.get("precision"),
+            "imgsz": ctx.get("imgsz"), "batch": ctx.get("batch"), "threads": ctx.get("threads"),
+            "size_mb": (variant["size_bytes"] or 0) / 2**20, "status": ctx.get("status", "ok"),
+            "throughput_fps": (met.get("throughput") or {}).get("fps"), **{k: met.get(k) for k in _METRICS}}
 
 
 def latency_table(workspace):
     """The newest latency measurement of each variant x runtime x precision x imgsz x batch x threads setting."""
     import pandas as pd
 
-    measurements = workspace.ledger.rows("measurements")
     variants = {v["id"]: v for v in workspace.ledger.rows("variants")}
-    rows = []
-    for m in measurements:
-        if m["kind"] != "latency":
-            continue
-        v, ctx, met = variants[m["variant_id"]], m["context"], m["metrics"]
-        rows.append({"measurement_id": m["id"], "variant_id": v["id"], "variant": v["name"], "step": v["step"],
-                     "format": v["format"] or "pt", "runtime": ctx.get("runtime"), "precision": ctx.get("precision"),
-                     "imgsz": ctx.get("imgsz"), "batch": ctx.get("batch"), "threads": ctx.get("threads"),
-                     "precision_hint": (ctx.get("options") or {}).get("precision"),
-                     "size_mb": (v["size_bytes"] or 0) / 2**20, "status": ctx.get("status", "ok"),
-                     "error": met.get("error"), **{k: met.get(k) for k in LATENCY_COLUMNS[9:21]},
-                     "throughput_fps": (met.get("throughput") or {}).get("fps"), "stages": met.get("stages"),
-                     "machine_gemm_gflops": met.get("machine_gemm_gflops"),
-                     "samples_ms": met.get("samples_ms")})
-    frame = pd.DataFrame(rows, columns=["measurement_id", *LATENCY_COLUMNS, "precision_hint", "throughput_fps",
-                                        "machine_gemm_gflops", "stages", "samples_ms"])
+    rows = [_latency_row(m, variants[m["variant_id"]]) for m in workspace.ledger.rows("measurements")
+            if m["kind"] == "latency"]
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if frame.empty:
         return frame
     keys = ["variant_id", "runtime", "precision_hint", "precision", "imgsz", "batch", "threads"]

@@ -27,7 +27,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0  # Ultralytics' default 3 wastes most of a short run
     close_mosaic: int = 3
     seed: int = 0
-    workers: int = 2
+    workers: int = 2  # data loader processes; Ultralytics uses 0 on CPU whatever is asked
     cache: bool = True  # decoded images in RAM: small datasets, fewer JPEG decodes per epoch
     threads: int | None = None  # torch CPU threads; None: every usable core (Ultralytics alone uses cores - 1)
     extra: dict = field(default_factory=dict)
