@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 _METRICS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "first_ms", "load_ms", "runs",
-            "gflops", "gops_per_s", "machine_gemm_gflops", "stages", "samples_ms", "error")
+            "gflops", "gops_per_s", "machine_gemm_gflops", "runtime_internal_p50_ms", "call_overhead_ms", "stages",
+            "samples_ms", "error")
 COLUMNS = ("measurement_id", "variant_id", "variant", "step", "format", "runtime", "precision_hint", "precision",
            "imgsz", "batch", "threads", "size_mb", "status", "throughput_fps", *_METRICS)
 

@@ -11,6 +11,8 @@ from dataclasses import asdict
 from functools import lru_cache, partial
 from pathlib import Path
 
+import numpy as np
+
 from .accuracy import AccuracyConfig, evaluate
 from .environment import gemm_gflops, usable_cores
 from .errors import WorkbenchError
@@ -71,11 +73,16 @@ def measure_latency(workspace, variant_id: int, options: RuntimeOptions = Runtim
             raise ArtifactLoadError(f"{path.name} is exported for input {tuple(x.shape)}, not "
                                     f"{(batch, 3, imgsz, imgsz)}", "export it at this imgsz and batch, or dynamic")
         runner(x)  # a shape the artifact refuses fails here, before timing
+        if runner.internal_ms is not None:
+            runner.internal_ms.clear()
         stats = time_calls(lambda: runner(x), config)
         gflops = variant_gflops(workspace, variant_id, imgsz)
         metrics = {**stats.summary(), "samples_ms": stats.samples_ms, "load_ms": runner.load_ms, "gflops": gflops,
                    "gops_per_s": gflops * batch / (stats.p50_ms / 1000) if gflops else None,
                    "machine_gemm_gflops": gemm_gflops(options.thread_count)}
+        if runner.internal_ms:  # the runtime's own time of the measured runs: p50 minus it is the call overhead
+            internal = float(np.median(runner.internal_ms[-stats.runs:]))
+            metrics.update(runtime_internal_p50_ms=internal, call_overhead_ms=stats.p50_ms - internal)
         if images and batch == 1:
             stages = stage_breakdown(runner, images, imgsz, LatencyConfig(warmup_runs=2, warmup_s=0.2, min_runs=10,
                                                                           min_time_s=0.5))
