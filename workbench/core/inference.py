@@ -60,13 +60,6 @@ def postprocess(raw: list[np.ndarray], boxed: Letterboxed, *, conf: float = 0.25
     return detections.numpy()
 
 
-def detect(runner, image: np.ndarray, imgsz: int, *, conf: float = 0.25, iou: float = 0.7):
-    """Preprocess, run and postprocess one image; returns (raw outputs, detections)."""
-    boxed = preprocess(image, imgsz)
-    raw = runner(boxed.batch)
-    return raw, postprocess(raw, boxed, conf=conf, iou=iou)
-
-
 def stage_breakdown(runner, images: list[Path], imgsz: int, config: LatencyConfig = LatencyConfig(), *,
                     clock=time.perf_counter) -> dict[str, LatencyStats]:
     """Latency of each stage on real images (file bytes read beforehand, so disk I/O is not counted)."""

@@ -51,13 +51,6 @@ class ShapesDataset:
     def data_yaml(self) -> Path:
         return self.root / "data.yaml"
 
-    def shift_yaml(self, shift: str) -> Path:
-        return self.root / "shifts" / shift / "data.yaml"
-
-    @property
-    def names(self) -> dict[int, str]:
-        return dict(enumerate(shapes.CLASSES))
-
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The random stream of one image: independent of how many images are generated."""
