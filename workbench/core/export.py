@@ -99,7 +99,8 @@ def export_artifact(weights: Path, config: ExportConfig, out: Path, *, progress:
 def export(workspace, parent_id: int, config: ExportConfig, *, progress: ProgressFn | None = None) -> int:
     """Export a recorded .pt variant and record the artifact as its child.
 
-    The artifact is loaded once by its runtime before it is kept (`check_loads`).
+    The artifact is loaded once by its runtime before it is kept (`check_loads`). An export with the same
+    options whose artifact is still in the workspace is reused.
     Returns:
         the child variant id.
     """
@@ -110,6 +111,9 @@ def export(workspace, parent_id: int, config: ExportConfig, *, progress: Progres
         check_dataset(config.data, splits=(config.split,))  # calibration images: fail now, not after loading
     if parent.suffix != ".pt":
         raise ConfigError(f"variant {parent_id} is {parent.name}, not a PyTorch .pt model", "export a .pt variant")
+    earlier = workspace.ledger.find_variant(step="export", parent_id=parent_id, params=asdict(config))
+    if earlier is not None and workspace.artifact_path(earlier).exists():
+        return earlier
     name = f"{parent.stem.rsplit('-', 1)[0]}-{config.name_suffix()}{_OUTPUT[config.format]}"
     return workspace.add_artifact(lambda path: export_artifact(parent, config, path, progress=progress), name,
                                   step="export", params=asdict(config), parent_id=parent_id,

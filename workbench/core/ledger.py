@@ -110,6 +110,14 @@ class Ledger:
                 (name, parent_id, step, params_json, format, path, sha256, size_bytes, self._fingerprint(db), now()))
             return int(cursor.lastrowid)
 
+    def find_variant(self, *, step: str, parent_id: int | None, params: dict) -> int | None:
+        """The latest variant made by `step` from `parent_id` with exactly `params`, if any."""
+        params_json = json.dumps(params or {}, sort_keys=True, default=str)
+        with self._connect() as db:
+            row = db.execute("SELECT id FROM variants WHERE step=? AND parent_id IS ? AND params=? ORDER BY id DESC",
+                             (step, parent_id, params_json)).fetchone()
+        return int(row["id"]) if row else None
+
     def add_measurement(self, variant_id: int, kind: str, metrics: dict, context: dict | None = None) -> int:
         """Record one measurement of `variant_id` (kind: accuracy, latency, parity, ...) with its context."""
         with self._write() as db:

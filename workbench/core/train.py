@@ -54,10 +54,35 @@ class TrainResult:
     history: list[dict]  # one row per epoch: losses and validation metrics
 
 
+def keeping_trainer():
+    """Ultralytics' detection trainer, except that a loaded model is fine-tuned as it is.
+
+    The default trainer rebuilds the network from its YAML and copies matching weights into it, which silently
+    undoes pruning (the YAML still names the original widths) and drops split-free blocks.
+    """
+    import torch
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    class KeepArchitectureTrainer(DetectionTrainer):
+        def get_model(self, cfg=None, weights=None, verbose=True):
+            if isinstance(weights, torch.nn.Module):
+                head = weights.model[-1]
+                if getattr(head, "nc", self.data["nc"]) != self.data["nc"]:
+                    raise ConfigError(f"the model detects {head.nc} classes but the dataset has {self.data['nc']}",
+                                      "fine-tune on a dataset with the model's classes, or retrain from its YAML")
+                return self.set_model_names_for_load(weights.float())
+            return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
+
+    return KeepArchitectureTrainer
+
+
 def train(model, data_yaml: Path | str, out: Path, config: TrainConfig = TrainConfig(), *,
-          device: str = "cpu", progress: ProgressFn | None = None) -> TrainResult:
+          device: str = "cpu", teacher: Path | str | None = None, distill_weight: float = 6.0,
+          progress: ProgressFn | None = None) -> TrainResult:
     """Train `model` (an Ultralytics YOLO) on `data_yaml`; the best weights land at `out` (a .pt path).
 
+    A model loaded from a checkpoint keeps its architecture (pruned widths included). With `teacher` (a .pt of
+    the same family), Ultralytics' built-in distillation adds a feature loss weighted by `distill_weight`.
     Nothing is written at `out` unless training completes; Ultralytics' run folder is temporary.
     """
     summary = check_dataset(data_yaml, splits=("train", "val"))
@@ -89,8 +114,9 @@ def train(model, data_yaml: Path | str, out: Path, config: TrainConfig = TrainCo
     try:
         with tempfile.TemporaryDirectory(prefix="workbench-train-") as tmp, staged(Path(out)) as target:
             data = summary.write_resolved(Path(tmp))
+            distill = {"distill_model": str(teacher), "dis": distill_weight} if teacher else {}
             model.train(data=str(data), device=device, project=tmp, name="run", exist_ok=True, verbose=False,
-                        **config.arguments())
+                        trainer=keeping_trainer(), **config.arguments(), **distill)
             best = Path(tmp) / "run" / "weights" / "best.pt"
             shutil.move(best, target)  # may cross file systems
     finally:

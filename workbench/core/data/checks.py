@@ -57,6 +57,13 @@ def check_dataset(data_yaml: Path | str, *, splits: tuple[str, ...] = ("train", 
     return summary
 
 
+def list_images(data_yaml: Path | str, split: str) -> list[Path]:
+    """The image files of one split, sorted (folders are walked, .txt lists read)."""
+    yaml_path = Path(data_yaml).expanduser()
+    data = _read_yaml(yaml_path)
+    return _split_images(data, split, _root(data, yaml_path), yaml_path)
+
+
 def _read_yaml(path: Path) -> dict:
     import yaml
 
