@@ -54,7 +54,8 @@ def _demo(args) -> int:
     start = time.perf_counter()
     try:
         result = run_demo(DemoConfig(workspace=Path(args.workspace), model=args.model, data=data,
-                                     measure=not args.no_measure), progress=printer)
+                                     measure=not args.no_measure,
+                                     recipe=None if args.no_optimize else args.recipe), progress=printer)
     finally:
         printer.close()
     acc = result.accuracy
@@ -145,6 +146,60 @@ def _bench(args) -> int:
     return 0
 
 
+def _optimize(args) -> int:
+    from .core.pipeline import PipelineError, Recipe, pipeline_table, run_recipe
+    from .core.workspace import Workspace
+
+    recipe = Recipe.load(args.recipe)  # a bad recipe fails here, before any data or model work
+    workspace = Workspace(args.workspace)
+    printer = ProgressPrinter()
+    try:
+        data_yaml = _data_yaml(args, workspace, printer)
+        model_id = _import_model(workspace, args.model)
+        result = run_recipe(workspace, recipe, model_id, data_yaml, progress=printer)
+    except PipelineError as exc:
+        for step in exc.completed:
+            print(f"kept: step {step.index} ({step.kind}) -> variants {step.variants}")
+        raise
+    finally:
+        printer.close()
+    rows = pipeline_table(workspace, result)
+    sizes = sorted({k for row in rows for k in row if k.startswith("p50_ms_")})
+    print(f"| step | variant | runtime | precision | GFLOPs | {' | '.join(sizes)} | mAP50-95 (imgsz) |")
+    print("|" + "---|" * (6 + len(sizes)))
+    for row in rows:
+        gflops = f"{row['gflops']:.2f}" if row.get("gflops") else ""
+        cells = [f"{row[k]:.1f}" if row.get(k) else "" for k in sizes]
+        score = f"{row['map50_95']:.4f} ({row['map_imgsz']})" if row["map50_95"] is not None else ""
+        print(f"| {row['step']} | {row['variant']} | {row.get('runtime', '')} | {row.get('precision', '')} | "
+              f"{gflops} | {' | '.join(cells)} | {score} |")
+    print(f"\nledger: {workspace.ledger.path}  (workbench optimize --recipe {args.recipe})")
+    return 0
+
+
+def _data_yaml(args, workspace, progress) -> Path:
+    if args.data != "demo":
+        return Path(args.data)
+    from dataclasses import replace
+
+    from .core.data.generate import generate_shapes
+    from .core.demo_model import DEMO_DATA
+
+    config = replace(DEMO_DATA, train=args.train_images or DEMO_DATA.train, val=args.val_images or DEMO_DATA.val)
+    return generate_shapes(workspace.datasets, config, progress=progress).data_yaml
+
+
+def _import_model(workspace, spec: str) -> int:
+    from .core.models import load_model, resolve
+
+    source = resolve(spec)
+    model = load_model(spec)
+    path = Path(model.ckpt_path or source.ref)
+    if path.suffix != ".pt":
+        raise WorkbenchError(f"{spec} is not a PyTorch checkpoint", "optimize a .pt model ('demo' or a path)")
+    return workspace.add_artifact(path, path.name, step="source", params={"source": spec}, format="pt")
+
+
 def parser() -> argparse.ArgumentParser:
     from .core.data.generate import SHIFTS
 
@@ -158,7 +213,18 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--val-images", type=int, default=None, help="generated val images (default 200)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-measure", action="store_true", help="skip export and the runtime measurements")
+    demo.add_argument("--recipe", default="demo-short", help="optimization recipe run after the exports")
+    demo.add_argument("--no-optimize", action="store_true", help="skip the optimization recipe")
     demo.set_defaults(run=_demo)
+
+    optimize = sub.add_parser("optimize", help="run an optimization recipe (prune, distill, quantize, export)")
+    optimize.add_argument("--recipe", required=True, help="a recipe YAML, or a shipped one: demo-short, demo-best")
+    optimize.add_argument("--model", default="demo", help="'demo' or a .pt path")
+    optimize.add_argument("--data", default="demo", help="'demo' (the generated shapes dataset) or a data YAML")
+    optimize.add_argument("--workspace", default="workbench-runs")
+    optimize.add_argument("--train-images", type=int, default=None, help="demo data: train images (default 800)")
+    optimize.add_argument("--val-images", type=int, default=None, help="demo data: val images (default 200)")
+    optimize.set_defaults(run=_optimize)
 
     info = sub.add_parser("info", help="print the environment fingerprint")
     info.set_defaults(run=_info)

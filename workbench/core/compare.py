@@ -75,6 +75,7 @@ def comparison_table(workspace, *, baseline: dict | None = None):
         return table
     lookup = accuracy_lookup(workspace)
     variants = {v["id"]: v for v in workspace.ledger.rows("variants")}
+    table["technique"] = [technique(variants, int(v)) for v in table["variant_id"]]
     accuracy = [accuracy_of(lookup, variants[int(r.variant_id)], r.precision) for r in table.itertuples()]
     for key in ("map50", "map50_95", "map_imgsz", "map_variant_id"):
         table[key] = [a.get(key, np.nan) for a in accuracy]
@@ -89,6 +90,20 @@ def comparison_table(workspace, *, baseline: dict | None = None):
         table.loc[group.index, "map50_95_delta"] = group["map50_95"] - base["map50_95"]
         table.loc[group.index, "baseline"] = f"{base['variant']} {base['runtime']} {base['precision']}"
     return table
+
+
+_NOT_TECHNIQUES = ("source", "import", "export")
+
+
+def technique(variants: dict[int, dict], variant_id: int) -> str:
+    """The optimization steps behind a variant, oldest first ("prune+distill+quantize"), or "baseline"."""
+    steps, seen = [], set()
+    while variant_id is not None and variant_id in variants and variant_id not in seen:
+        seen.add(variant_id)
+        if variants[variant_id]["step"] not in _NOT_TECHNIQUES:
+            steps.append(variants[variant_id]["step"])
+        variant_id = variants[variant_id]["parent_id"]
+    return "+".join(reversed(steps)) or "baseline"
 
 
 def _pick(group, baseline: dict | None):

@@ -14,6 +14,7 @@ from .export import ExportConfig, ExportFormat, export
 from .latency import LatencyConfig
 from .models import demo_card, load_model, resolve
 from .parity import ParityConfig
+from .pipeline import Recipe, run_recipe
 from .progress import ProgressFn, emit
 from .report import (
     Section,
@@ -41,6 +42,7 @@ class DemoConfig:
     latency: LatencyConfig = field(default_factory=lambda: LatencyConfig(warmup_runs=5, warmup_s=0.5, min_runs=20,
                                                                          min_time_s=2.0))
     stage_images: int = 8
+    recipe: str | None = "demo-short"  # optimization recipe run on the model after the exports (None: skip)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: ProgressFn | None =
     Inputs are checked before anything is written, so a bad model or workspace changes nothing on disk.
     """
     source = resolve(config.model)
+    recipe = Recipe.load(config.recipe) if config.recipe else None  # a bad recipe fails before any work
     model = load_model(config.model)
     if list(model.names.values()) != list(CLASSES):
         raise ModelLoadError(
@@ -79,6 +82,8 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: ProgressFn | None =
         status="ok"))
     if config.measure:
         _export_and_measure(workspace, variant_id, dataset, imgsz, config, progress)
+    if config.measure and recipe is not None:
+        run_recipe(workspace, recipe, variant_id, dataset.data_yaml, measure_input=False, progress=progress)
     emit(progress, "report", 0, 1)
     report = _write_demo_report(workspace, dataset, model, accuracy, imgsz, config)
     workspace.export_csv()

@@ -31,9 +31,11 @@ def pareto_figure(table, title: str = "Latency vs accuracy"):
 
     ok = table[(table["status"] == "ok") & table["map50_95"].notna()].copy()
     fig = go.Figure()
-    for (runtime, precision), group in ok.groupby(["runtime", "precision"], sort=False):
+    if "technique" not in ok:
+        ok["technique"] = "baseline"
+    for (technique, runtime, precision), group in ok.groupby(["technique", "runtime", "precision"], sort=False):
         fig.add_scatter(
-            x=group["p50_ms"], y=group["map50_95"], mode="markers", name=f"{runtime} {precision}",
+            x=group["p50_ms"], y=group["map50_95"], mode="markers", name=f"{technique}: {runtime} {precision}",
             marker={"size": 11, "symbol": ["circle" if s == min(ok["imgsz"]) else "diamond" for s in group["imgsz"]]},
             customdata=np.stack([group["variant"], group["imgsz"], [_ops_text(r) for _, r in group.iterrows()],
                                  group["map_imgsz"], group["variant_id"]], axis=1),
@@ -48,7 +50,7 @@ def pareto_figure(table, title: str = "Latency vs accuracy"):
         title += f"<br><sup>for scale: this machine's fp32 matrix multiply reaches {peak.max():.0f} GFLOP/s</sup>"
     fig.update_layout(title=title, template="plotly_white", height=460,
                       xaxis={"title": "p50 latency per batch (ms, log scale)", "type": "log"},
-                      yaxis={"title": "mAP50-95"}, legend={"title": "runtime, precision"})
+                      yaxis={"title": "mAP50-95"}, legend={"title": "technique: runtime, precision"})
     return fig
 
 
