@@ -18,3 +18,27 @@ def test_markdown_table_has_a_row_per_record():
                            {"variant": "b", "p50_ms": 2.0}])
     lines = text.splitlines()
     assert len(lines) == 4 and "| a |" in lines[2] and "1.235" in lines[2] and lines[1].startswith("|---|")
+
+
+def test_optimized_verdict_reads_the_rows_it_names(monkeypatch):
+    import workbench.core.bench_optimized as optimized
+    from workbench.core.bench import optimized_markdown
+
+    monkeypatch.setattr(optimized, "student_card", lambda: {"recipe": {"name": "demo-best"}})
+    records = [
+        {"variant": "pytorch-320", "status": "ok", "imgsz": 320, "p50_ms": 24.0, "map50_95": 0.845, "map_imgsz": 320},
+        {"variant": "ultralytics-openvino-int8-640", "status": "ok", "imgsz": 640, "p50_ms": 15.0,
+         "map50_95": 0.843, "map_imgsz": 320},
+        {"variant": "pruned-distilled-openvino-int8-320", "status": "ok", "imgsz": 320, "p50_ms": 3.0,
+         "map50_95": 0.838, "map_imgsz": 320},
+        {"variant": "pruned-distilled-openvino-int8-640", "status": "ok", "imgsz": 640, "p50_ms": 10.5,
+         "map50_95": 0.838, "map_imgsz": 320},
+    ]
+    stats = {"pruned-distilled-openvino-int8": {"params": 999164, "gflops": 2.447}}
+    result = optimized.summary(records, stats)
+    assert result["ratio_640"] == pytest.approx(0.7) and result["map_drop"] == pytest.approx(0.007)
+    assert result["pass"]
+    text = optimized_markdown(result)
+    assert "| pruned-distilled-openvino-int8 | 999164 | 2.447 | 3.00 | 10.50 | 0.8380 |" in text and "PASS" in text
+    records[3]["p50_ms"] = 12.0  # 0.8x the reference: slower than the target allows
+    assert not optimized.summary(records, stats)["pass"]

@@ -46,3 +46,24 @@ def test_evaluate_with_a_yaml_pointing_at_nothing(tmp_path, capsys):
     data.write_text("path: /nowhere\ntrain: images\nval: images\nnames: [a, b, c, d]\n")
     assert main(["evaluate", "--data", str(data)]) == 2
     assert "points at nothing" in capsys.readouterr().err
+
+
+def test_optimize_refuses_a_bad_recipe_before_any_work(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("steps:\n  - prune: {ratio: 1.5}\n")
+    assert main(["optimize", "--recipe", str(recipe), "--workspace", str(tmp_path / "ws")]) == 2
+    err = capsys.readouterr().err
+    assert "step 1 (prune): pruning ratio must be between 0 and 1" in err and "fix:" in err
+    assert not (tmp_path / "ws").exists()
+    assert main(["optimize", "--recipe", "no-such-recipe", "--workspace", str(tmp_path / "ws")]) == 2
+    assert "demo-best" in capsys.readouterr().err
+
+
+def test_optimize_runs_a_recipe_and_prints_its_table(tmp_path, tiny_dataset, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("steps:\n  - sparsify: {ratio: 0.5, imgsz: 64}\n  - export: {format: onnx, imgsz: 64}\n"
+                      "measure: {latency_imgsz: [64], accuracy_imgsz: 64}\n")
+    assert main(["optimize", "--recipe", str(recipe), "--data", str(tiny_dataset.data_yaml),
+                 "--workspace", str(tmp_path / "ws")]) == 0
+    out = capsys.readouterr().out
+    assert "| input |" in out and "| 1:sparsify |" in out and "| 2:export |" in out and "onnxruntime" in out

@@ -27,23 +27,33 @@ def test_demo_runs_offline_and_reproduces_the_card(tmp_path):
     ws = Workspace(tmp_path / "ws")
     variants, measurements = ws.variants(), ws.measurements("accuracy")
     assert variants.loc[0, "sha256"] == card["sha256"]
-    assert sorted(variants["format"].fillna("pt")) == ["onnx", "openvino", "pt", "torchscript"]
+    base_id = variants.loc[0, "id"]
+    exports = variants[(variants["step"] == "export") & (variants["parent_id"] == base_id)]
+    assert sorted(exports["format"]) == ["onnx", "openvino", "torchscript"]
     assert variants.loc[0, "step"] == "source" and variants.loc[0, "params"]["source"] == "demo"
     assert (ws.root / variants.loc[0, "path"]).is_file()
-    row = measurements[measurements["variant_id"] == variants.loc[0, "id"]].iloc[0]
+    row = measurements[measurements["variant_id"] == base_id].iloc[0]
     assert row["images"] == card["dataset"]["val"] and row["ctx_imgsz"] == card["imgsz"]
     assert abs(row["map50_95"] - card["metrics"]["map50_95"]) <= 0.005
     assert abs(row["map50"] - card["metrics"]["map50"]) <= 0.005
     fingerprint = ws.fingerprints().set_index("id").loc[row["fingerprint_id"], "data"]
     assert fingerprint["libraries"]["ultralytics"] and fingerprint["cpu"]["logical_cores"] >= 1
     latency = ws.measurements("latency")
-    assert (latency["ctx_status"] == "ok").sum() == 5  # pytorch, onnxruntime, openvino f32 and default, torchscript
-    assert set(latency["ctx_runtime"]) == {"pytorch", "onnxruntime", "openvino", "torchscript"}
+    runtime_rows = latency[latency["variant_id"].isin([base_id, *exports["id"]])]
+    assert (runtime_rows["ctx_status"] == "ok").sum() == 5  # pytorch, onnxruntime, openvino f32 and default, ts
+    assert set(runtime_rows["ctx_runtime"]) == {"pytorch", "onnxruntime", "openvino", "torchscript"}
     parity = ws.measurements("parity")
     assert len(parity) == 2 and (parity["verdict"] == "pass").all() and (parity["match_rate"] >= 0.99).all()
-    exported_accuracy = measurements[measurements["variant_id"] != variants.loc[0, "id"]]
+    exported_accuracy = measurements[measurements["variant_id"].isin(exports["id"])]
     assert len(exported_accuracy) == 4 and (abs(exported_accuracy["map50_95"] - row["map50_95"]) < 0.02).all()
+    # the short recipe: every step's variant recorded with lineage and measured
+    everything = ws.measurements()
+    for step in ("prune", "distill", "quantize"):
+        made = variants[variants["step"] == step]
+        assert len(made) == 1, step
+        assert set(everything[everything["variant_id"] == made["id"].iloc[0]]["kind"]) == {"latency", "accuracy"}
     page = report.read_text()
     assert "Latency vs accuracy" in page and "Parity with the parent" in page and "GOP/s" in page
+    assert "prune+distill+quantize: openvino" in page  # the recipe's INT8 variant is on the chart
     assert sorted(p.name for p in ws.reports.iterdir()) == ["demo.html", "fingerprints.csv", "measurements.csv",
                                                            "variants.csv"]

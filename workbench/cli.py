@@ -92,11 +92,22 @@ def _data(args) -> int:
 def _demo_model(args) -> int:
     import json
 
-    from .core.models import demo_card, demo_weights
+    from .core.models import demo_card, demo_weights, student_card, student_weights
 
     if not args.train:
-        card = demo_card()
-        print(f"{demo_weights()}\n{json.dumps({k: v for k, v in card.items() if k != 'history'}, indent=2)}")
+        card, weights = (student_card(), student_weights()) if args.student else (demo_card(), demo_weights())
+        print(f"{weights}\n{json.dumps({k: v for k, v in card.items() if k != 'history'}, indent=2)}")
+        return 0
+    if args.student:
+        from .core.demo_model import train_student
+
+        printer = ProgressPrinter()
+        try:
+            card = train_student(args.out, args.workspace, progress=printer)
+        finally:
+            printer.close()
+        print(f"student mAP50-95 {card['metrics']['map50_95']} after {card['epochs']} epochs: "
+              f"{Path(args.out) / card['model']}")
         return 0
     from dataclasses import replace
 
@@ -240,6 +251,8 @@ def parser() -> argparse.ArgumentParser:
 
     model = sub.add_parser("demo-model", help="show the shipped demo model's card, or retrain it (--train)")
     model.add_argument("--train", action="store_true", help="reproduce the demo model from scratch")
+    model.add_argument("--student", action="store_true",
+                       help="the pruned, distilled student instead (recipe demo-best, about 40 minutes to train)")
     model.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     model.add_argument("--out", default="workbench-runs/demo-model")
     model.add_argument("--workspace", default="workbench-runs")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .accuracy import AccuracyConfig
+from .bench_optimized import NAMES, optimized_rows, paired_ratio, record_student, summary
 from .compare import comparison_table
 from .environment import fingerprint
 from .export import ExportConfig, export
@@ -73,6 +74,9 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
                  Row("openvino", ir, replace(ov, precision="f32"), imgsz),
                  Row("openvino", ir, replace(ov, precision="bf16"), imgsz),
                  Row("ultralytics-int8", int8, ov, imgsz)]
+    optimized = record_student(workspace, base, progress)
+    rows += optimized_rows(workspace, optimized, dataset.data_yaml, sorted(set(config.imgsizes) | {map_imgsz}),
+                           config.threads, Row, progress)
     measured = [r for r in rows if r.imgsz in config.imgsizes]
     checks = []
     for index, row in enumerate(measured):
@@ -87,13 +91,62 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
         if row.imgsz == map_imgsz:
             evaluate_variant(workspace, row.variant_id, dataset.data_yaml, accuracy, row.options, progress=progress)
     records = _records(workspace, measured, checks)
-    result = {"records": records, "fingerprint": fingerprint(), "config": {
+    stats = _family_stats(workspace, optimized)
+    result = {"records": records, "optimized": summary(records, stats), "fingerprint": fingerprint(), "config": {
         "threads": config.threads, "batch": 1, "latency": config.latency.__dict__, "map_imgsz": map_imgsz,
         "benchmark_app": f"-hint none -nstreams 1 -nthreads {config.threads} -api sync -t "
                          f"{config.benchmark_app_seconds}", "dataset": dataset.config.name}}
+    result["optimized"]["paired_640"] = _paired(workspace, rows, config)
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (out / "results.md").write_text(markdown_table(records) + "\n")
+    (out / "results.md").write_text(markdown_table(records) + "\n\n" + optimized_markdown(result["optimized"]) + "\n")
     return result
+
+
+def _paired(workspace, rows: list[Row], config: BenchConfig) -> dict | None:
+    """Pipeline vs Ultralytics INT8 at 640 in alternating rounds (see `paired_ratio`)."""
+    pick = {r.key: r for r in rows if r.imgsz == 640 and r.key in ("pipeline-int8", "ultralytics-int8")}
+    if len(pick) < 2:
+        return None
+    ours, theirs = pick["pipeline-int8"], pick["ultralytics-int8"]
+    return paired_ratio(workspace.artifact_path(ours.variant_id), workspace.artifact_path(theirs.variant_id),
+                        ours.options, 640)
+
+
+def _family_stats(workspace, optimized) -> dict[str, dict]:
+    """Parameters and GFLOPs at 640 of the model behind each bench row family."""
+    from .models import load_model
+    from .prune import model_stats
+
+    parent = model_stats(load_model(workspace.artifact_path(optimized.parent)).model, 640)
+    student = model_stats(load_model(workspace.artifact_path(optimized.student)).model, 640)
+    families = ["pytorch", "onnx-fp32", "openvino-f32", "openvino-bf16", "ultralytics-openvino-int8",
+                NAMES["nncf-int8"], NAMES["nncf-int8-onnx"]]
+    return {**{f: parent for f in families}, NAMES["pipeline-int8"]: student}
+
+
+def optimized_markdown(optimized: dict) -> str:
+    """The variant table (params, GFLOPs, p50 per imgsz, mAP50-95) and the verdict against the targets."""
+    sizes = sorted({k for row in optimized["table"] for k in row if k.startswith("p50_ms_")})
+    lines = ["| variant | params | GFLOPs@640 | " + " | ".join(sizes) + " | mAP50-95 |",
+             "|" + "---|" * (4 + len(sizes))]
+    for row in optimized["table"]:
+        cells = [f"{row[k]:.2f}" if row.get(k) else "" for k in sizes]
+        score = f"{row['map50_95']:.4f}" if row.get("map50_95") is not None else ""
+        lines.append(f"| {row['variant']} | {row.get('params', '')} | {row.get('gflops', '')} | "
+                     f"{' | '.join(cells)} | {score} |")
+    ratio, drop = optimized.get("ratio_640"), optimized.get("map_drop")
+    verdict = "Pipeline or reference row missing: no verdict."
+    if ratio is not None and drop is not None:
+        verdict = (f"Pipeline p50 at 640 / Ultralytics OpenVINO INT8: {ratio:.3f} (target <= "
+                   f"{optimized['target_ratio']}); mAP50-95 drop vs FP32 parent at {optimized['map_imgsz']}: "
+                   f"{drop:.4f} (target <= {optimized['target_drop']}): {'PASS' if optimized['pass'] else 'FAIL'}")
+    lines += ["", verdict]
+    paired = optimized.get("paired_640")
+    if paired:
+        lines.append(f"Paired check at 640 ({paired['rounds']} alternating rounds of {paired['calls_per_round']} "
+                     f"calls): pipeline / Ultralytics INT8 = {paired['ratio']:.3f} "
+                     f"(per round {paired['ratio_min']:.3f} to {paired['ratio_max']:.3f}).")
+    return "\n".join(lines)
 
 
 def _cross_check(path: Path, row: Row, config: BenchConfig) -> dict:
@@ -102,7 +155,7 @@ def _cross_check(path: Path, row: Row, config: BenchConfig) -> dict:
         check = {"bare_loop_p50_ms": _bare_loop(path, row.options, row.imgsz, config.bare_loop_runs)}
     except Exception as exc:  # the harness row records the cause; the cross-check just stays empty
         return {"cross_check_error": f"{type(exc).__name__}: {exc}"}
-    if row.key in ("openvino", "ultralytics-int8"):
+    if row.key in ("openvino", "ultralytics-int8", "nncf-int8", "pipeline-int8"):
         check["benchmark_app_median_ms"] = benchmark_app(path, row.options.precision, config)
     return check
 
@@ -121,7 +174,7 @@ def _bracket(before: dict, after: dict) -> dict:
 def _records(workspace, rows: list[Row], checks: list[dict]) -> list[dict]:
     table = comparison_table(workspace, baseline={"runtime": "pytorch"})
     names = {"pytorch": "pytorch", "onnx": "onnx-fp32", "openvino": "openvino", "ultralytics-int8":
-             "ultralytics-openvino-int8"}
+             "ultralytics-openvino-int8", **NAMES}
     records = []
     for row, check in zip(rows, checks, strict=True):
         hint = row.options.precision

@@ -59,3 +59,50 @@ def train_demo_model(out_dir: Path | str, data_root: Path | str, *, recipe: Trai
     with staged(out_dir / Path(WEIGHTS_NAME).with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+STUDENT_RECIPE = "demo-best"
+STUDENT_STEPS = 2  # prune, distill: the quantize step runs where the student is used (make bench)
+
+
+def student_card_data(weights: Path, parent_sha256: str, history: list[dict], seconds: float,
+                      accuracy) -> dict:
+    """The card of a pruned, distilled student of the demo model."""
+    from .pipeline import Recipe
+
+    recipe = Recipe.load(STUDENT_RECIPE).to_dict()
+    recipe["steps"] = recipe["steps"][:STUDENT_STEPS]
+    return {"model": weights.name, "parent_sha256": parent_sha256, "recipe": recipe, "epochs": len(history),
+            "dataset": {**asdict(DEMO_DATA), "generator_version": GENERATOR_VERSION, "name": DEMO_DATA.name},
+            "metrics": {"split": "val", "imgsz": DEMO_RECIPE.imgsz, "map50": round(accuracy.map50, 4),
+                        "map50_95": round(accuracy.map50_95, 4)},
+            "train_seconds": round(seconds, 1), "history": history, "sha256": sha256(weights),
+            "size_bytes": size_bytes(weights), "versions": library_versions(),
+            "trained_on": {"cpu": cpu_info()["model"], "cores": cpu_info()["usable_cores"], "os": platform.platform()},
+            "created": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def train_student(out_dir: Path | str, workspace_root: Path | str, *, progress: ProgressFn | None = None) -> dict:
+    """Prune the demo model and distil it back (the first steps of recipe demo-best); write weights and card."""
+    import shutil
+
+    from .models import demo_weights, load_model, student_weights
+    from .pipeline import MeasureSpec, Recipe, run_recipe
+    from .workspace import Workspace
+
+    workspace = Workspace(workspace_root)
+    dataset = generate_shapes(workspace.datasets, DEMO_DATA, progress=progress)
+    parent = workspace.add_artifact(demo_weights(), demo_weights().name, step="source", format="pt")
+    full = Recipe.load(STUDENT_RECIPE)
+    recipe = Recipe(full.steps[:STUDENT_STEPS], MeasureSpec(latency_imgsz=(), accuracy=False), full.name)
+    result = run_recipe(workspace, recipe, parent, dataset.data_yaml, measure_input=False, progress=progress)
+    distilled = result.steps[-1]
+    history = workspace.variants().set_index("id").loc[distilled.variants[0], "params"]["history"]
+    weights = Path(out_dir) / student_weights().name
+    with staged(weights) as tmp:
+        shutil.copy2(workspace.artifact_path(distilled.variants[0]), tmp)
+    accuracy = evaluate(load_model(weights), dataset.data_yaml, AccuracyConfig(imgsz=DEMO_RECIPE.imgsz))
+    card = student_card_data(weights, sha256(demo_weights()), history, distilled.seconds, accuracy)
+    with staged(weights.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
+    return card

@@ -28,6 +28,7 @@ class DistillConfig:
     weight: float = 6.0
     close_mosaic: int = 3
     seed: int = 0
+    baseline: bool = False  # in a recipe: also fine-tune the same student without teacher, for comparison
 
     def __post_init__(self):
         if self.weight <= 0:

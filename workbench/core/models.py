@@ -46,6 +46,16 @@ def demo_card() -> dict:
     return json.loads(demo_weights().with_suffix(".json").read_text())
 
 
+def student_weights() -> Path:
+    """The shipped pruned student: the demo model pruned 30% and distilled from it (recipe demo-best)."""
+    return demo_weights().with_name("yolo11n-shapes-p30-distilled.pt")
+
+
+def student_card() -> dict:
+    """The student's card: the recipe that made it, its parent's sha256, training history, accuracy."""
+    return json.loads(student_weights().with_suffix(".json").read_text())
+
+
 def resolve(spec: str | Path) -> ModelSource:
     """Classify a model spec without loading anything.
 

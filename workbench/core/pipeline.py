@@ -264,12 +264,15 @@ def _run_step(workspace, step: Step, current: int, data_yaml, teacher_id: int | 
     if step.kind == "finetune":
         return [distill.finetune(workspace, current, data_yaml, config, progress=progress)]
     if step.kind == "distill":
-        return [distill.distill(workspace, current, teacher_id, data_yaml, config, progress=progress)]
+        made = [distill.distill(workspace, current, teacher_id, data_yaml, config, progress=progress)]
+        if config.baseline:  # the same training without teacher, measured beside it; the pipeline goes on distilled
+            made.insert(0, distill.finetune(workspace, current, data_yaml, config, progress=progress))
+        return made
     if step.kind == "quantize":
         return [quantize.quantize(workspace, current, data_yaml, config, progress=progress)]
     if step.kind == "qat":
         ids = qat.qat(workspace, current, data_yaml, config, progress=progress)
-        return [ids["qat"], *(ids[f] for f in config.formats)]
+        return [ids["qat"], *(ids[f] for f in config.formats), *(ids[k] for k in ids if k.startswith("ptq_"))]
     return [export.export(workspace, current, config, progress=progress)]
 
 

@@ -30,6 +30,7 @@ class QATConfig:
     preset: str = "mixed"
     export_imgsz: int = 640
     formats: tuple = ("openvino", "onnx")
+    compare_ptq: bool = True  # also post-training INT8 of the same parent with the same calibration, side by side
     seed: int = 0
 
     def __post_init__(self):
@@ -160,9 +161,10 @@ def qat(workspace, parent_id: int, data_yaml: Path | str, config: QATConfig = QA
         progress: ProgressFn | None = None) -> dict:
     """Quantization-aware training of a recorded .pt variant, then INT8 exports.
 
-    Records the QAT-trained weights (step "qat") and one INT8 child per format (step "quantize").
+    Records the QAT-trained weights (step "qat") and one INT8 child per format (step "quantize"); with
+    `compare_ptq`, also the post-training INT8 of the parent under the same options.
     Returns:
-        {"qat": variant id, "openvino": id, "onnx": id} for the formats asked for.
+        {"qat": id, "openvino": id, "onnx": id, "ptq_openvino": id, ...} for the formats asked for.
     """
     from .data.checks import check_dataset
     from .models import load_model
@@ -189,8 +191,10 @@ def qat(workspace, parent_id: int, data_yaml: Path | str, config: QATConfig = QA
                                      params=params, parent_id=parent_id, format="pytorch", check=check_reloads)
     ids = {"qat": trained}
     for fmt in config.formats:
-        ids[fmt] = quantize(workspace, trained, data_yaml,
-                            QuantizeConfig(format=fmt, imgsz=config.export_imgsz, preset=config.preset,
-                                           calibration_images=config.calibration_images,
-                                           calibration_split=config.calibration_split), progress=progress)
+        options = QuantizeConfig(format=fmt, imgsz=config.export_imgsz, preset=config.preset,
+                                 calibration_images=config.calibration_images,
+                                 calibration_split=config.calibration_split)
+        ids[fmt] = quantize(workspace, trained, data_yaml, options, progress=progress)
+        if config.compare_ptq:
+            ids[f"ptq_{fmt}"] = quantize(workspace, parent_id, data_yaml, options, progress=progress)
     return ids

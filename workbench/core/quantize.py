@@ -2,8 +2,8 @@
 
 Calibration images come from a named split (train by default, never the split accuracy is measured on) and
 are recorded by hash. The YOLO head's post-processing (box decoding, DFL, the class sigmoid) stays in float by
-default, as Ultralytics' own OpenVINO INT8 export does; unlike that export, the activations' sigmoids in the
-backbone are quantized like any other operation.
+default, as Ultralytics' own OpenVINO INT8 export does; so do the sigmoids inside the SiLU activations
+(`float_sigmoids`), which lets OpenVINO keep each convolution and its activation fused.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class QuantizeConfig:
     calibration_split: str = "train"
     fast_bias_correction: bool = True
     keep_head_float: bool = True
+    float_sigmoids: bool = True
     max_drop: float | None = None
     validation_images: int = 100
     validation_split: str = "val"
@@ -153,16 +154,18 @@ class _RevertedOps(logging.Handler):
 
 
 def _read(source: Path, fmt: str):
-    """The float model and its graph's operation names."""
+    """The float model, its graph's operation names and the names of its Sigmoid operations."""
     if fmt == "openvino":
         import openvino as ov
 
         model = ov.Core().read_model(next(source.glob("*.xml")) if source.is_dir() else source)
-        return model, [op.get_friendly_name() for op in model.get_ordered_ops()]
+        ops = model.get_ordered_ops()
+        return (model, [op.get_friendly_name() for op in ops],
+                [op.get_friendly_name() for op in ops if op.get_type_name() == "Sigmoid"])
     import onnx
 
     model = onnx.load(str(source))
-    return model, [node.name for node in model.graph.node]
+    return model, [node.name for node in model.graph.node], [n.name for n in model.graph.node if n.op_type == "Sigmoid"]
 
 
 def _save(model, source: Path, out: Path, fmt: str) -> None:
@@ -185,9 +188,11 @@ def quantize_artifact(source: Path, out: Path, config: QuantizeConfig, calibrati
     """Quantize the float model at `source` into `out`; returns what was done (ignored and reverted ops)."""
     import nncf
 
-    model, names = _read(source, config.format)
+    model, names, sigmoids = _read(source, config.format)
     input_name = None if config.format == "openvino" else model.graph.input[0].name
     ignored = head_float_names(names, config.format) if config.keep_head_float else []
+    if config.float_sigmoids:
+        ignored = list(dict.fromkeys(ignored + sigmoids))
     kwargs = {"preset": getattr(nncf.QuantizationPreset, config.preset.upper()),
               "subset_size": len(calibration.paths), "fast_bias_correction": config.fast_bias_correction,
               "ignored_scope": nncf.IgnoredScope(names=ignored, validate=False)}
