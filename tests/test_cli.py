@@ -62,7 +62,7 @@ def test_optimize_refuses_a_bad_recipe_before_any_work(tmp_path, capsys):
 def test_optimize_runs_a_recipe_and_prints_its_table(tmp_path, tiny_dataset, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("steps:\n  - sparsify: {ratio: 0.5, imgsz: 64}\n  - export: {format: onnx, imgsz: 64}\n"
-                      "measure: {latency_imgsz: [64], accuracy_imgsz: 64}\n")
+                      "measure: {latency_imgsz: [64], accuracy_imgsz: 64, latency_s: 0.3}\n")
     assert main(["optimize", "--recipe", str(recipe), "--data", str(tiny_dataset.data_yaml),
                  "--workspace", str(tmp_path / "ws")]) == 0
     out = capsys.readouterr().out

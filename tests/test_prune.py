@@ -8,8 +8,18 @@ import torch
 from workbench.core.errors import ConfigError
 from workbench.core.export import ExportConfig, export
 from workbench.core.models import load_model
-from workbench.core.prune import (NO_SPEEDUP, PruneConfig, PruningError, SparsifyConfig, channel_prune,
-                                  check_prunable, model_stats, prune, save_checkpoint, sparsify)
+from workbench.core.prune import (
+    NO_SPEEDUP,
+    PruneConfig,
+    PruningError,
+    SparsifyConfig,
+    channel_prune,
+    check_prunable,
+    model_stats,
+    prune,
+    save_checkpoint,
+    sparsify,
+)
 from workbench.core.prune_blocks import C2fSplitFree, C2PSASplitFree, make_split_free
 from workbench.core.runtimes import example_input, open_runner
 from workbench.core.workspace import Workspace
@@ -91,3 +101,19 @@ def test_sparsify_zeroes_weights_and_says_it_buys_no_speed(tmp_path, demo_model)
     assert model_stats(net, 64)["params"] == model_stats(demo_model.model, 64)["params"]  # same shapes
     with pytest.raises(ConfigError):
         SparsifyConfig(ratio=1.0)
+
+
+def test_pruning_in_steps_fine_tunes_between_them(tmp_path, tiny_dataset):
+    from workbench.core.models import demo_weights
+
+    ws = Workspace(tmp_path / "ws")
+    parent = ws.add_artifact(demo_weights(), "yolo11n-shapes.pt", step="source", format="pt")
+    events = []
+    config = PruneConfig(ratio=0.3, steps=2, finetune_epochs=1, finetune_imgsz=64, imgsz=64)
+    child = prune(ws, parent, config, data_yaml=tiny_dataset.data_yaml, progress=events.append)
+    params = ws.variants().set_index("id").loc[child, "params"]
+    assert params["after"]["params"] < params["before"]["params"]
+    assert [e.message for e in events if e.stage == "prune"][:2] == ["step 1/2", "step 2/2"]
+    assert any(e.stage == "train" for e in events)  # the fine-tuning ran between the steps
+    with pytest.raises(ConfigError, match="needs a dataset"):
+        prune(ws, parent, config)

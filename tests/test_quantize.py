@@ -62,3 +62,10 @@ def test_accuracy_control_lists_what_it_reverted(workspace_with_demo, tiny_datas
     params = ws.variants().set_index("id").loc[child, "params"]
     assert isinstance(params["reverted_ops"], list)
     assert all(isinstance(name, str) and name for name in params["reverted_ops"])
+
+
+def test_an_int8_model_is_not_quantized_twice(workspace_with_demo, tiny_dataset):
+    ws, parent = workspace_with_demo
+    child = quantize(ws, parent, tiny_dataset.data_yaml, QuantizeConfig(imgsz=64, calibration_images=8))
+    with pytest.raises(ConfigError, match="already quantized"):
+        quantize(ws, child, tiny_dataset.data_yaml, QuantizeConfig(imgsz=64, calibration_images=8))

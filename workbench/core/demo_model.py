@@ -62,7 +62,7 @@ def train_demo_model(out_dir: Path | str, data_root: Path | str, *, recipe: Trai
 
 
 STUDENT_RECIPE = "demo-best"
-STUDENT_STEPS = 2  # prune, distill: the quantize step runs where the student is used (make bench)
+STUDENT_STEPS = 4  # prune and three distill stages: the quantize step runs where the student is used (make bench)
 
 
 def student_card_data(weights: Path, parent_sha256: str, history: list[dict], seconds: float,
@@ -83,7 +83,7 @@ def student_card_data(weights: Path, parent_sha256: str, history: list[dict], se
 
 
 def train_student(out_dir: Path | str, workspace_root: Path | str, *, progress: ProgressFn | None = None) -> dict:
-    """Prune the demo model and distil it back (the first steps of recipe demo-best); write weights and card."""
+    """Prune the demo model and distil it back (recipe demo-best without its quantize step); write weights and card."""
     import shutil
 
     from .models import demo_weights, load_model, student_weights
@@ -96,13 +96,14 @@ def train_student(out_dir: Path | str, workspace_root: Path | str, *, progress: 
     full = Recipe.load(STUDENT_RECIPE)
     recipe = Recipe(full.steps[:STUDENT_STEPS], MeasureSpec(latency_imgsz=(), accuracy=False), full.name)
     result = run_recipe(workspace, recipe, parent, dataset.data_yaml, measure_input=False, progress=progress)
-    distilled = result.steps[-1]
-    history = workspace.variants().set_index("id").loc[distilled.variants[0], "params"]["history"]
+    params = workspace.variants().set_index("id")["params"]
+    trained = [step for step in result.steps if step.kind == "distill"]
+    history = [row for step in trained for row in params.loc[step.variants[-1]]["history"]]
     weights = Path(out_dir) / student_weights().name
     with staged(weights) as tmp:
-        shutil.copy2(workspace.artifact_path(distilled.variants[0]), tmp)
+        shutil.copy2(workspace.artifact_path(result.final_id), tmp)
     accuracy = evaluate(load_model(weights), dataset.data_yaml, AccuracyConfig(imgsz=DEMO_RECIPE.imgsz))
-    card = student_card_data(weights, sha256(demo_weights()), history, distilled.seconds, accuracy)
+    card = student_card_data(weights, sha256(demo_weights()), history, sum(s.seconds for s in trained), accuracy)
     with staged(weights.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(card, indent=2) + "\n")
     return card

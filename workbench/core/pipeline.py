@@ -54,9 +54,12 @@ class MeasureSpec:
     accuracy: bool = True
     accuracy_imgsz: int = 320
     threads: int | None = None
+    latency_s: float = 3.0  # timed seconds per latency measurement (after a 1 s warm-up)
 
     def __post_init__(self):
         object.__setattr__(self, "latency_imgsz", tuple(int(s) for s in self.latency_imgsz))
+        if self.latency_s <= 0:
+            raise ConfigError(f"latency_s must be > 0, got {self.latency_s}", "use e.g. 3")
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class Recipe:
             measure = MeasureSpec(**(data.get("measure") or {}))
         except TypeError as exc:
             raise ConfigError(f"{source}: bad 'measure' entry ({exc})",
-                              "use latency_imgsz, accuracy, accuracy_imgsz, threads") from exc
+                              "use latency_imgsz, accuracy, accuracy_imgsz, threads, latency_s") from exc
         return cls(tuple(steps), measure, str(data.get("name", Path(source).stem)))
 
     @classmethod
@@ -290,13 +293,15 @@ def measure_variant(workspace, variant_id: int, spec: MeasureSpec, data_yaml, *,
                     progress: ProgressFn | None = None) -> list[int]:
     """Latency (and accuracy) of one variant as the recipe's `measure` asks; returns measurement ids."""
     from .accuracy import AccuracyConfig
+    from .latency import LatencyConfig
     from .runtimes import RuntimeOptions, runtime_for
     from .study import evaluate_variant, measure_latency
 
     static = variant_imgsz(workspace, variant_id)
     runtime = runtime_for(workspace.artifact_path(variant_id))
     options = RuntimeOptions(threads=spec.threads, precision="f32" if runtime == "openvino" else None)
-    ids = [measure_latency(workspace, variant_id, options, imgsz=size, progress=progress)
+    timing = LatencyConfig(min_time_s=spec.latency_s)
+    ids = [measure_latency(workspace, variant_id, options, imgsz=size, config=timing, progress=progress)
            for size in ((static,) if static else spec.latency_imgsz)]
     if spec.accuracy:
         config = AccuracyConfig(imgsz=static or spec.accuracy_imgsz)

@@ -114,7 +114,8 @@ def channel_prune(net, config: PruneConfig, *, finetune=None, progress: Progress
     for index in config.stage_ratios:
         if not str(index).isdigit() or int(index) >= len(net.model) - 1:
             raise ConfigError(f"stage_ratios names layer {index!r}, which is not a prunable layer index",
-                              f"use layer indices 0..{len(net.model) - 2} (the Detect head is never pruned)")
+                              f"use layer indices 0..{len(net.model) - 2} (the Detect head follows the global ratio; "
+                              "its outputs are never cut)")
     net.eval()
     for p in net.parameters():
         p.requires_grad_(True)
@@ -133,6 +134,8 @@ def channel_prune(net, config: PruneConfig, *, finetune=None, progress: Progress
                 net(example)  # the pruned graph must still run end to end
             if finetune is not None and step < config.steps - 1:
                 finetune(net)
+    except WorkbenchError:
+        raise
     except (RuntimeError, IndexError, ValueError) as exc:
         raise PruningError(f"Torch-Pruning could not prune this model: {type(exc).__name__}: {exc}",
                            "lower the ratio, or keep the failing stage with stage_ratios={'N': 0}") from exc

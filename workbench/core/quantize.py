@@ -262,26 +262,28 @@ def quantize(workspace, parent_id: int, data_yaml: Path | str, config: QuantizeC
                            progress=progress)
         source = workspace.artifact_path(parent_id)
     _check_float_source(source, config)
-    done: dict = {}
+    params = {**asdict(config), "calibration": calibration.record()}
 
-    def write(out: Path) -> None:
-        done.update(quantize_artifact(source, out, config, calibration, validation, progress=progress))
+    def write(out: Path) -> None:  # adds what was kept in float: the ledger row is written after the artifact
+        params.update(quantize_artifact(source, out, config, calibration, validation, progress=progress))
 
     stem = source.name.removesuffix("_openvino_model").removesuffix(".onnx").rsplit("-", 1)[0].removesuffix("-fp32")
     suffix = "_openvino_model" if config.format == "openvino" else ".onnx"
     tag = "int8ac" if config.max_drop is not None else "int8"
     emit(progress, "quantize", 0, 1, f"{config.format} {tag}")
     variant = workspace.add_artifact(write, f"{stem}-nncf-{tag}{suffix}", step="quantize",
-                                     params={**asdict(config), "calibration": calibration.record(), **done},
+                                     params=params,
                                      parent_id=parent_id, format=config.format, check=check_loads)
     emit(progress, "quantize", 1, 1, f"{config.format} {tag}")
     return variant
 
 
 def _check_float_source(source: Path, config: QuantizeConfig) -> None:
-    from .runtimes import runtime_for
+    from .runtimes import RuntimeOptions, open_runner, runtime_for
 
     expected = {"openvino": "openvino", "onnx": "onnxruntime"}[config.format]
     if runtime_for(source) != expected:
         raise ConfigError(f"{source.name} is not a{'n' if config.format == 'onnx' else ''} {config.format} model",
                           f"quantize a .pt variant or a float {config.format} export of it")
+    if "int8" in open_runner(source, RuntimeOptions(precision="f32")).precision:
+        raise ConfigError(f"{source.name} is already quantized to INT8", "quantize its float parent instead")
