@@ -109,7 +109,7 @@ def summary(records: list[dict], stats: dict[str, dict]) -> dict:
         return next((r for r in records if r["variant"] == f"{prefix}-{imgsz}" and r["status"] == "ok"), {})
 
     pipeline, reference = find(NAMES["pipeline-int8"], 640), find("ultralytics-openvino-int8", 640)
-    map_imgsz = next((r["map_imgsz"] for r in records if r.get("map_imgsz")), None)
+    map_imgsz = next((int(r["map_imgsz"]) for r in records if r.get("map_imgsz")), None)
     parent = find("pytorch", map_imgsz) if map_imgsz else {}
     pipe_map = find(NAMES["pipeline-int8"], map_imgsz) if map_imgsz else {}
     out = {"pipeline": student_card()["recipe"], "map_imgsz": map_imgsz, "target_ratio": TARGET_RATIO,
