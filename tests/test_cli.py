@@ -59,11 +59,14 @@ def test_optimize_refuses_a_bad_recipe_before_any_work(tmp_path, capsys):
     assert "demo-best" in capsys.readouterr().err
 
 
-def test_optimize_runs_a_recipe_and_prints_its_table(tmp_path, tiny_dataset, capsys):
+def test_optimize_runs_a_recipe_and_prints_its_table(tmp_path, capsys):
+    from workbench.core.data.generate import ShapesConfig, generate_shapes
+
+    data = generate_shapes(tmp_path / "data", ShapesConfig(seed=3, train=8, val=8, imgsz=64))  # validation caches
     recipe = tmp_path / "r.yaml"
     recipe.write_text("steps:\n  - sparsify: {ratio: 0.5, imgsz: 64}\n  - export: {format: onnx, imgsz: 64}\n"
                       "measure: {latency_imgsz: [64], accuracy_imgsz: 64, latency_s: 0.3}\n")
-    assert main(["optimize", "--recipe", str(recipe), "--data", str(tiny_dataset.data_yaml),
+    assert main(["optimize", "--recipe", str(recipe), "--data", str(data.data_yaml),
                  "--workspace", str(tmp_path / "ws")]) == 0
     out = capsys.readouterr().out
     assert "| input |" in out and "| 1:sparsify |" in out and "| 2:export |" in out and "onnxruntime" in out
