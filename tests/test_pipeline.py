@@ -53,7 +53,7 @@ def test_preflight_catches_order_family_and_calibration(ws_parent, tiny_dataset,
 
     other = save_checkpoint(load_model("yolo11n.yaml").model, tmp_path / "coco-teacher.pt")
     wrong_teacher = Recipe.from_dict({"steps": [{"distill": {"teacher": str(other), "epochs": 1}}]})
-    with pytest.raises(ConfigError, match="another family"):
+    with pytest.raises(ConfigError, match="step 1 \\(distill\\): the teacher is of another family"):
         preflight(ws, wrong_teacher, parent, tiny_dataset.data_yaml)
     assert len(ws.variants()) <= 2  # nothing but the parent (and the imported teacher) was recorded
 

@@ -182,10 +182,7 @@ def preflight(workspace, recipe: Recipe, model_id: int, data_yaml: Path | str) -
         the pruner cannot handle, a teacher of another family, too few calibration images, a bad dataset.
     """
     from .data.checks import check_dataset
-    from .distill import check_teacher
     from .models import load_model
-    from .prune import check_prunable
-    from .quantize import MIN_CALIBRATION_IMAGES, ImageSet
 
     path = workspace.artifact_path(model_id)
     if path.suffix != ".pt":
@@ -198,17 +195,29 @@ def preflight(workspace, recipe: Recipe, model_id: int, data_yaml: Path | str) -
         if step.kind in _NEEDS_PYTORCH and produced != "pytorch":
             raise ConfigError(f"{where} needs a PyTorch model, but an earlier step already produced {produced}",
                               "put prune / distill / finetune / qat before quantize and export")
-        if step.kind in ("prune", "sparsify"):
-            check_prunable(net)
-        if step.kind == "distill":
-            teachers[index] = _teacher_variant(workspace, step.teacher, model_id)
-            check_teacher(net, load_model(workspace.artifact_path(teachers[index])).model)
-        if step.kind in ("quantize", "qat"):
-            ImageSet.from_data(data_yaml, step.config.calibration_split, step.config.calibration_images,
-                               minimum=MIN_CALIBRATION_IMAGES)
+        try:
+            _check_step(workspace, step, index, net, model_id, data_yaml, teachers)
+        except WorkbenchError as exc:
+            raise ConfigError(f"{where}: {exc.problem}", exc.fix) from exc
         if step.kind in ("quantize", "export", "qat"):
             produced = getattr(step.config, "format", None) or step.config.formats[0]
     return teachers
+
+
+def _check_step(workspace, step: Step, index: int, net, model_id: int, data_yaml, teachers: dict) -> None:
+    from .distill import check_teacher
+    from .models import load_model
+    from .prune import check_prunable
+    from .quantize import MIN_CALIBRATION_IMAGES, ImageSet
+
+    if step.kind in ("prune", "sparsify"):
+        check_prunable(net)
+    if step.kind == "distill":
+        teachers[index] = _teacher_variant(workspace, step.teacher, model_id)
+        check_teacher(net, load_model(workspace.artifact_path(teachers[index])).model)
+    if step.kind in ("quantize", "qat"):
+        ImageSet.from_data(data_yaml, step.config.calibration_split, step.config.calibration_images,
+                           minimum=MIN_CALIBRATION_IMAGES)
 
 
 def _teacher_variant(workspace, teacher: str, model_id: int) -> int:

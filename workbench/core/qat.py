@@ -8,6 +8,7 @@ and the decoding ops that export adds later have no quantizers, so they run in f
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -180,8 +181,6 @@ def qat(workspace, parent_id: int, data_yaml: Path | str, config: QATConfig = QA
                                      minimum=MIN_CALIBRATION_IMAGES)
     start = time.perf_counter()
     qmodel = quantize_for_training(net, calibration, config.imgsz, config.preset, progress)
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="workbench-qat-") as tmp:
         history = finetune_quantized(qmodel, summary.write_resolved(Path(tmp)), config, progress=progress)
     params = {**asdict(config), "calibration": calibration.record(), "history": history,
