@@ -127,3 +127,25 @@ def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
         better = no_worse & ((latency < latency[i]) | (accuracy > accuracy[i]))
         mask[i] = not better.any()
     return mask
+
+
+def filter_table(table, *, runtimes=(), precisions=(), imgsizes=()):
+    """Rows of a comparison table whose runtime, precision and imgsz are among the given ones (empty: any)."""
+    keep = np.ones(len(table), bool)
+    for column, allowed in (("runtime", runtimes), ("precision", precisions), ("imgsz", imgsizes)):
+        if allowed:
+            keep &= table[column].isin(list(allowed)).to_numpy()
+    return table[keep]
+
+
+def variant_details(workspace, variant_id: int) -> dict:
+    """A variant's lineage (root first: step, name, parameters) and its successful measurements, newest last."""
+    lineage = [{"id": v["id"], "name": v["name"], "step": v["step"], "format": v["format"], "params": v["params"]}
+               for v in reversed(workspace.ledger.lineage(variant_id))]
+    measurements = [{"id": m["id"], "kind": m["kind"], "context": m["context"],
+                     "metrics": {k: v for k, v in m["metrics"].items() if k not in ("samples_ms", "per_class")}}
+                    for m in workspace.ledger.rows("measurements")
+                    if m["variant_id"] == variant_id and m["context"].get("status", "ok") == "ok"]
+    return {"variant_id": variant_id, "technique": technique({v["id"]: v for v in workspace.ledger.rows("variants")},
+                                                             variant_id), "lineage": lineage,
+            "measurements": measurements}

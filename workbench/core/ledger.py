@@ -128,6 +128,11 @@ class Ledger:
                  self._fingerprint(db), now()))
             return int(cursor.lastrowid)
 
+    def remove_measurements(self, ids: list[int]) -> None:
+        """Forget measurements of a run that was cancelled part-way (the ledger stays as before the run)."""
+        with self._write() as db:
+            db.executemany("DELETE FROM measurements WHERE id=?", [(int(i),) for i in ids])
+
     def rows(self, table: str) -> list[dict]:
         """All rows of `variants`, `measurements` or `fingerprints`, JSON columns decoded."""
         if table not in ("variants", "measurements", "fingerprints"):

@@ -13,6 +13,7 @@ leaves the earlier variants in place and names itself and the cause.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -115,7 +116,8 @@ class Recipe:
             if step.teacher is not None:
                 options[TEACHER_KEY] = step.teacher
             steps.append({step.kind: options})
-        return {"name": self.name, "steps": steps, "measure": asdict(self.measure)}
+        data = {"name": self.name, "steps": steps, "measure": asdict(self.measure)}
+        return json.loads(json.dumps(data))  # plain types (enums become strings, tuples lists): YAML-safe
 
 
 def shipped_recipes() -> dict[str, Path]:

@@ -1,0 +1,57 @@
+"""`Workbench`: every panel in tabs over one workspace, for JupyterLab and for Voila (`make app`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ipywidgets as widgets
+
+from ..core.session import Session
+from ..core.workspace import DEFAULT_ROOT
+from .dashboard import Dashboard
+from .optimize import DistillPanel, PipelinePanel, PrunePanel, QuantizePanel
+from .panels import ExportPanel, MeasurePanel, ModelPanel
+
+TABLE_CSS = ("<style>.wb-table{border-collapse:collapse;font-size:12px}.wb-table td,.wb-table th"
+             "{border:1px solid #ddd;padding:2px 6px;text-align:left}</style>")
+
+
+class Workbench:
+    """The app: Model & data, Export, Measure, Prune, Quantize, Distill, Pipeline and Compare tabs.
+
+    Args:
+        workspace: the folder everything lands in (its ledger is shared with the CLI and notebooks).
+        background: run steps in a background thread (False: in the caller's thread, for scripts and tests).
+    """
+
+    def __init__(self, workspace: Path | str = DEFAULT_ROOT, *, session: Session | None = None,
+                 background: bool = True):
+        self.session = session or Session.open(workspace)
+        self.panels = [ModelPanel(self.session, background=background),
+                       ExportPanel(self.session, background=background),
+                       MeasurePanel(self.session, background=background),
+                       PrunePanel(self.session, background=background),
+                       QuantizePanel(self.session, background=background),
+                       DistillPanel(self.session, background=background),
+                       PipelinePanel(self.session, background=background)]
+        self.dashboard = Dashboard(self.session)
+        self.tabs = widgets.Tab(children=[p.widget for p in self.panels] + [self.dashboard.widget],
+                                titles=[p.title for p in self.panels] + [self.dashboard.title])
+
+    def panel(self, title: str):
+        """The panel (or the dashboard) whose tab has this title."""
+        for item in [*self.panels, self.dashboard]:
+            if item.title == title:
+                return item
+        raise KeyError(f"no tab {title!r}; tabs: {[p.title for p in [*self.panels, self.dashboard]]}")
+
+    @property
+    def widget(self) -> widgets.VBox:
+        header = widgets.HTML(f"{TABLE_CSS}<h2 style='margin:4px 0'>Deploy Workbench</h2>"
+                              f"<div>workspace <code>{self.session.workspace.root}</code></div>")
+        return widgets.VBox([header, self.tabs])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)

@@ -1,0 +1,79 @@
+"""Small building blocks shared by the panels: a variant picker that follows the ledger, labelled inputs."""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+
+from ..core.session import Session, variant_choices
+
+WIDE = {"description_width": "150px"}
+
+
+def int_box(description: str, value: int, low: int, high: int, step: int = 1, tooltip: str = ""):
+    return widgets.BoundedIntText(value=value, min=low, max=high, step=step, description=description, style=WIDE,
+                                  tooltip=tooltip)
+
+
+def float_box(description: str, value: float, low: float, high: float, step: float, tooltip: str = ""):
+    return widgets.BoundedFloatText(value=value, min=low, max=high, step=step, description=description, style=WIDE,
+                                    tooltip=tooltip)
+
+
+def dropdown(description: str, options, value=None, tooltip: str = ""):
+    return widgets.Dropdown(options=options, value=value if value is not None else _first(options),
+                            description=description, style=WIDE, tooltip=tooltip)
+
+
+def checkbox(description: str, value: bool, tooltip: str = ""):
+    return widgets.Checkbox(value=value, description=description, style=WIDE, indent=False, tooltip=tooltip)
+
+
+def note(text: str) -> widgets.HTML:
+    """A short explanation under a panel's title."""
+    return widgets.HTML(f"<div style='color:#444;max-width:760px'>{html.escape(text)}</div>")
+
+
+def variant_label(workspace, variant_id: int) -> str:
+    """'#id name' from the ledger."""
+    names = {v["id"]: v["name"] for v in workspace.ledger.rows("variants")}
+    return f"#{variant_id} {names.get(variant_id, '?')}"
+
+
+def _first(options):
+    option = next(iter(options))
+    return option[1] if isinstance(option, tuple) else option
+
+
+class VariantPicker:
+    """A dropdown (or multi-select) of the ledger's variants that refreshes whenever the session changes."""
+
+    def __init__(self, session: Session, description: str = "Variant", *, formats: tuple[str, ...] | None = None,
+                 multiple: bool = False, prefer_current: bool = True):
+        self.session, self.formats, self.prefer_current = session, formats, prefer_current
+        if multiple:
+            self.widget = widgets.SelectMultiple(description=description, style=WIDE, rows=6,
+                                                 layout=widgets.Layout(width="640px"))
+        else:
+            self.widget = widgets.Dropdown(description=description, style=WIDE, layout=widgets.Layout(width="640px"))
+        self.refresh()
+        session.on_change(lambda _: self.refresh())
+
+    def refresh(self) -> None:
+        current = self.widget.value
+        options = variant_choices(self.session.workspace, formats=self.formats)
+        ids = [i for _, i in options]
+        self.widget.options = options
+        if isinstance(self.widget, widgets.SelectMultiple):
+            self.widget.value = tuple(i for i in (current or ()) if i in ids)
+        elif current in ids:
+            self.widget.value = current
+        elif self.prefer_current and self.session.model_id in ids:
+            self.widget.value = self.session.model_id
+        elif ids:
+            self.widget.value = ids[0]
+
+    @property
+    def value(self):
+        return self.widget.value

@@ -1,0 +1,154 @@
+"""The comparison dashboard: latency vs mAP50-95 with the Pareto front, filters, details of a clicked variant.
+
+It reads the ledger, so variants from the CLI, from notebooks and from earlier sessions appear too.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+import ipywidgets as widgets
+
+from ..core.compare import comparison_table, filter_table, variant_details
+from ..core.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
+from ..core.session import Session
+from .common import WIDE
+
+LEDGER_COLUMNS = ["id", "name", "step", "format", "parent_id", "size_bytes", "created_at"]
+
+
+class Dashboard:
+    """Interactive comparison of every measured variant of the session's workspace."""
+
+    title = "Compare"
+
+    def __init__(self, session: Session, *, table=comparison_table):
+        self.session, self._table = session, table
+        self.runtime = widgets.SelectMultiple(description="Runtime", style=WIDE, rows=4)
+        self.precision = widgets.SelectMultiple(description="Precision", style=WIDE, rows=4)
+        self.imgsz = widgets.SelectMultiple(description="imgsz", style=WIDE, rows=4)
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.summary = widgets.HTML()
+        self.details = widgets.HTML("<i>Click a point to see its lineage and measurements.</i>",
+                                    layout=widgets.Layout(width="420px"))
+        self.ledger = widgets.HTML()
+        self.figure = self._figure_widget()
+        self.distributions = self._figure_widget()
+        self.stages = self._figure_widget()
+        self.table = None
+        self.selected: int | None = None
+        for control in (self.runtime, self.precision, self.imgsz):
+            control.observe(lambda _: self.redraw(), names="value")
+        self.refresh_button.on_click(lambda _: self.refresh())
+        session.on_change(lambda _: self.refresh())
+        self.refresh()
+
+    @staticmethod
+    def _figure_widget():
+        import plotly.graph_objects as go
+
+        return go.FigureWidget()
+
+    @property
+    def widget(self) -> widgets.VBox:
+        if not hasattr(self, "_widget"):
+            filters = widgets.HBox([self.runtime, self.precision, self.imgsz, self.refresh_button])
+            side = widgets.VBox([self.details], layout=widgets.Layout(max_height="460px", overflow="auto"))
+            self._widget = widgets.VBox([
+                widgets.HTML("<h3 style='margin:4px 0'>Compare variants</h3>"), filters, self.summary,
+                widgets.HBox([self.figure, side]), widgets.HBox([self.distributions, self.stages]),
+                widgets.HTML("<h4>Ledger</h4>"), self.ledger])
+        return self._widget
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def refresh(self) -> None:
+        """Re-read the ledger; filter choices keep what is still available."""
+        self.table = self._table(self.session.workspace)
+        ok = self.table[self.table["status"] == "ok"] if len(self.table) else self.table
+        for control, column in ((self.runtime, "runtime"), (self.precision, "precision"), (self.imgsz, "imgsz")):
+            options = sorted({v for v in ok[column] if v is not None}) if len(ok) else []
+            keep = tuple(v for v in control.value if v in options)
+            control.options = options
+            control.value = keep
+        self.ledger.value = _ledger_html(self.session.workspace)
+        self.redraw()
+
+    def filtered(self):
+        if self.table is None or not len(self.table):
+            return self.table
+        return filter_table(self.table, runtimes=self.runtime.value, precisions=self.precision.value,
+                            imgsizes=self.imgsz.value)
+
+    def redraw(self) -> None:
+        rows = self.filtered()
+        if rows is None or not len(rows):
+            self.summary.value = ("<i>No latency measurements yet: export and measure a variant, or run "
+                                  "<code>workbench demo</code>.</i>")
+            _replace(self.figure, None)
+            return
+        ok = rows[rows["status"] == "ok"]
+        failed = len(rows) - len(ok)
+        self.summary.value = (f"{len(ok)} measured rows" + (f", {failed} failed (see the ledger)" if failed else "")
+                              + f" · workspace <code>{html.escape(str(self.session.workspace.root))}</code>")
+        _replace(self.figure, pareto_figure(rows))
+        for trace in self.figure.data:
+            if trace.customdata is not None:
+                trace.on_click(self.on_click)
+        with_samples = [{"label": row_label(r), "samples_ms": r["samples_ms"]} for _, r in ok.iterrows()
+                        if isinstance(r["samples_ms"], list) and r["samples_ms"]]
+        _replace(self.distributions, latency_distribution_figure(with_samples) if with_samples else None)
+        has_stages = ok["stages"].map(lambda s: isinstance(s, dict) and bool(s))
+        _replace(self.stages, stage_figure(ok[has_stages]) if has_stages.any() else None)
+
+    def on_click(self, trace, points, selector=None) -> None:
+        """Plotly's click callback: show the clicked variant's lineage and measurements."""
+        if points.point_inds:
+            self.select(int(trace.customdata[points.point_inds[0]][4]))
+
+    def select(self, variant_id: int) -> None:
+        self.selected = variant_id
+        self.details.value = details_html(variant_details(self.session.workspace, variant_id))
+
+
+def _replace(target, source) -> None:
+    """Swap a FigureWidget's traces and layout for those of `source` (None: empty)."""
+    with target.batch_update():
+        target.data = ()
+        if source is not None:
+            target.add_traces(list(source.data))
+            target.layout = source.layout
+
+
+def details_html(details: dict) -> str:
+    """Lineage as a chain of steps with their parameters, then one line per measurement."""
+    steps = []
+    for v in details["lineage"]:
+        params = {k: v for k, v in (v["params"] or {}).items() if not isinstance(v, dict | list)}
+        steps.append(f"<li><b>{html.escape(v['step'])}</b> #{v['id']} {html.escape(v['name'])}"
+                     f"<br><small>{html.escape(json.dumps(params, default=str)[:400])}</small></li>")
+    lines = []
+    for m in details["measurements"]:
+        ctx, met = m["context"], m["metrics"]
+        if m["kind"] == "latency":
+            text = f"p50 {met.get('p50_ms', float('nan')):.2f} ms at {ctx.get('imgsz')} px"
+        elif m["kind"] == "accuracy":
+            text = f"mAP50-95 {met.get('map50_95', float('nan')):.4f} at {ctx.get('imgsz')} px"
+        else:
+            text = f"verdict {met.get('verdict', '?')}"
+        lines.append(f"<li>{m['kind']}: {text} ({html.escape(str(ctx.get('runtime', '')))} "
+                     f"{html.escape(str(ctx.get('precision', '')))})</li>")
+    return (f"<h4 style='margin:4px 0'>Variant #{details['variant_id']} · {html.escape(details['technique'])}</h4>"
+            f"<b>Lineage</b><ol>{''.join(steps)}</ol><b>Measurements</b><ul>{''.join(lines)}</ul>")
+
+
+def _ledger_html(workspace) -> str:
+    variants = workspace.ledger.rows("variants")
+    head = "".join(f"<th>{c}</th>" for c in LEDGER_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v.get(c, '')))}</td>" for c in LEDGER_COLUMNS) + "</tr>"
+                   for v in reversed(variants))
+    return f"<div style='max-height:260px;overflow:auto'><table class='wb-table'><tr>{head}</tr>{body}</table></div>"

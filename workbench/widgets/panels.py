@@ -1,0 +1,157 @@
+"""Panels for the ground steps: choose a model and dataset, export it, measure variants."""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+
+from ..core import export as export_core
+from ..core import session as session_core
+from ..core.data.generate import ShapesConfig
+from ..core.export import ExportConfig, ExportFormat
+from ..core.session import MeasureRequest, ModelChoice, Session
+from .base import Panel
+from .common import WIDE, VariantPicker, checkbox, dropdown, float_box, int_box, note, variant_label
+
+OPENVINO_PRECISIONS = [("f32 (exact, what the export computes)", "f32"),
+                       ("runtime default (bf16 where the CPU has it)", None), ("bf16", "bf16"), ("f16", "f16")]
+
+
+class ModelPanel(Panel):
+    """Choose the model (the shipped demo, the shipped pruned student, or a .pt path) and the dataset."""
+
+    title = "Model & data"
+    run_label = "Open"
+
+    def __init__(self, session: Session, *, open_model=session_core.open_model, background: bool = True):
+        super().__init__(background=background)
+        self.session, self._open = session, open_model
+        self.model = widgets.Combobox(value="demo", options=["demo", "student"], description="Model", style=WIDE,
+                                      placeholder="demo, student, or a path to a .pt file", ensure_option=False,
+                                      layout=widgets.Layout(width="640px"))
+        self.data = widgets.Text(value="demo", description="Data YAML", style=WIDE,
+                                 placeholder="demo, or a path to a YOLO data YAML",
+                                 layout=widgets.Layout(width="640px"))
+        self.train_images = int_box("Train images (demo)", 800, 8, 20000, tooltip="generated training images")
+        self.val_images = int_box("Val images (demo)", 200, 4, 5000, tooltip="generated validation images")
+
+    def controls(self) -> list:
+        return [note("'demo' is the YOLO11n trained on the generated shapes dataset that ships with the workbench; "
+                     "'student' is its pruned and distilled student. The demo dataset is generated from a seed, "
+                     "on this machine, with no network."),
+                self.model, self.data, self.train_images, self.val_images]
+
+    def config(self) -> ModelChoice:
+        shapes = ShapesConfig(seed=0, train=self.train_images.value, val=self.val_images.value, imgsz=320)
+        return ModelChoice(model=self.model.value.strip(), data=self.data.value.strip() or "demo", shapes=shapes)
+
+    def execute(self, config, progress):
+        return self._open(self.session, config, progress=progress)
+
+    def describe(self, variant_id) -> str:
+        return f"model recorded as variant #{variant_id}; dataset {self.session.data_yaml}"
+
+
+class ExportPanel(Panel):
+    """Export a PyTorch variant to ONNX, OpenVINO or TorchScript through Ultralytics' exporter."""
+
+    title = "Export"
+    run_label = "Export"
+
+    def __init__(self, session: Session, *, export=export_core.export, background: bool = True):
+        super().__init__(background=background)
+        self.session, self._export = session, export
+        self.variant = VariantPicker(session, "PyTorch variant", formats=("pytorch",))
+        self.format = dropdown("Format", [f.value for f in ExportFormat], "openvino")
+        self.imgsz = int_box("imgsz", 640, 32, 2048, 32, "input size the artifact is made for")
+        self.precision = dropdown("Stored precision", ["fp32", "fp16", "int8"], "fp32")
+        self.dynamic = checkbox("Dynamic input shape", False)
+
+    def controls(self) -> list:
+        return [note("An export converts the PyTorch graph to a runtime's format. fp32 should give the same "
+                     "boxes as PyTorch (the Measure tab's parity check says whether it does); int8 here is "
+                     "Ultralytics' one-line INT8 (the Quantize tab offers NNCF with more control)."),
+                self.variant.widget, self.format, self.imgsz, self.precision, self.dynamic]
+
+    def config(self) -> ExportConfig:
+        data = str(self.session.data_yaml) if self.precision.value == "int8" and self.session.data_yaml else None
+        return ExportConfig(format=self.format.value, imgsz=self.imgsz.value, precision=self.precision.value,
+                            dynamic=self.dynamic.value, data=data)
+
+    def arguments(self) -> dict:
+        return {"parent_id": self.variant.value}
+
+    def execute(self, config, progress, parent_id):
+        variant_id = self._export(self.session.workspace, parent_id, config, progress=progress)
+        self.session.changed()
+        return variant_id
+
+    def describe(self, variant_id) -> str:
+        return f"recorded {variant_label(self.session.workspace, variant_id)}"
+
+
+class MeasurePanel(Panel):
+    """Latency, accuracy and parity of chosen variants, each recorded in the ledger with its context."""
+
+    title = "Measure"
+    run_label = "Measure"
+
+    def __init__(self, session: Session, *, measure=session_core.measure_variants, background: bool = True):
+        super().__init__(background=background)
+        self.session, self._measure = session, measure
+        self.variants = VariantPicker(session, "Variants", multiple=True)
+        self.latency = checkbox("Latency", True)
+        self.accuracy = checkbox("Accuracy (mAP)", True)
+        self.parity = checkbox("Parity with parent", False)
+        self.imgsz = int_box("Latency imgsz", 640, 32, 2048, 32, "exports with a static size use their own")
+        self.seconds = float_box("Timed seconds", 2.0, 0.1, 120.0, 0.5, "steady-state timing per measurement")
+        self.threads = int_box("Threads (0 = all)", 0, 0, 256)
+        self.precision = dropdown("OpenVINO precision", OPENVINO_PRECISIONS, "f32")
+
+    def controls(self) -> list:
+        return [note("Latency is batch 1, p50 after warm-up, with the runtime, precision and threads recorded. "
+                     "Accuracy is mAP50-95 on the val split at the model's training size. Parity compares a "
+                     "variant's boxes with its parent's on the same images."),
+                self.variants.widget, widgets.HBox([self.latency, self.accuracy, self.parity]), self.imgsz,
+                self.seconds, self.threads, self.precision]
+
+    def config(self) -> MeasureRequest:
+        return MeasureRequest(latency=self.latency.value, accuracy=self.accuracy.value, parity=self.parity.value,
+                              imgsz=self.imgsz.value, seconds=self.seconds.value,
+                              threads=self.threads.value or None, precision=self.precision.value)
+
+    def arguments(self) -> dict:
+        return {"variant_ids": list(self.variants.value)}
+
+    def execute(self, config, progress, variant_ids):
+        return self._measure(self.session, variant_ids, config, progress=progress)
+
+    def describe(self, ids) -> str:
+        return f"{len(ids)} measurements recorded"
+
+    def show(self, ids) -> None:
+        rows = [m for m in self.session.workspace.ledger.rows("measurements") if m["id"] in set(ids)]
+        self.output.children = (widgets.HTML(measurement_table_html(self.session.workspace, rows)),)
+
+
+def measurement_table_html(workspace, rows: list[dict]) -> str:
+    """A compact HTML table of measurements: variant, kind, runtime, precision, imgsz and the headline value."""
+    names = {v["id"]: v["name"] for v in workspace.ledger.rows("variants")}
+    body = []
+    for m in rows:
+        metrics, ctx = m["metrics"], m["context"]
+        if ctx.get("status") == "failed":
+            value = f"failed: {metrics.get('error', '')}"
+        elif m["kind"] == "latency":
+            value = f"p50 {metrics['p50_ms']:.2f} ms (p90 {metrics['p90_ms']:.2f}, {metrics['runs']} runs)"
+        elif m["kind"] == "accuracy":
+            value = f"mAP50-95 {metrics['map50_95']:.4f}, mAP50 {metrics['map50']:.4f}"
+        else:
+            value = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                              for k, v in metrics.items() if not isinstance(v, list | dict))
+        cells = [f"#{m['variant_id']} {names.get(m['variant_id'], '')}", m["kind"], ctx.get("runtime", ""),
+                 ctx.get("precision", ""), ctx.get("imgsz", ""), value]
+        body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("variant", "kind", "runtime", "precision", "imgsz", "result"))
+    return f"<table class='wb-table'><tr>{head}</tr>{''.join(body)}</table>"
