@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv demo test lab bench clean
+.PHONY: venv demo test lab app bench browser-deps clean
 
 venv: $(STAMP)
 
@@ -18,14 +18,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/workbench demo
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest
+
+# The browser tests drive Debian's chromium through Playwright (never `playwright install`).
+browser-deps:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
 bench: $(STAMP)
 	$(BIN)/workbench bench --out bench
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --no-browser $(ROOT_FLAG)
+
+app: $(STAMP)
+	cd notebooks && $(abspath $(BIN))/voila app.ipynb --no-browser --Voila.ip=127.0.0.1
 
 clean:
 	rm -rf workbench-runs .pytest_cache

@@ -12,23 +12,25 @@
 # ---
 
 # %% [markdown]
-# # 00 · Quickstart: a detector, a dataset, a first measurement
+# # 00 · Quickstart: a detector, a dataset, a first comparison
 #
 # This notebook runs entirely on your machine, with no network. It walks through the ground every later chapter
 # stands on:
 #
 # 1. **Where am I?** The environment fingerprint: CPU, instruction sets, cores, library versions. Every number
 #    the workbench records carries it, because a latency measured on one machine says little about another.
-# 2. **A dataset.** Coloured shapes (circles, triangles, squares, stars) on crops of real photographs, generated
-#    from a seed, so everyone in a class gets exactly the same images.
-# 3. **A model.** A YOLO11n trained on that dataset ships with the workbench; its card says how it was made.
-# 4. **A measurement.** Accuracy through Ultralytics' own validator, recorded in the workspace's ledger with its
-#    context, so later chapters can compare every optimized variant against it.
+# 2. **A dataset and a model.** Coloured shapes (circles, triangles, squares, stars) on crops of real
+#    photographs, generated from a seed, so everyone in a class gets exactly the same images; and a YOLO11n
+#    trained on them that ships with the workbench.
+# 3. **A measurement.** Accuracy through Ultralytics' own validator, recorded in the workspace's ledger.
+# 4. **A first comparison.** The model exported to ONNX and OpenVINO, each timed and checked, on one chart.
 
 # %% tags=["parameters"]
 WORKSPACE = "workbench-runs"  # everything this notebook writes lands here
 VAL_IMAGES = 40  # generated validation images; the demo model's card uses 200
 TRAIN_IMAGES = 8  # not used for training here, only generated alongside
+IMGSZ = 320  # the demo model's training size; try 640 to see how latency grows
+SECONDS = 1.0  # timed seconds per latency measurement (after warm-up)
 SEED = 0
 
 # %% [markdown]
@@ -44,21 +46,19 @@ print(describe())
 # The `ISA` line matters later: `avx512_vnni` or `amx_int8` make INT8 inference fast, `avx512_bf16` or
 # `amx_bf16` let OpenVINO run in bfloat16 by default, which changes accuracy slightly and speed a lot.
 #
-# ## 2 · A dataset
+# ## 2 · A dataset and the demo model
 #
-# `generate_shapes` writes a YOLO dataset (images, one label file per image, a data YAML). Image *k* depends
-# only on the seed and *k*, so a small set is the beginning of the large one.
+# A *session* holds the workspace (a folder with the ledger and every artifact), the model being worked on and
+# its dataset. `open_model` generates the dataset (image *k* depends only on the seed and *k*, so a small set is
+# the beginning of the large one), checks that model and dataset share their classes, and records the model.
 
 # %%
-workspace = wb.Workspace(WORKSPACE)
-dataset = wb.generate_shapes(workspace.datasets,
-                             wb.ShapesConfig(seed=SEED, train=TRAIN_IMAGES, val=VAL_IMAGES, imgsz=320))
-summary = wb.check_dataset(dataset.data_yaml)
-print(dataset.data_yaml)
+session = wb.Session.open(WORKSPACE)
+shapes = wb.ShapesConfig(seed=SEED, train=TRAIN_IMAGES, val=VAL_IMAGES, imgsz=320)
+model_id = wb.open_model(session, wb.ModelChoice(model="demo", shapes=shapes))
+summary = wb.check_dataset(session.data_yaml)
+print(session.data_yaml)
 print(summary.images, summary.instances, summary.names)
-
-# %% [markdown]
-# ## 3 · The demo model and its card
 
 # %%
 model = wb.load_model("demo")
@@ -69,7 +69,7 @@ print(f"{card['architecture']} trained {card['epochs']} epochs at imgsz {card['i
 print(f"{info['params']:,} parameters, {info['gflops']} GFLOPs per image at {info['imgsz']} px")
 
 # %% [markdown]
-# ## 4 · Measure accuracy, record it
+# ## 3 · Measure accuracy, record it
 #
 # mAP50 counts a detection as right when its box overlaps the label by half; mAP50-95 averages over stricter
 # overlaps up to 95%, so it rewards tight boxes. Both are measured at the model's training image size.
@@ -79,28 +79,42 @@ from IPython.display import HTML
 
 from workbench.core.report import per_class_figure, prediction_grid_html
 
-accuracy = wb.evaluate(model, dataset.data_yaml, wb.AccuracyConfig(imgsz=card["imgsz"]))
-variant = workspace.add_artifact(wb.demo_weights(), "yolo11n-shapes.pt", step="source",
-                                 params={"source": "demo"}, format="pt")
-workspace.ledger.add_measurement(variant, "accuracy", accuracy.metrics(),
-                                 {"runtime": "pytorch", "precision": "fp32", "imgsz": card["imgsz"],
-                                  "dataset": dataset.config.name})
+accuracy = wb.evaluate(model, session.data_yaml, wb.AccuracyConfig(imgsz=card["imgsz"]))
 per_class_figure(accuracy.per_class, title=f"mAP per class on {accuracy.images} images").show()
 
 # %%
-val_images = sorted((dataset.root / "images" / "val").glob("*.jpg"))[:4]
+val_images = sorted((session.data_yaml.parent / "images" / "val").glob("*.jpg"))[:4]
 HTML(prediction_grid_html(model, val_images, imgsz=card["imgsz"]))
 
 # %% [markdown]
-# ## What the ledger holds now
+# ## 4 · A first comparison
 #
-# Every variant (here: the demo model) and every measurement, with the environment fingerprint. Later chapters
-# add exported, pruned, quantized and distilled variants to the same table.
+# Export the model to ONNX and OpenVINO, then time each runtime (batch 1, after warm-up) and measure its mAP.
+# OpenVINO is asked for f32 here: on a CPU with native bfloat16 its default would silently compute in bf16.
 
 # %%
-workspace.measurements("accuracy")[["variant", "map50", "map50_95", "ctx_imgsz", "ctx_dataset", "created_at"]]
+onnx_id = wb.export(session.workspace, model_id, wb.ExportConfig(format="onnx", imgsz=IMGSZ))
+openvino_id = wb.export(session.workspace, model_id, wb.ExportConfig(format="openvino", imgsz=IMGSZ))
+wb.measure_variants(session, [model_id, onnx_id, openvino_id], wb.MeasureRequest(imgsz=IMGSZ, seconds=SECONDS))
+
+# %% [markdown]
+# The chart below reads the ledger: every point is one variant in one runtime; lower latency is to the left,
+# higher accuracy is up, and the dotted line joins the points no other point beats on both. Click a point for its
+# lineage and measurements; filter by runtime, precision or image size above it.
+
+# %%
+from workbench.widgets import Dashboard
+
+dashboard = Dashboard(session)
+dashboard
+
+# %%
+table = wb.comparison_table(session.workspace)
+table[table["status"] == "ok"][["variant", "runtime", "precision", "imgsz", "p50_ms", "map50_95", "speedup"]]
 
 # %% [markdown]
 # **What you saw.** On a small validation set the mAP wobbles by a few points around the card's value; with
-# `VAL_IMAGES = 200` it matches the card. From the command line, `workbench demo` does all of this and writes
-# an HTML report.
+# `VAL_IMAGES = 200` it matches the card. The exports keep the accuracy and change the speed: the table's
+# `speedup` is against PyTorch on this machine. From the command line, `workbench demo` does all of this (and the
+# optimization chapters' short recipe) and writes an HTML report; chapter 02 goes through export and measurement
+# in detail.

@@ -37,6 +37,12 @@ class Workbench:
         self.dashboard = Dashboard(self.session)
         self.tabs = widgets.Tab(children=[p.widget for p in self.panels] + [self.dashboard.widget],
                                 titles=[p.title for p in self.panels] + [self.dashboard.title])
+        self.tabs.observe(self._on_tab, names="selected_index")
+
+    def _on_tab(self, change) -> None:
+        # plotly draws nothing into a hidden tab in some front-ends (Voila): redraw when the tab is shown
+        if change["new"] == len(self.panels):
+            self.dashboard.refresh()
 
     def panel(self, title: str):
         """The panel (or the dashboard) whose tab has this title."""

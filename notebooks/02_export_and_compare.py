@@ -1,0 +1,104 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Export and compare: one model, several runtimes, measured side by side
+#
+# **What an export changes.** Training happens in PyTorch; deployment usually does not. An export traces the
+# network once and writes its graph in another runtime's format: ONNX (run by ONNX Runtime and many others),
+# OpenVINO IR (Intel's CPU/GPU/NPU runtime), TorchScript (PyTorch without Python). The weights are the same, so the
+# boxes should be too, *if* the conversion is right: the **parity** check runs parent and export on the same
+# images and compares boxes, classes and scores.
+#
+# **Where the speed comes from.** Runtimes fuse layers, pick kernels for your CPU's instruction sets and plan
+# memory ahead. An export is made for one input size (`imgsz`) unless asked to be dynamic; a runtime may also
+# compute in a lower precision than the file stores (OpenVINO uses bf16 by default on CPUs that have it).
+#
+# **How to read the chart.** Each point is one variant in one runtime setting: left is faster, up is more
+# accurate. Click a point for its lineage and every measurement behind it.
+
+# %% tags=["parameters"]
+WORKSPACE = "workbench-runs"
+VAL_IMAGES = 40  # generated validation images (the demo card uses 200)
+TRAIN_IMAGES = 8
+IMGSZ = 320  # export and latency size; the demo model was trained at 320
+SECONDS = 1.0  # timed seconds per latency measurement
+FORMATS = ["onnx", "openvino", "torchscript"]
+
+# %%
+import workbench as wb
+from workbench.widgets import Dashboard, ExportPanel, MeasurePanel
+
+session = wb.Session.open(WORKSPACE)
+model_id = wb.open_model(session, wb.ModelChoice(shapes=wb.ShapesConfig(train=TRAIN_IMAGES, val=VAL_IMAGES)))
+
+# %% [markdown]
+# ## 1 · Export
+#
+# The panel drives the same function as the line after it. Choose a format and press **Export**; the new
+# variant lands in the ledger with its parent, options, size and hash, and appears in every other panel.
+
+# %%
+ExportPanel(session)
+
+# %%
+exported = {fmt: wb.export(session.workspace, model_id, wb.ExportConfig(format=fmt, imgsz=IMGSZ)) for fmt in FORMATS}
+session.changed()
+session.workspace.variants()[["id", "name", "step", "format", "size_bytes"]]
+
+# %% [markdown]
+# ## 2 · Measure: latency, accuracy, parity
+#
+# Latency is batch 1, the median (p50) of timed calls after warm-up, with threads, runtime and the precision the
+# runtime actually used recorded beside it. OpenVINO is measured twice: forced to f32, and with its default.
+
+# %%
+MeasurePanel(session)
+
+# %%
+variants = [model_id, *exported.values()]
+wb.measure_variants(session, variants, wb.MeasureRequest(imgsz=IMGSZ, seconds=SECONDS, parity=True))
+wb.measure_variants(session, [exported["openvino"]],
+                    wb.MeasureRequest(imgsz=IMGSZ, seconds=SECONDS, accuracy=False, precision=None))
+
+# %% [markdown]
+# ## 3 · Compare
+
+# %%
+Dashboard(session)
+
+# %%
+table = wb.comparison_table(session.workspace)
+ok = table[table["status"] == "ok"]
+ok[["variant", "runtime", "precision", "imgsz", "threads", "p50_ms", "p90_ms", "map50_95", "speedup"]]
+
+# %%
+parity = session.workspace.measurements("parity")
+parity[["variant", "verdict", "match_rate", "mean_iou", "max_abs_diff"]]
+
+# %% [markdown]
+# ## What the measurement shows on this machine
+
+# %%
+fastest = ok.sort_values("p50_ms").iloc[0]
+base = ok[ok["runtime"] == "pytorch"].iloc[0]
+print(f"Fastest: {fastest['runtime']} {fastest['precision']} at {fastest['p50_ms']:.2f} ms p50, "
+      f"{base['p50_ms'] / fastest['p50_ms']:.1f}x PyTorch's {base['p50_ms']:.2f} ms (imgsz {IMGSZ}, batch 1).")
+worst = parity.sort_values("match_rate").iloc[0]
+print(f"Parity: the weakest export ({worst['variant']}) matches {worst['match_rate']:.1%} of PyTorch's boxes, "
+      f"verdict {worst['verdict']}.")
+
+# %% [markdown]
+# A runtime that is faster but fails parity is not a deployment candidate until the doctor chapters explain why.
+# Timings wobble by 10-30% on a busy or virtual machine: measure again before trusting a small difference, and
+# compare at the size you will deploy (`IMGSZ = 640` shows how the runtimes scale).

@@ -1,0 +1,118 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Prune: fewer channels, or more zeros
+#
+# **Structured pruning** removes whole channels (filters) from convolutions, together with everything that
+# depends on them: the next layer's inputs, the BatchNorm, the branches joined by a concat. The network gets
+# *narrower*: fewer multiply-adds in every runtime. The workbench uses Torch-Pruning's dependency graph; YOLO11's
+# C3k2 / C2PSA blocks split a tensor in two, which the pruner cannot follow, so they are first replaced by
+# equivalent split-free blocks (the same weights, output-identical). The Detect head's outputs are kept.
+#
+# **Unstructured pruning** (NNCF's magnitude pruning) sets the smallest weights to zero and keeps every shape.
+# The file compresses better; a dense runtime still multiplies by the zeros, so it runs no faster. The notebook
+# measures both, so you see it rather than take it on trust.
+#
+# **What it costs.** Accuracy drops at once (at 30% often to nothing) and has to be recovered by training:
+# fine-tuning, or distillation from the unpruned model (chapter 05). **When it helps.** When the narrower widths
+# suit the hardware: FLOPs fall with the ratio, latency does not always (channel counts that are multiples of
+# 8 or 16 run better; measure, never trust FLOPs alone).
+
+# %% tags=["parameters"]
+WORKSPACE = "workbench-runs"
+VAL_IMAGES = 24
+TRAIN_IMAGES = 16
+RATIO = 0.3  # share of channels removed from each prunable layer
+ROUND_TO = 16  # channel counts rounded to a multiple of this
+FINETUNE_EPOCHS = 1  # recovery training after pruning (the shipped student used 95 epochs)
+FINETUNE_IMGSZ = 320
+SPARSITY = 0.5  # unstructured: share of weights set to zero
+LATENCY_IMGSZ = 320
+SECONDS = 1.0
+
+# %%
+import workbench as wb
+from workbench.widgets import Dashboard, PrunePanel
+
+session = wb.Session.open(WORKSPACE)
+model_id = wb.open_model(session, wb.ModelChoice(shapes=wb.ShapesConfig(train=TRAIN_IMAGES, val=VAL_IMAGES)))
+
+# %% [markdown]
+# ## 1 · Structured pruning
+#
+# The panel runs the same step as the call below it, measures the result, and adds it to the ledger.
+
+# %%
+PrunePanel(session)
+
+# %%
+pruned_id = wb.prune(session.workspace, model_id, wb.PruneConfig(ratio=RATIO, round_to=ROUND_TO))
+params = session.workspace.variants().set_index("id").loc[pruned_id, "params"]
+before, after = params["before"], params["after"]
+print(f"parameters {before['params']:,} -> {after['params']:,} ({1 - after['params'] / before['params']:.0%} fewer); "
+      f"GFLOPs at 640 {before['gflops']} -> {after['gflops']}")
+
+# %% [markdown]
+# ## 2 · Recover by fine-tuning
+#
+# Straight after pruning the model has lost most of what it knew. A few epochs of training on the labels bring
+# much of it back; the full recovery of the shipped student took 95 epochs (its card says how).
+
+# %%
+tuned_id = wb.finetune(session.workspace, pruned_id, session.data_yaml,
+                       wb.DistillConfig(epochs=FINETUNE_EPOCHS, imgsz=FINETUNE_IMGSZ, batch=8))
+
+# %% [markdown]
+# ## 3 · Unstructured pruning, for contrast
+
+# %%
+sparse_id = wb.sparsify(session.workspace, model_id, wb.SparsifyConfig(ratio=SPARSITY))
+sparse = session.workspace.variants().set_index("id").loc[sparse_id, "params"]
+print(f"sparsity {sparse['after']['sparsity']:.0%}; compressed fp16 weights "
+      f"{sparse['before']['weights_fp16_gzip_bytes'] / 2**20:.2f} -> {sparse['after']['weights_fp16_gzip_bytes'] / 2**20:.2f} MB")
+print(sparse["note"])
+
+# %% [markdown]
+# ## 4 · Measure all of them, in PyTorch and in OpenVINO
+
+# %%
+request = wb.MeasureRequest(imgsz=LATENCY_IMGSZ, seconds=SECONDS)
+variants = [model_id, pruned_id, tuned_id, sparse_id]
+openvino = [wb.export(session.workspace, v, wb.ExportConfig(format="openvino", imgsz=LATENCY_IMGSZ)) for v in variants]
+wb.measure_variants(session, variants + openvino, request)
+Dashboard(session)
+
+# %% [markdown]
+# ## What the measurement shows on this machine
+
+# %%
+table = wb.comparison_table(session.workspace)
+ok = table[(table["status"] == "ok") & (table["imgsz"] == LATENCY_IMGSZ)]
+ok[["variant", "technique", "runtime", "precision", "gflops", "p50_ms", "map50_95", "speedup"]]
+
+# %%
+def p50(variant_id, runtime):
+    rows = ok[(ok["variant_id"] == variant_id) & (ok["runtime"] == runtime)]
+    return float(rows["p50_ms"].iloc[-1])
+
+
+for runtime, ids in (("pytorch", variants), ("openvino", openvino)):
+    base, pruned, sparse = p50(ids[0], runtime), p50(ids[2], runtime), p50(ids[3], runtime)
+    print(f"{runtime}: pruned {pruned / base:.2f}x and {SPARSITY:.0%}-sparse {sparse / base:.2f}x "
+          f"the unpruned model's p50 ({base:.2f} ms at {LATENCY_IMGSZ} px)")
+
+# %% [markdown]
+# The sparse model's ratio stays near 1.0 (within the machine's noise): zeros cost as much as any other weight
+# on a dense runtime. The pruned model's ratio is what structured pruning buys at this size; its accuracy after
+# one short fine-tune is far below the parent's, which is why chapter 05 trains it properly.

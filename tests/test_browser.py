@@ -1,0 +1,164 @@
+"""Real browser: JupyterLab and the Voila app started by the test, Debian's chromium driven by Playwright.
+
+The quickstart notebook runs in JupyterLab, a dashboard filter is changed, the comparison chart is seen
+rendered; then the Voila app serves the same workspace and its Compare tab shows the chart. Screenshots are
+kept under test-artifacts/browser/ (or $WORKBENCH_TEST_ARTIFACTS).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("WORKBENCH_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "browser"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+SMALL = {"VAL_IMAGES": 8, "TRAIN_IMAGES": 8, "SECONDS": 0.3}
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900, method="thread")]  # signals do not reach Playwright's loop
+KERNEL_IDLE = "window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _with_parameters(source: Path, target: Path, values: dict) -> None:
+    """Copy a notebook, overriding assignments in its parameters cell."""
+    notebook = nbformat.read(source, as_version=4)
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    lines = cell.source.splitlines()
+    for name, value in values.items():
+        lines = [f"{name} = {value!r}" if line.startswith(f"{name} =") else line for line in lines]
+    cell.source = "\n".join(lines)
+    nbformat.write(notebook, target)
+
+
+def _wait_http(url: str, process: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer in {seconds} s:\n{log.read_text()[-3000:]}")
+
+
+def _serve(command: list[str], cwd: Path, url: str, log: Path):
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "False", "JUPYTER_PLATFORM_DIRS": "1"}
+    handle = log.open("w")
+    process = subprocess.Popen(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_http(url, process, log)
+    except Exception:
+        process.terminate()
+        raise
+    return process
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A folder holding small-parameter copies of the quickstart and app notebooks (one workspace for both)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed: run `make browser-deps` (make test does it)")
+    folder = tmp_path_factory.mktemp("site")
+    _with_parameters(ROOT / "notebooks" / "00_quickstart.ipynb", folder / "00_quickstart.ipynb", SMALL)
+    _with_parameters(ROOT / "notebooks" / "app.ipynb", folder / "app.ipynb", {"TRAIN_IMAGES": 8, "VAL_IMAGES": 8})
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _page(browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    return page
+
+
+def test_quickstart_runs_in_jupyterlab_and_shows_the_chart(site, browser):
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+               f"--IdentityProvider.token={token}", "--LabApp.expose_app_in_browser=True",
+               f"--ServerApp.root_dir={site}", "--allow-root"]
+    server = _serve(command, site, f"http://127.0.0.1:{port}/api/status?token={token}", site / "lab.log")
+    page = _page(browser)
+    try:
+        page.goto(f"http://127.0.0.1:{port}/lab/tree/00_quickstart.ipynb?token={token}")
+        page.wait_for_function(KERNEL_IDLE, timeout=120_000, polling=500)  # run-all before that does nothing
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        chart = page.locator(".jp-OutputArea .js-plotly-plot .scatterlayer .trace").first
+        chart.wait_for(timeout=400_000)  # the whole notebook has run up to the dashboard
+        assert not page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] "
+                                ":text('Traceback')").count()
+        legend = page.locator(".jp-OutputArea .js-plotly-plot .legend .traces")
+        page.wait_for_function("document.querySelectorAll('.jp-OutputArea .js-plotly-plot .legend .traces')"
+                               ".length >= 3", polling=500)
+        before = legend.count()
+        runtime = page.locator(".jp-OutputArea .widget-select-multiple select").first
+        runtime.select_option("openvino")  # the Runtime filter: keep only OpenVINO rows
+        page.wait_for_function(f"document.querySelectorAll('.jp-OutputArea .js-plotly-plot .legend .traces')"
+                               f".length < {before}", polling=500)
+        page.locator(".jp-OutputArea .js-plotly-plot").first.screenshot(path=str(ARTIFACTS / "lab-chart.png"))
+        page.screenshot(path=str(ARTIFACTS / "lab-quickstart.png"), full_page=False)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "lab-failure.png"))
+        raise
+    finally:
+        page.close()
+        _stop(server)
+    assert (site / "workbench-runs" / "workbench.db").is_file()
+
+
+def test_voila_app_serves_the_workbench_and_its_chart(site, browser):
+    port = _free_port()
+    command = [sys.executable, "-m", "voila", "app.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"]
+    server = _serve(command, site, f"http://127.0.0.1:{port}/", site / "voila.log")
+    page = _page(browser)
+    try:
+        page.goto(f"http://127.0.0.1:{port}/", timeout=300_000)
+        tab = page.get_by_role("tab", name="Compare")
+        tab.wait_for(timeout=300_000)
+        assert page.get_by_role("tab", name="Quantize").count() == 1
+        tab.click()
+        page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for(timeout=120_000)
+        page.screenshot(path=str(ARTIFACTS / "voila-compare.png"))
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "voila-failure.png"))
+        raise
+    finally:
+        page.close()
+        _stop(server)
