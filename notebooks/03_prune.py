@@ -79,8 +79,8 @@ tuned_id = wb.finetune(session.workspace, pruned_id, session.data_yaml,
 # %%
 sparse_id = wb.sparsify(session.workspace, model_id, wb.SparsifyConfig(ratio=SPARSITY))
 sparse = session.workspace.variants().set_index("id").loc[sparse_id, "params"]
-print(f"sparsity {sparse['after']['sparsity']:.0%}; compressed fp16 weights "
-      f"{sparse['before']['weights_fp16_gzip_bytes'] / 2**20:.2f} -> {sparse['after']['weights_fp16_gzip_bytes'] / 2**20:.2f} MB")
+gzip_mb = [sparse[k]["weights_fp16_gzip_bytes"] / 2**20 for k in ("before", "after")]
+print(f"sparsity {sparse['after']['sparsity']:.0%}; compressed fp16 weights {gzip_mb[0]:.2f} -> {gzip_mb[1]:.2f} MB")
 print(sparse["note"])
 
 # %% [markdown]

@@ -29,16 +29,16 @@ def test_optimized_verdict_reads_the_rows_it_names(monkeypatch):
         {"variant": "pytorch-320", "status": "ok", "imgsz": 320, "p50_ms": 24.0, "map50_95": 0.845, "map_imgsz": 320},
         {"variant": "ultralytics-openvino-int8-640", "status": "ok", "imgsz": 640, "p50_ms": 15.0,
          "map50_95": 0.843, "map_imgsz": 320},
-        {"variant": "pruned-distilled-openvino-int8-320", "status": "ok", "imgsz": 320, "p50_ms": 3.0,
+        {"variant": "pruned-student-openvino-int8-320", "status": "ok", "imgsz": 320, "p50_ms": 3.0,
          "map50_95": 0.838, "map_imgsz": 320},
-        {"variant": "pruned-distilled-openvino-int8-640", "status": "ok", "imgsz": 640, "p50_ms": 10.5,
+        {"variant": "pruned-student-openvino-int8-640", "status": "ok", "imgsz": 640, "p50_ms": 10.5,
          "map50_95": 0.838, "map_imgsz": 320},
     ]
-    stats = {"pruned-distilled-openvino-int8": {"params": 999164, "gflops": 2.447}}
+    stats = {"pruned-student-openvino-int8": {"params": 999164, "gflops": 2.447}}
     result = optimized.summary(records, stats)
     assert result["ratio_640"] == pytest.approx(0.7) and result["map_drop"] == pytest.approx(0.007)
     assert result["pass"]
     text = optimized_markdown(result)
-    assert "| pruned-distilled-openvino-int8 | 999164 | 2.447 | 3.00 | 10.50 | 0.8380 |" in text and "PASS" in text
+    assert "| pruned-student-openvino-int8 | 999164 | 2.447 | 3.00 | 10.50 | 0.8380 |" in text and "PASS" in text
     records[3]["p50_ms"] = 12.0  # 0.8x the reference: slower than the target allows
     assert not optimized.summary(records, stats)["pass"]

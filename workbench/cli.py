@@ -252,7 +252,7 @@ def parser() -> argparse.ArgumentParser:
     model = sub.add_parser("demo-model", help="show the shipped demo model's card, or retrain it (--train)")
     model.add_argument("--train", action="store_true", help="reproduce the demo model from scratch")
     model.add_argument("--student", action="store_true",
-                       help="the pruned, distilled student instead (recipe demo-best, about 40 minutes to train)")
+                       help="the pruned student instead (recipe demo-best, about 80 minutes to train)")
     model.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     model.add_argument("--out", default="workbench-runs/demo-model")
     model.add_argument("--workspace", default="workbench-runs")

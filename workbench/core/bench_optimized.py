@@ -1,8 +1,8 @@
 """The optimized rows of `make bench`: NNCF INT8 of the parent (OpenVINO and ONNX Runtime) and the best pipeline
-found for the demo model (prune 30% -> distill -> NNCF INT8), next to Ultralytics' own INT8 export.
+found for the demo model (prune 30% -> fine-tune -> NNCF INT8), next to Ultralytics' own INT8 export.
 
-The pruned and distilled student ships with the package (35 epochs of distillation take about 40 minutes on
-2 cores); `workbench optimize --recipe demo-best` reproduces it. The bench re-prunes the parent to record the
+The pruned and retrained student ships with the package (its 120 epochs take about 80 minutes on 2 cores);
+`workbench optimize --recipe demo-best` reproduces it. The bench re-prunes the parent to record the
 lineage, checks that the shipped student has exactly that architecture, then quantizes, measures and evaluates
 everything in the same run.
 """
@@ -21,7 +21,7 @@ from .runtimes import RuntimeOptions
 TARGET_RATIO = 0.75  # the pipeline's p50 at 640 over Ultralytics' OpenVINO INT8 export's
 TARGET_DROP = 0.01  # mAP50-95 the pipeline may lose against the FP32 parent, at the training imgsz
 NAMES = {"nncf-int8": "nncf-openvino-int8", "nncf-int8-onnx": "nncf-onnxruntime-int8",
-         "pipeline-int8": "pruned-distilled-openvino-int8"}
+         "pipeline-int8": "pruned-student-openvino-int8"}
 
 
 class StudentMismatch(WorkbenchError):
@@ -36,16 +36,17 @@ class OptimizedVariants:
 
 
 def record_student(workspace, parent_id: int, progress: ProgressFn | None = None) -> OptimizedVariants:
-    """Re-prune the parent as the student's recipe did and record the shipped student as its distilled child."""
+    """Re-prune the parent as the student's recipe did and record the shipped student as its trained child."""
     card = student_card()
     prune_options = next(step["prune"] for step in card["recipe"]["steps"] if "prune" in step)
+    training = next(kind for step in card["recipe"]["steps"] for kind in step if kind != "prune")
     pruned = prune(workspace, parent_id, PruneConfig(**prune_options), progress=progress)
     expected = model_stats(load_model(workspace.artifact_path(pruned)).model, 640)
     shipped = model_stats(load_model(student_weights()).model, 640)
     if expected != shipped:
         raise StudentMismatch(f"the shipped student has {shipped}, its recipe gives {expected} from this parent",
                               "retrain it: workbench optimize --recipe demo-best")
-    student = workspace.add_artifact(student_weights(), student_weights().name, step="distill", parent_id=pruned,
+    student = workspace.add_artifact(student_weights(), student_weights().name, step=training, parent_id=pruned,
                                      format="pt", params={"shipped": True, "recipe": card["recipe"]["name"],
                                                           "epochs": card["epochs"], "card_sha256": card["sha256"]})
     return OptimizedVariants(parent_id, pruned, student)

@@ -9,7 +9,7 @@ from .accuracy import AccuracyConfig, AccuracyResult, evaluate
 from .data.generate import ShapesConfig, ShapesDataset, generate_shapes
 from .data.shapes import CLASSES
 from .demo_model import DEMO_DATA
-from .errors import ModelLoadError, WorkbenchError
+from .errors import Cancelled, ModelLoadError, WorkbenchError
 from .export import ExportConfig, ExportFormat, export
 from .latency import LatencyConfig
 from .models import demo_card, load_model, resolve
@@ -100,6 +100,8 @@ def _export_and_measure(workspace: Workspace, base_id: int, dataset: ShapesDatas
     for fmt in ExportFormat:
         try:
             child = export(workspace, base_id, ExportConfig(format=fmt, imgsz=imgsz), progress=progress)
+        except Cancelled:
+            raise
         except WorkbenchError as exc:  # a format whose toolchain is missing: say so in the report, go on
             workspace.ledger.add_measurement(base_id, "latency", {"error": exc.problem, "fix": exc.fix},
                                              {"runtime": fmt.value, "imgsz": imgsz, "batch": 1, "status": "failed"})

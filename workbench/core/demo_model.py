@@ -62,12 +62,13 @@ def train_demo_model(out_dir: Path | str, data_root: Path | str, *, recipe: Trai
 
 
 STUDENT_RECIPE = "demo-best"
-STUDENT_STEPS = 4  # prune and three distill stages: the quantize step runs where the student is used (make bench)
+STUDENT_STEPS = 2  # prune and fine-tune: the quantize step runs where the student is used (make bench)
+TRAINING_STEPS = ("distill", "finetune")
 
 
 def student_card_data(weights: Path, parent_sha256: str, history: list[dict], seconds: float,
                       accuracy) -> dict:
-    """The card of a pruned, distilled student of the demo model."""
+    """The card of a pruned student of the demo model, trained back by the student recipe."""
     from .pipeline import Recipe
 
     recipe = Recipe.load(STUDENT_RECIPE).to_dict()
@@ -83,7 +84,7 @@ def student_card_data(weights: Path, parent_sha256: str, history: list[dict], se
 
 
 def train_student(out_dir: Path | str, workspace_root: Path | str, *, progress: ProgressFn | None = None) -> dict:
-    """Prune the demo model and distil it back (recipe demo-best without its quantize step); write weights and card."""
+    """Prune the demo model and train it back (recipe demo-best without its quantize step); write weights and card."""
     import shutil
 
     from .models import demo_weights, load_model, student_weights
@@ -97,7 +98,7 @@ def train_student(out_dir: Path | str, workspace_root: Path | str, *, progress: 
     recipe = Recipe(full.steps[:STUDENT_STEPS], MeasureSpec(latency_imgsz=(), accuracy=False), full.name)
     result = run_recipe(workspace, recipe, parent, dataset.data_yaml, measure_input=False, progress=progress)
     params = workspace.variants().set_index("id")["params"]
-    trained = [step for step in result.steps if step.kind == "distill"]
+    trained = [step for step in result.steps if step.kind in TRAINING_STEPS]
     history = [row for step in trained for row in params.loc[step.variants[-1]]["history"]]
     weights = Path(out_dir) / student_weights().name
     with staged(weights) as tmp:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .accuracy import AccuracyConfig, evaluate
 from .environment import gemm_gflops, usable_cores
-from .errors import WorkbenchError
+from .errors import Cancelled, WorkbenchError
 from .inference import stage_breakdown
 from .latency import LatencyConfig, measure_throughput, time_calls
 from .parity import ParityConfig, compare
@@ -89,6 +89,8 @@ def measure_latency(workspace, variant_id: int, options: RuntimeOptions = Runtim
             metrics["stages"] = {name: s.summary() for name, s in stages.items()}
         if throughput_jobs:
             metrics["throughput"] = asdict(measure_throughput(runner, x, jobs=throughput_jobs, seconds=throughput_s))
+    except Cancelled:
+        raise  # a cancel is not a failed measurement: nothing is recorded
     except (WorkbenchError, OSError) as exc:
         return _record_failure(workspace, variant_id, "latency", exc, context)
     emit(progress, "latency", 1, 1, f"{path.name} p50 {stats.p50_ms:.1f} ms")
@@ -141,6 +143,8 @@ def evaluate_variant(workspace, variant_id: int, data_yaml: Path | str, config: 
 
         with _openvino_precision(options.precision if context["runtime"] == "openvino" else None):
             result = evaluate(load_model(path), data_yaml, config, progress=progress)
+    except Cancelled:
+        raise
     except WorkbenchError as exc:
         return _record_failure(workspace, variant_id, "accuracy", exc, context)
     return workspace.ledger.add_measurement(variant_id, "accuracy", result.metrics(), {**context, "status": "ok"})
@@ -161,6 +165,8 @@ def check_parity(workspace, child_id: int, images: list[Path], config: ParityCon
         child = open_runner(child_path, options if runtime_for(child_path) == "openvino" else RuntimeOptions())
         context.update(parent_runtime=parent.runtime, child_runtime=child.runtime, child_precision=child.precision)
         result = compare(parent, child, images, config, progress=progress)
+    except Cancelled:
+        raise
     except WorkbenchError as exc:
         return _record_failure(workspace, child_id, "parity", exc, context)
     return workspace.ledger.add_measurement(child_id, "parity", result.metrics(), {**context, "status": "ok"})

@@ -38,8 +38,8 @@ class ModelPanel(Panel):
 
     def controls(self) -> list:
         return [note("'demo' is the YOLO11n trained on the generated shapes dataset that ships with the workbench; "
-                     "'student' is its pruned and distilled student. The demo dataset is generated from a seed, "
-                     "on this machine, with no network."),
+                     "'student' is its pruned and retrained student (recipe demo-best). The demo dataset is "
+                     "generated from a seed, on this machine, with no network."),
                 self.model, self.data, self.train_images, self.val_images]
 
     def config(self) -> ModelChoice:
