@@ -132,7 +132,9 @@ def test_quickstart_runs_in_jupyterlab_and_shows_the_chart(site, browser):
         runtime.select_option("openvino")  # the Runtime filter: keep only OpenVINO rows
         page.wait_for_function(f"document.querySelectorAll('.jp-OutputArea .js-plotly-plot .legend .traces')"
                                f".length < {before}", polling=500)
-        page.locator(".jp-OutputArea .js-plotly-plot").first.screenshot(path=str(ARTIFACTS / "lab-chart.png"))
+        comparison = page.locator(".jp-OutputArea .js-plotly-plot", has=page.locator(".scatterlayer .trace")).first
+        comparison.scroll_into_view_if_needed()
+        comparison.screenshot(path=str(ARTIFACTS / "lab-chart.png"))
         page.screenshot(path=str(ARTIFACTS / "lab-quickstart.png"), full_page=False)
     except Exception:
         page.screenshot(path=str(ARTIFACTS / "lab-failure.png"))

@@ -273,3 +273,43 @@ def test_panel_contract(panel_class, session):
 def test_config_errors_are_config_errors():
     with pytest.raises(ConfigError, match="nothing to measure"):
         MeasureRequest(latency=False, accuracy=False, parity=False)
+
+
+def _measured(session, variant_id, runtime, precision, p50, map50_95):
+    ledger = session.workspace.ledger
+    ledger.add_measurement(variant_id, "latency", {"p50_ms": p50, "p90_ms": p50 * 1.1, "runs": 20,
+                                                   "samples_ms": [p50] * 20},
+                           {"runtime": runtime, "precision": precision, "imgsz": 320, "batch": 1, "status": "ok"})
+    ledger.add_measurement(variant_id, "accuracy", {"map50": 0.9, "map50_95": map50_95},
+                           {"runtime": runtime, "precision": precision, "imgsz": 320, "status": "ok"})
+
+
+def test_dashboard_filters_and_shows_the_clicked_variant(session):
+    from plotly.callbacks import Points
+
+    from workbench.widgets import Dashboard
+
+    ledger = session.workspace.ledger
+    pruned = ledger.add_variant("pruned.pt", step="prune", parent_id=session.model_id, format="pytorch",
+                                params={"ratio": 0.3})
+    int8 = ledger.add_variant("pruned-int8.xml", step="quantize", parent_id=pruned, format="openvino")
+    _measured(session, session.model_id, "pytorch", "fp32", 30.0, 0.85)
+    _measured(session, pruned, "pytorch", "fp32", 20.0, 0.84)
+    _measured(session, int8, "openvino", "int8+fp32", 4.0, 0.83)
+    dashboard = Dashboard(session)
+    names = [t.name for t in dashboard.figure.data]
+    assert "prune+quantize: openvino int8+fp32" in names and "Pareto front" in names
+    assert set(dashboard.runtime.options) == {"pytorch", "openvino"}
+    assert dashboard.extras[id(dashboard.stages)].layout.display == "none"  # no stage breakdown measured
+    dashboard.runtime.value = ("openvino",)
+    points = [t for t in dashboard.figure.data if t.customdata is not None]
+    assert len(points) == 1 and list(points[0].x) == [4.0]
+    dashboard.on_click(points[0], Points(point_inds=[0], xs=[4.0], ys=[0.83], trace_name=points[0].name,
+                                         trace_index=0))
+    assert dashboard.selected == int8
+    assert "prune+quantize" in dashboard.details.value and "ratio" in dashboard.details.value
+    assert "pruned-int8.xml" in dashboard.ledger.value
+    dashboard.runtime.value = ()
+    ledger.add_variant("later.onnx", step="export", parent_id=session.model_id, format="onnx")
+    session.changed()  # a step elsewhere: the ledger table follows
+    assert "later.onnx" in dashboard.ledger.value

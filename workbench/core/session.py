@@ -126,6 +126,7 @@ class MeasureRequest:
     threads: int | None = None
     precision: str | None = "f32"
     parity_images: int = 20
+    stage_images: int = 8  # real val images for the decode / preprocess / inference / postprocess split (0: none)
 
     def __post_init__(self):
         if not (self.latency or self.accuracy or self.parity):
@@ -175,8 +176,10 @@ def _measure_each(session: Session, variant_ids: list[int], request: MeasureRequ
         options = RuntimeOptions(threads=request.threads, precision=request.precision if openvino else None)
         static = variant_imgsz(session.workspace, variant_id)
         if request.latency:
+            images = list_images(data_yaml, "val")[: request.stage_images] if request.stage_images else None
             ids.append(measure_latency(session.workspace, variant_id, options, imgsz=static or request.imgsz,
-                                       config=LatencyConfig(min_time_s=request.seconds), progress=progress))
+                                       config=LatencyConfig(min_time_s=request.seconds), images=images,
+                                       progress=progress))
         if request.accuracy:
             config = AccuracyConfig(imgsz=static or request.accuracy_imgsz or session.imgsz)
             ids.append(evaluate_variant(session.workspace, variant_id, data_yaml, config, options, progress=progress))

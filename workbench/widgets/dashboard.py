@@ -36,6 +36,7 @@ class Dashboard:
         self.figure = self._figure_widget()
         self.distributions = self._figure_widget()
         self.stages = self._figure_widget()
+        self.extras = {id(f): widgets.Box([f]) for f in (self.distributions, self.stages)}  # hidden when empty
         self.table = None
         self.selected: int | None = None
         for control in (self.runtime, self.precision, self.imgsz):
@@ -57,7 +58,8 @@ class Dashboard:
             side = widgets.VBox([self.details], layout=widgets.Layout(max_height="460px", overflow="auto"))
             self._widget = widgets.VBox([
                 widgets.HTML("<h3 style='margin:4px 0'>Compare variants</h3>"), filters, self.summary,
-                widgets.HBox([self.figure, side]), widgets.HBox([self.distributions, self.stages]),
+                widgets.HBox([self.figure, side]),
+                widgets.HBox([self.extras[id(self.distributions)], self.extras[id(self.stages)]]),
                 widgets.HTML("<h4>Ledger</h4>"), self.ledger])
         return self._widget
 
@@ -89,7 +91,8 @@ class Dashboard:
         if rows is None or not len(rows):
             self.summary.value = ("<i>No latency measurements yet: export and measure a variant, or run "
                                   "<code>workbench demo</code>.</i>")
-            _replace(self.figure, None)
+            for figure in (self.figure, self.distributions, self.stages):
+                self._show(figure, None)
             return
         ok = rows[rows["status"] == "ok"]
         failed = len(rows) - len(ok)
@@ -101,9 +104,14 @@ class Dashboard:
                 trace.on_click(self.on_click)
         with_samples = [{"label": row_label(r), "samples_ms": r["samples_ms"]} for _, r in ok.iterrows()
                         if isinstance(r["samples_ms"], list) and r["samples_ms"]]
-        _replace(self.distributions, latency_distribution_figure(with_samples) if with_samples else None)
+        self._show(self.distributions, latency_distribution_figure(with_samples) if with_samples else None)
         has_stages = ok["stages"].map(lambda s: isinstance(s, dict) and bool(s))
-        _replace(self.stages, stage_figure(ok[has_stages]) if has_stages.any() else None)
+        self._show(self.stages, stage_figure(ok[has_stages]) if has_stages.any() else None)
+
+    def _show(self, target, source) -> None:
+        _replace(target, source)
+        if id(target) in self.extras:
+            self.extras[id(target)].layout.display = "none" if source is None else None
 
     def on_click(self, trace, points, selector=None) -> None:
         """Plotly's click callback: show the clicked variant's lineage and measurements."""
