@@ -12,7 +12,7 @@ from .dashboard import Dashboard
 from .optimize import DistillPanel, PipelinePanel, PrunePanel, QuantizePanel
 from .panels import ExportPanel, MeasurePanel, ModelPanel
 
-TABLE_CSS = ("<style>.wb-table{border-collapse:collapse;font-size:12px}.wb-table td,.wb-table th"
+TABLE_CSS = ("<style>.widget-html table{border-collapse:collapse;font-size:12px}.widget-html td,.widget-html th"
              "{border:1px solid #ddd;padding:2px 6px;text-align:left}</style>")
 
 

@@ -12,6 +12,7 @@ import ipywidgets as widgets
 
 from ..core.compare import comparison_table, filter_table, variant_details
 from ..core.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
+from ..core.report import table_html
 from ..core.session import Session
 from .common import WIDE
 
@@ -155,8 +156,5 @@ def details_html(details: dict) -> str:
 
 
 def _ledger_html(workspace) -> str:
-    variants = workspace.ledger.rows("variants")
-    head = "".join(f"<th>{c}</th>" for c in LEDGER_COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v.get(c, '')))}</td>" for c in LEDGER_COLUMNS) + "</tr>"
-                   for v in reversed(variants))
-    return f"<div style='max-height:260px;overflow:auto'><table class='wb-table'><tr>{head}</tr>{body}</table></div>"
+    rows = list(reversed(workspace.ledger.rows("variants")))
+    return f"<div style='max-height:260px;overflow:auto'>{table_html(rows, LEDGER_COLUMNS)}</div>"

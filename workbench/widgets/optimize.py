@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-
 import ipywidgets as widgets
 
 from ..core import distill as distill_core
@@ -17,6 +15,7 @@ from ..core.pipeline import STEP_CONFIGS, MeasureSpec, Recipe, Step
 from ..core.prune import NO_SPEEDUP, PruneConfig, SparsifyConfig
 from ..core.qat import QATConfig
 from ..core.quantize import QuantizeConfig
+from ..core.report import table_html
 from ..core.session import Session
 from .base import Panel
 from .common import WIDE, VariantPicker, checkbox, dropdown, float_box, int_box, note, variant_label
@@ -259,14 +258,5 @@ class PipelinePanel(Panel):
 
     def show(self, result) -> None:
         rows = pipeline_core.pipeline_table(self.session.workspace, result)
-        keys = list(dict.fromkeys(k for row in rows for k in row))
-        head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(row.get(k)))}</td>" for k in keys) + "</tr>"
-                       for row in rows)
-        self.output.children = (widgets.HTML(f"<table class='wb-table'><tr>{head}</tr>{body}</table>"),)
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        self.output.children = (widgets.HTML(table_html(rows, columns)),)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import html
-
 import ipywidgets as widgets
 
 from ..core import export as export_core
 from ..core import session as session_core
 from ..core.data.generate import ShapesConfig
 from ..core.export import ExportConfig, ExportFormat
+from ..core.report import table_html
 from ..core.session import MeasureRequest, ModelChoice, Session
 from .base import Panel
 from .common import WIDE, VariantPicker, checkbox, dropdown, float_box, int_box, note, variant_label
@@ -150,8 +149,7 @@ def measurement_table_html(workspace, rows: list[dict]) -> str:
         else:
             value = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                               for k, v in metrics.items() if not isinstance(v, list | dict))
-        cells = [f"#{m['variant_id']} {names.get(m['variant_id'], '')}", m["kind"], ctx.get("runtime", ""),
-                 ctx.get("precision", ""), ctx.get("imgsz", ""), value]
-        body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("variant", "kind", "runtime", "precision", "imgsz", "result"))
-    return f"<table class='wb-table'><tr>{head}</tr>{''.join(body)}</table>"
+        body.append({"variant": f"#{m['variant_id']} {names.get(m['variant_id'], '')}", "kind": m["kind"],
+                     "runtime": ctx.get("runtime"), "precision": ctx.get("precision"), "imgsz": ctx.get("imgsz"),
+                     "result": value})
+    return table_html(body)
