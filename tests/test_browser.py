@@ -145,7 +145,18 @@ def test_quickstart_runs_in_jupyterlab_and_shows_the_chart(site, browser):
     assert (site / "workbench-runs" / "workbench.db").is_file()
 
 
+def _measured_workspace(folder: Path) -> None:
+    """A workspace with one measured variant, so the app's chart has a point even when run on its own."""
+    import workbench as wb
+
+    session = wb.Session.open(folder / "workbench-runs")
+    if session.model_id is None:
+        wb.open_model(session, wb.ModelChoice(shapes=wb.ShapesConfig(train=8, val=8)))
+    wb.measure_variants(session, [session.model_id], wb.MeasureRequest(imgsz=320, seconds=0.2, stage_images=2))
+
+
 def test_voila_app_serves_the_workbench_and_its_chart(site, browser):
+    _measured_workspace(site)
     port = _free_port()
     command = [sys.executable, "-m", "voila", "app.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"]
     server = _serve(command, site, f"http://127.0.0.1:{port}/", site / "voila.log")
