@@ -167,6 +167,9 @@ def test_voila_app_serves_the_workbench_and_its_chart(site, browser):
         tab.wait_for(timeout=300_000)
         assert page.get_by_role("tab", name="Quantize").count() == 1
         tab.click()
+        page.get_by_text("measured rows").wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)
+        page.get_by_role("button", name="Refresh").click()  # redraw once the tab is laid out (plotly in Voila)
         page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "voila-compare.png"))
     except Exception:
