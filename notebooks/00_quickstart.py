@@ -77,7 +77,7 @@ print(f"{info['params']:,} parameters, {info['gflops']} GFLOPs per image at {inf
 # %%
 from IPython.display import HTML
 
-from workbench.core.report import per_class_figure, prediction_grid_html
+from workbench.core.report.html import per_class_figure, prediction_grid_html
 
 accuracy = wb.evaluate(model, session.data_yaml, wb.AccuracyConfig(imgsz=card["imgsz"]))
 per_class_figure(accuracy.per_class, title=f"mAP per class on {accuracy.images} images").show()

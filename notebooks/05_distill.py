@@ -39,7 +39,7 @@ SECONDS = 1.0
 
 # %%
 import workbench as wb
-from workbench.core.models import student_card
+from workbench.core.models.sources import student_card
 from workbench.widgets import Dashboard, DistillPanel
 
 session = wb.Session.open(WORKSPACE)

@@ -38,7 +38,7 @@ CALIBRATION_IMAGES = 8
 import pandas as pd
 
 import workbench as wb
-from workbench.core.pipeline import pipeline_table
+from workbench.core.optimize.recipes import pipeline_table
 from workbench.widgets import Dashboard, PipelinePanel
 
 session = wb.Session.open(WORKSPACE)

@@ -25,6 +25,6 @@ def tiny_dataset(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_model():
-    from workbench.core.models import load_model
+    from workbench.core.models.sources import load_model
 
     return load_model("demo")

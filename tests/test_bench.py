@@ -2,7 +2,7 @@
 
 import pytest
 
-from workbench.core.bench import _bracket, markdown_table
+from workbench.core.bench.reference import _bracket, markdown_table
 
 
 def test_bracket_averages_the_checks_around_a_row_and_reports_their_drift():
@@ -21,8 +21,8 @@ def test_markdown_table_has_a_row_per_record():
 
 
 def test_optimized_verdict_reads_the_rows_it_names(monkeypatch):
-    import workbench.core.bench_optimized as optimized
-    from workbench.core.bench import optimized_markdown
+    import workbench.core.bench.optimized as optimized
+    from workbench.core.bench.reference import optimized_markdown
 
     monkeypatch.setattr(optimized, "student_card", lambda: {"recipe": {"name": "demo-best"}})
     records = [

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.core.export import ExportConfig, export
-from workbench.core.models import demo_weights
-from workbench.core.prune import prune
-from workbench.core.quantize import quantize
-from workbench.core.session import Session, measure_variants
-from workbench.core.workspace import Workspace
+from workbench.core.models.export import ExportConfig, export
+from workbench.core.models.sources import demo_weights
+from workbench.core.optimize.prune import prune
+from workbench.core.optimize.quantize import quantize
+from workbench.core.services.session import Session, measure_variants
+from workbench.core.store.workspace import Workspace
 from workbench.widgets import MeasurePanel, PrunePanel, QuantizePanel
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.core.models import demo_card
-from workbench.core.workspace import Workspace
+from workbench.core.models.sources import demo_card
+from workbench.core.store.workspace import Workspace
 
 GUARD = Path(__file__).with_name("socket_guard.py")
 

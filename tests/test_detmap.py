@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.core.detmap import LabelledImage, map50_95, match
+from workbench.core.measure.mean_ap import LabelledImage, map50_95, match
 
 
 def _image(boxes, classes):

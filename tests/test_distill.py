@@ -2,12 +2,12 @@
 
 import pytest
 
-from workbench.core.distill import DistillConfig, check_teacher, distill, finetune
 from workbench.core.errors import ConfigError
-from workbench.core.models import demo_weights, load_model
-from workbench.core.prune import PruneConfig, model_stats, prune
-from workbench.core.prune_blocks import C2fSplitFree
-from workbench.core.workspace import Workspace
+from workbench.core.models.sources import demo_weights, load_model
+from workbench.core.optimize.distill import DistillConfig, check_teacher, distill, finetune
+from workbench.core.optimize.prune import PruneConfig, model_stats, prune
+from workbench.core.optimize.split_free import C2fSplitFree
+from workbench.core.store.workspace import Workspace
 
 
 def test_a_teacher_of_another_family_is_refused(demo_model):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from workbench.core.errors import ConfigError
-from workbench.core.latency import LatencyConfig, LatencyStats, time_calls
+from workbench.core.measure.latency import LatencyConfig, LatencyStats, time_calls
 
 
 class FakeClock:

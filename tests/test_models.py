@@ -6,7 +6,7 @@ import pytest
 import socket_guard
 
 from workbench.core.errors import ModelLoadError, ModelNotFoundError
-from workbench.core.models import SourceKind, demo_card, demo_weights, load_model, model_info, resolve
+from workbench.core.models.sources import SourceKind, demo_card, demo_weights, load_model, model_info, resolve
 
 
 def test_resolve_classifies_without_loading(tmp_path):
@@ -25,7 +25,7 @@ def test_demo_model_loads_with_its_classes(demo_model):
 
 
 def test_shipped_card_matches_the_file_and_the_target():
-    from workbench.core.atomic import sha256
+    from workbench.core.store.atomic import sha256
 
     card = demo_card()
     assert card["sha256"] == sha256(demo_weights()) and card["size_bytes"] == demo_weights().stat().st_size

@@ -21,7 +21,7 @@ def test_telemetry_is_declined_where_no_choice_was_made_and_a_choice_is_kept(tmp
 
 
 def test_ultralytics_finds_a_local_font_and_its_integrations_are_off():
-    from workbench.core.ultra import ultralytics
+    from workbench.core.models.ultralytics_offline import ultralytics
 
     ultralytics()
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR

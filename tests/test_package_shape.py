@@ -21,7 +21,7 @@ def test_import_workbench_loads_no_heavy_library():
 
 def test_core_modules_never_import_ipywidgets():
     names = [m.name for m in pkgutil.walk_packages(workbench.core.__path__, "workbench.core.")]
-    assert "workbench.core.workspace" in names and "workbench.core.data.generate" in names
+    assert "workbench.core.store.workspace" in names and "workbench.core.data.generate" in names
     loaded = _loaded_after("; ".join(f"import {name}" for name in names))
     assert "ipywidgets" not in loaded
 

@@ -3,9 +3,16 @@
 import pytest
 
 from workbench.core.errors import Cancelled, ConfigError
-from workbench.core.models import demo_weights
-from workbench.core.pipeline import PipelineError, Recipe, pipeline_table, preflight, run_recipe, shipped_recipes
-from workbench.core.workspace import Workspace
+from workbench.core.models.sources import demo_weights
+from workbench.core.optimize.recipes import (
+    PipelineError,
+    Recipe,
+    pipeline_table,
+    preflight,
+    run_recipe,
+    shipped_recipes,
+)
+from workbench.core.store.workspace import Workspace
 
 TINY = {"latency_imgsz": [64], "accuracy_imgsz": 64, "latency_s": 0.3}
 
@@ -48,8 +55,8 @@ def test_preflight_catches_order_family_and_calibration(ws_parent, tiny_dataset,
         preflight(ws, after_export, parent, tiny_dataset.data_yaml)
     too_many = Recipe.from_dict({"steps": [{"quantize": {"imgsz": 64, "calibration_images": 8}}]})
     preflight(ws, too_many, parent, tiny_dataset.data_yaml)  # 8 train images: enough
-    from workbench.core.models import load_model
-    from workbench.core.prune import save_checkpoint
+    from workbench.core.models.sources import load_model
+    from workbench.core.optimize.prune import save_checkpoint
 
     other = save_checkpoint(load_model("yolo11n.yaml").model, tmp_path / "coco-teacher.pt")
     wrong_teacher = Recipe.from_dict({"steps": [{"distill": {"teacher": str(other), "epochs": 1}}]})
@@ -82,7 +89,7 @@ def test_a_recipe_records_and_measures_every_step(ws_parent, tiny_dataset):
 
 def test_a_failing_step_keeps_earlier_variants(ws_parent, tiny_dataset, monkeypatch):
     ws, parent = ws_parent
-    import workbench.core.quantize as quantize_module
+    import workbench.core.optimize.quantize as quantize_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated converter crash")

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from workbench.core.errors import ConfigError
-from workbench.core.export import ExportConfig, export
-from workbench.core.models import load_model
-from workbench.core.prune import (
+from workbench.core.models.export import ExportConfig, export
+from workbench.core.models.runners import example_input, open_runner
+from workbench.core.models.sources import load_model
+from workbench.core.optimize.prune import (
     NO_SPEEDUP,
     PruneConfig,
     PruningError,
@@ -20,9 +21,8 @@ from workbench.core.prune import (
     save_checkpoint,
     sparsify,
 )
-from workbench.core.prune_blocks import C2fSplitFree, C2PSASplitFree, make_split_free
-from workbench.core.runtimes import example_input, open_runner
-from workbench.core.workspace import Workspace
+from workbench.core.optimize.split_free import C2fSplitFree, C2PSASplitFree, make_split_free
+from workbench.core.store.workspace import Workspace
 
 
 def test_split_free_blocks_are_output_identical(demo_model):
@@ -55,7 +55,7 @@ def test_a_stage_ratio_naming_a_missing_layer_is_refused(demo_model):
 def test_the_pruner_refuses_what_it_cannot_handle():
     classifier = load_model("yolo11n.yaml").model  # detection is fine ...
     check_prunable(classifier)
-    from workbench.core.ultra import YOLO
+    from workbench.core.models.ultralytics_offline import YOLO
 
     with pytest.raises(PruningError, match="detection model"):
         check_prunable(YOLO("yolo11n-cls.yaml").model)  # ... a classifier is not
@@ -88,7 +88,7 @@ def test_yaml_models_prune_at_30_percent_and_export(architecture, tmp_path):
 
 
 def test_sparsify_zeroes_weights_and_says_it_buys_no_speed(tmp_path, demo_model):
-    from workbench.core.models import demo_weights
+    from workbench.core.models.sources import demo_weights
 
     ws = Workspace(tmp_path / "ws")
     parent = ws.add_artifact(demo_weights(), "yolo11n-shapes.pt", step="source", format="pt")
@@ -104,7 +104,7 @@ def test_sparsify_zeroes_weights_and_says_it_buys_no_speed(tmp_path, demo_model)
 
 
 def test_pruning_in_steps_fine_tunes_between_them(tmp_path, tiny_dataset):
-    from workbench.core.models import demo_weights
+    from workbench.core.models.sources import demo_weights
 
     ws = Workspace(tmp_path / "ws")
     parent = ws.add_artifact(demo_weights(), "yolo11n-shapes.pt", step="source", format="pt")

@@ -3,10 +3,10 @@
 import pytest
 
 from workbench.core.errors import ConfigError
-from workbench.core.models import demo_weights
-from workbench.core.qat import QATConfig, qat
-from workbench.core.runtimes import example_input, open_runner
-from workbench.core.workspace import Workspace
+from workbench.core.models.runners import example_input, open_runner
+from workbench.core.models.sources import demo_weights
+from workbench.core.optimize.qat import QATConfig, qat
+from workbench.core.store.workspace import Workspace
 
 
 def test_qat_trains_and_exports_int8(tmp_path, tiny_dataset):

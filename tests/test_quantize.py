@@ -3,10 +3,10 @@
 import pytest
 
 from workbench.core.errors import ConfigError
-from workbench.core.models import demo_weights
-from workbench.core.quantize import ImageSet, QuantizeConfig, head_float_names, quantize
-from workbench.core.runtimes import example_input, open_runner
-from workbench.core.workspace import Workspace
+from workbench.core.models.runners import example_input, open_runner
+from workbench.core.models.sources import demo_weights
+from workbench.core.optimize.quantize import ImageSet, QuantizeConfig, head_float_names, quantize
+from workbench.core.store.workspace import Workspace
 
 
 @pytest.fixture()

@@ -2,7 +2,7 @@
 
 import re
 
-from workbench.core.report import Section, figure_html, per_class_figure, table_html, write_report
+from workbench.core.report.html import Section, figure_html, per_class_figure, table_html, write_report
 
 
 def test_report_inlines_plotly_and_references_nothing_outside(tmp_path):

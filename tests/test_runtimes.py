@@ -3,14 +3,20 @@
 import numpy as np
 import pytest
 
-from workbench.core import runtimes
 from workbench.core.errors import ConfigError, DatasetError
-from workbench.core.export import ExportConfig, ExportError, export
-from workbench.core.inference import STAGES, ImageDecodeError, stage_breakdown
-from workbench.core.latency import LatencyConfig, measure_throughput
-from workbench.core.models import demo_weights
-from workbench.core.runtimes import ArtifactLoadError, RuntimeNotInstalled, RuntimeOptions, example_input, open_runner
-from workbench.core.workspace import Workspace
+from workbench.core.measure.latency import LatencyConfig, measure_throughput
+from workbench.core.models import runners as runtimes
+from workbench.core.models.export import ExportConfig, ExportError, export
+from workbench.core.models.inference import STAGES, ImageDecodeError, stage_breakdown
+from workbench.core.models.runners import (
+    ArtifactLoadError,
+    RuntimeNotInstalled,
+    RuntimeOptions,
+    example_input,
+    open_runner,
+)
+from workbench.core.models.sources import demo_weights
+from workbench.core.store.workspace import Workspace
 
 QUICK = LatencyConfig(warmup_runs=1, warmup_s=0, min_runs=3, min_time_s=0)
 
@@ -102,7 +108,7 @@ def test_missing_calibration_data_fails_before_export(exported):
 
 
 def test_exporter_failure_is_named_and_keeps_nothing(exported, monkeypatch):
-    from workbench.core import models
+    from workbench.core.models import sources as models
 
     ws, base, _ = exported
 

@@ -2,17 +2,17 @@
 
 import pytest
 
-from workbench.core import runtimes
-from workbench.core.accuracy import AccuracyConfig
-from workbench.core.compare import comparison_table, pareto_front
-from workbench.core.export import ExportConfig, export
-from workbench.core.latency import LatencyConfig
-from workbench.core.models import demo_weights, load_model
-from workbench.core.parity import ParityConfig, compare
-from workbench.core.runtimes import RuntimeOptions, open_runner
-from workbench.core.study import check_parity, evaluate_variant, measure_latency
-from workbench.core.study_report import study_sections
-from workbench.core.workspace import Workspace
+from workbench.core.measure.accuracy import AccuracyConfig
+from workbench.core.measure.latency import LatencyConfig
+from workbench.core.measure.measure import check_parity, evaluate_variant, measure_latency
+from workbench.core.measure.parity import ParityConfig, compare
+from workbench.core.models import runners as runtimes
+from workbench.core.models.export import ExportConfig, export
+from workbench.core.models.runners import RuntimeOptions, open_runner
+from workbench.core.models.sources import demo_weights, load_model
+from workbench.core.report.compare import comparison_table, pareto_front
+from workbench.core.report.sections import study_sections
+from workbench.core.store.workspace import Workspace
 
 QUICK = LatencyConfig(warmup_runs=1, warmup_s=0, min_runs=3, min_time_s=0)
 

@@ -3,9 +3,9 @@
 import pytest
 
 from workbench.core.errors import Cancelled, ConfigError, DatasetError
-from workbench.core.models import load_model
+from workbench.core.models.sources import load_model
+from workbench.core.optimize.train import TrainConfig, train
 from workbench.core.progress import Progress
-from workbench.core.train import TrainConfig, train
 
 TINY = TrainConfig(epochs=1, imgsz=64, batch=4, workers=0, cache=False)
 

@@ -6,17 +6,17 @@ import threading
 
 import pytest
 
-from workbench.core.distill import DistillConfig
 from workbench.core.errors import Cancelled, ConfigError, WorkbenchError
-from workbench.core.export import ExportConfig
-from workbench.core.models import demo_weights
-from workbench.core.pipeline import MeasureSpec, Recipe
+from workbench.core.models.export import ExportConfig
+from workbench.core.models.sources import demo_weights
+from workbench.core.optimize.distill import DistillConfig
+from workbench.core.optimize.prune import PruneConfig, SparsifyConfig
+from workbench.core.optimize.qat import QATConfig
+from workbench.core.optimize.quantize import QuantizeConfig
+from workbench.core.optimize.recipes import MeasureSpec, Recipe
 from workbench.core.progress import emit
-from workbench.core.prune import PruneConfig, SparsifyConfig
-from workbench.core.qat import QATConfig
-from workbench.core.quantize import QuantizeConfig
-from workbench.core.session import MeasureRequest, ModelChoice, Session
-from workbench.core.workspace import Workspace
+from workbench.core.services.session import MeasureRequest, ModelChoice, Session
+from workbench.core.store.workspace import Workspace
 from workbench.widgets import (
     DistillPanel,
     ExportPanel,

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from workbench.core.atomic import staged
 from workbench.core.errors import WorkspaceError
-from workbench.core.workspace import Workspace
+from workbench.core.store.atomic import staged
+from workbench.core.store.workspace import Workspace
 
 
 def test_variants_and_measurements_round_trip_with_lineage_and_fingerprint(tmp_path):

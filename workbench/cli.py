@@ -45,8 +45,8 @@ class ProgressPrinter:
 
 def _demo(args) -> int:
     from .core.data.generate import ShapesConfig
-    from .core.demo import DemoConfig, run_demo
-    from .core.demo_model import DEMO_DATA
+    from .core.services.demo import DemoConfig, run_demo
+    from .core.services.shipped_models import DEMO_DATA
 
     data = ShapesConfig(seed=args.seed, train=args.train_images or DEMO_DATA.train,
                         val=args.val_images or DEMO_DATA.val, imgsz=DEMO_DATA.imgsz)
@@ -92,14 +92,14 @@ def _data(args) -> int:
 def _demo_model(args) -> int:
     import json
 
-    from .core.models import demo_card, demo_weights, student_card, student_weights
+    from .core.models.sources import demo_card, demo_weights, student_card, student_weights
 
     if not args.train:
         card, weights = (student_card(), student_weights()) if args.student else (demo_card(), demo_weights())
         print(f"{weights}\n{json.dumps({k: v for k, v in card.items() if k != 'history'}, indent=2)}")
         return 0
     if args.student:
-        from .core.demo_model import train_student
+        from .core.services.shipped_models import train_student
 
         printer = ProgressPrinter()
         try:
@@ -111,7 +111,7 @@ def _demo_model(args) -> int:
         return 0
     from dataclasses import replace
 
-    from .core.demo_model import DEMO_RECIPE, train_demo_model
+    from .core.services.shipped_models import DEMO_RECIPE, train_demo_model
 
     recipe = replace(DEMO_RECIPE, epochs=args.epochs or DEMO_RECIPE.epochs)
     printer = ProgressPrinter()
@@ -126,8 +126,8 @@ def _demo_model(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .core.accuracy import AccuracyConfig, evaluate
-    from .core.models import load_model
+    from .core.measure.accuracy import AccuracyConfig, evaluate
+    from .core.models.sources import load_model
 
     model = load_model(args.model)
     printer = ProgressPrinter()
@@ -143,7 +143,7 @@ def _evaluate(args) -> int:
 
 
 def _bench(args) -> int:
-    from .core.bench import BenchConfig, markdown_table, run_bench
+    from .core.bench.reference import BenchConfig, markdown_table, run_bench
 
     printer = ProgressPrinter()
     start = time.perf_counter()
@@ -158,8 +158,8 @@ def _bench(args) -> int:
 
 
 def _optimize(args) -> int:
-    from .core.pipeline import PipelineError, Recipe, pipeline_table, run_recipe
-    from .core.workspace import Workspace
+    from .core.optimize.recipes import PipelineError, Recipe, pipeline_table, run_recipe
+    from .core.store.workspace import Workspace
 
     recipe = Recipe.load(args.recipe)  # a bad recipe fails here, before any data or model work
     workspace = Workspace(args.workspace)
@@ -194,14 +194,14 @@ def _data_yaml(args, workspace, progress) -> Path:
     from dataclasses import replace
 
     from .core.data.generate import generate_shapes
-    from .core.demo_model import DEMO_DATA
+    from .core.services.shipped_models import DEMO_DATA
 
     config = replace(DEMO_DATA, train=args.train_images or DEMO_DATA.train, val=args.val_images or DEMO_DATA.val)
     return generate_shapes(workspace.datasets, config, progress=progress).data_yaml
 
 
 def _import_model(workspace, spec: str) -> int:
-    from .core.models import load_model, resolve
+    from .core.models.sources import load_model, resolve
 
     source = resolve(spec)
     model = load_model(spec)

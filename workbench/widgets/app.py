@@ -6,8 +6,8 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from ..core.session import Session
-from ..core.workspace import DEFAULT_ROOT
+from ..core.services.session import Session
+from ..core.store.workspace import DEFAULT_ROOT
 from .dashboard import Dashboard
 from .optimize import DistillPanel, PipelinePanel, PrunePanel, QuantizePanel
 from .panels import ExportPanel, MeasurePanel, ModelPanel

@@ -6,7 +6,7 @@ import html
 
 import ipywidgets as widgets
 
-from ..core.session import Session, variant_choices
+from ..core.services.session import Session, variant_choices
 
 WIDE = {"description_width": "150px"}
 

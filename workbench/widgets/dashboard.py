@@ -10,10 +10,10 @@ import json
 
 import ipywidgets as widgets
 
-from ..core.compare import comparison_table, filter_table, variant_details
-from ..core.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
-from ..core.report import table_html
-from ..core.session import Session
+from ..core.report.compare import comparison_table, filter_table, variant_details
+from ..core.report.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
+from ..core.report.html import table_html
+from ..core.services.session import Session
 from .common import WIDE
 
 LEDGER_COLUMNS = ["id", "name", "step", "format", "parent_id", "size_bytes", "created_at"]

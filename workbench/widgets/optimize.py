@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from ..core import distill as distill_core
-from ..core import pipeline as pipeline_core
-from ..core import prune as prune_core
-from ..core import qat as qat_core
-from ..core import quantize as quantize_core
-from ..core.distill import DistillConfig
 from ..core.errors import ConfigError
-from ..core.pipeline import STEP_CONFIGS, MeasureSpec, Recipe, Step
-from ..core.prune import NO_SPEEDUP, PruneConfig, SparsifyConfig
-from ..core.qat import QATConfig
-from ..core.quantize import QuantizeConfig
-from ..core.report import table_html
-from ..core.session import Session
+from ..core.optimize import distill as distill_core
+from ..core.optimize import prune as prune_core
+from ..core.optimize import qat as qat_core
+from ..core.optimize import quantize as quantize_core
+from ..core.optimize import recipes as pipeline_core
+from ..core.optimize.distill import DistillConfig
+from ..core.optimize.prune import NO_SPEEDUP, PruneConfig, SparsifyConfig
+from ..core.optimize.qat import QATConfig
+from ..core.optimize.quantize import QuantizeConfig
+from ..core.optimize.recipes import STEP_CONFIGS, MeasureSpec, Recipe, Step
+from ..core.report.html import table_html
+from ..core.services.session import Session
 from .base import Panel
 from .common import WIDE, VariantPicker, checkbox, dropdown, float_box, int_box, note, variant_label
 from .panels import measurement_table_html

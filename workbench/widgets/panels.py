@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from ..core import export as export_core
-from ..core import session as session_core
 from ..core.data.generate import ShapesConfig
-from ..core.export import ExportConfig, ExportFormat
-from ..core.report import table_html
-from ..core.session import MeasureRequest, ModelChoice, Session
+from ..core.models import export as export_core
+from ..core.models.export import ExportConfig, ExportFormat
+from ..core.report.html import table_html
+from ..core.services import session as session_core
+from ..core.services.session import MeasureRequest, ModelChoice, Session
 from .base import Panel
 from .common import WIDE, VariantPicker, checkbox, dropdown, float_box, int_box, note, variant_label
 

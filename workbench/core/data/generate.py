@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import staged
 from ..errors import ConfigError
 from ..progress import ProgressFn, emit
+from ..store.atomic import staged
 from . import backgrounds, shapes
 
 GENERATOR_VERSION = 1

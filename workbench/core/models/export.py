@@ -1,0 +1,120 @@
+"""Export a variant through Ultralytics' exporter, staged and checked, recorded as a child variant."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from ..data.checks import check_dataset
+from ..errors import ConfigError, WorkbenchError
+from ..progress import ProgressFn, emit
+
+
+class ExportFormat(StrEnum):
+    ONNX = "onnx"
+    OPENVINO = "openvino"
+    TORCHSCRIPT = "torchscript"
+
+
+# What Ultralytics writes next to the .pt for each format, and the suffix the artifact keeps in the workspace.
+_OUTPUT = {ExportFormat.ONNX: ".onnx", ExportFormat.OPENVINO: "_openvino_model",
+           ExportFormat.TORCHSCRIPT: ".torchscript"}
+_PRECISIONS = {ExportFormat.ONNX: ("fp32", "fp16", "int8"), ExportFormat.OPENVINO: ("fp32", "fp16", "int8"),
+               ExportFormat.TORCHSCRIPT: ("fp32",)}
+
+
+class ExportError(WorkbenchError):
+    """Ultralytics' exporter failed or produced an artifact that does not load."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Export options; `precision` is what the artifact stores (fp16 IR weights, int8 through NNCF calibration)."""
+
+    format: ExportFormat = ExportFormat.ONNX
+    imgsz: int = 640
+    batch: int = 1
+    dynamic: bool = False
+    precision: str = "fp32"
+    simplify: bool = True
+    data: str | None = None  # calibration data YAML, needed for int8
+    fraction: float = 1.0  # share of the calibration split used for int8
+    split: str = "train"  # calibration split: not the val split that accuracy is measured on
+
+    def __post_init__(self):
+        object.__setattr__(self, "format", ExportFormat(self.format))
+        allowed = _PRECISIONS[self.format]
+        if self.precision not in allowed:
+            raise ConfigError(f"{self.format} export does not store {self.precision}",
+                              f"choose precision from {', '.join(allowed)}")
+        if self.imgsz < 32 or self.imgsz % 32:
+            raise ConfigError(f"imgsz must be a multiple of 32, got {self.imgsz}", "use e.g. 320 or 640")
+        if self.batch < 1:
+            raise ConfigError(f"batch must be >= 1, got {self.batch}", "use batch=1 for latency")
+        if self.precision == "int8" and not self.data:
+            raise ConfigError("int8 export needs calibration images", "pass data= a YOLO data YAML")
+
+    def arguments(self) -> dict:
+        quantize = {"fp32": None, "fp16": 16, "int8": 8}[self.precision]
+        args = {"format": self.format.value, "imgsz": self.imgsz, "batch": self.batch, "dynamic": self.dynamic,
+                "device": "cpu", "quantize": quantize, "verbose": False}
+        if self.format is ExportFormat.ONNX:
+            args["simplify"] = self.simplify
+        if self.precision == "int8":
+            args.update(data=self.data, fraction=self.fraction, split=self.split)
+        return args
+
+    def name_suffix(self) -> str:
+        shape = "dyn" if self.dynamic else f"{self.imgsz}"
+        return f"{shape}-b{self.batch}-{self.precision}"
+
+
+def export_artifact(weights: Path, config: ExportConfig, out: Path, *, progress: ProgressFn | None = None) -> Path:
+    """Export `weights` (.pt) with Ultralytics into a temporary folder and move the artifact to `out`.
+
+    The caller stages `out`; nothing is written beside `weights`.
+    """
+    from .sources import load_model
+
+    emit(progress, f"export {config.format}", 0, 1, config.name_suffix())
+    with tempfile.TemporaryDirectory(prefix="workbench-export-") as tmp:
+        local = Path(tmp) / Path(weights).name
+        shutil.copy2(weights, local)
+        model = load_model(local)
+        try:
+            produced = Path(model.export(**config.arguments()))
+        except Exception as exc:  # Ultralytics raises AssertionError, RuntimeError, ... from its converters
+            raise ExportError(f"{config.format} export of {weights} failed: {type(exc).__name__}: {exc}",
+                              "check the export options; the runtime may not support this precision or shape") from exc
+        if not produced.exists():
+            raise ExportError(f"Ultralytics reported {produced} but did not write it", "re-run the export")
+        shutil.move(str(produced), out)
+    emit(progress, f"export {config.format}", 1, 1, config.name_suffix())
+    return out
+
+
+def export(workspace, parent_id: int, config: ExportConfig, *, progress: ProgressFn | None = None) -> int:
+    """Export a recorded .pt variant and record the artifact as its child.
+
+    The artifact is loaded once by its runtime before it is kept (`check_loads`). An export with the same
+    options whose artifact is still in the workspace is reused.
+    Returns:
+        the child variant id.
+    """
+    from .runners import check_loads
+
+    parent = workspace.artifact_path(parent_id)
+    if config.data:
+        check_dataset(config.data, splits=(config.split,))  # calibration images: fail now, not after loading
+    if parent.suffix != ".pt":
+        raise ConfigError(f"variant {parent_id} is {parent.name}, not a PyTorch .pt model", "export a .pt variant")
+    earlier = workspace.ledger.find_variant(step="export", parent_id=parent_id, params=asdict(config))
+    if earlier is not None and workspace.artifact_path(earlier).exists():
+        return earlier
+    name = f"{parent.stem.rsplit('-', 1)[0]}-{config.name_suffix()}{_OUTPUT[config.format]}"
+    return workspace.add_artifact(lambda path: export_artifact(parent, config, path, progress=progress), name,
+                                  step="export", params=asdict(config), parent_id=parent_id,
+                                  format=config.format.value, check=check_loads)

@@ -1,0 +1,272 @@
+"""One runner per backend (PyTorch eager, TorchScript, ONNX Runtime, OpenVINO) with explicit options.
+
+Every runner reports the precision it actually used, not the one asked for: OpenVINO picks bf16 on CPUs that
+have it unless told f32, and an INT8 artifact computes in int8 only where it was quantized.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..environment import usable_cores
+from ..errors import ConfigError, ModelLoadError, WorkbenchError
+
+RUNTIMES = ("pytorch", "torchscript", "onnxruntime", "openvino")
+_PACKAGES = {"pytorch": "torch", "torchscript": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+_OV_PRECISIONS = ("f32", "bf16", "f16")
+_ORT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+class RuntimeNotInstalled(WorkbenchError):
+    """The runtime a row asks for is not installed here."""
+
+
+class ArtifactLoadError(ModelLoadError):
+    """The artifact does not load, or does not accept the input it was given."""
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run an artifact. None means the runtime's default, which the runner then reports."""
+
+    threads: int | None = None  # None: every usable core
+    precision: str | None = None  # OpenVINO inference precision hint: f32, bf16, f16
+    hint: str = "latency"  # OpenVINO performance hint: latency, throughput, none
+    streams: int | None = None  # OpenVINO streams (None: what the hint picks)
+    graph_optimization: str = "all"  # ONNX Runtime graph optimization level
+
+    def __post_init__(self):
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}", "use e.g. 2")
+        if self.precision is not None and self.precision not in _OV_PRECISIONS:
+            raise ConfigError(f"unknown precision hint {self.precision!r}", f"choose one of {_OV_PRECISIONS}")
+        if self.hint not in ("latency", "throughput", "none"):
+            raise ConfigError(f"unknown performance hint {self.hint!r}", "choose latency, throughput or none")
+        if self.graph_optimization not in _ORT_LEVELS:
+            raise ConfigError(f"unknown graph optimization {self.graph_optimization!r}", f"choose one of {_ORT_LEVELS}")
+
+    @property
+    def thread_count(self) -> int:
+        return self.threads or usable_cores()
+
+
+@dataclass
+class Runner:
+    """A loaded artifact: call it with an NCHW float32 batch in [0, 1]; it returns the raw output arrays."""
+
+    runtime: str
+    path: Path
+    precision: str  # what the computation actually uses: fp32, fp16, bf16, int8 (+ the float part)
+    input_shape: tuple  # (batch, 3, h, w); -1 where the artifact accepts any size
+    load_ms: float
+    context: dict = field(default_factory=dict)  # options as applied, for the ledger
+    _call: object = None
+    _async: object = None  # OpenVINO AsyncInferQueue factory, when available
+    internal_ms: list[float] | None = None  # OpenVINO's own per-request time (what benchmark_app reports)
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        try:
+            return self._call(batch)
+        except Exception as exc:  # each runtime raises its own types for shape and type mismatches
+            raise ArtifactLoadError(
+                f"{self.runtime} could not run {self.path.name} on input {tuple(batch.shape)} "
+                f"(it expects {self.input_shape}): {type(exc).__name__}: {str(exc)[:300]}",
+                "export the model for this image size and batch, or with dynamic=True") from exc
+
+
+def runtime_for(path: Path) -> str:
+    """The runtime an artifact belongs to, from its name."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        return "pytorch"
+    if path.suffix == ".torchscript":
+        return "torchscript"
+    if path.suffix == ".onnx":
+        return "onnxruntime"
+    if path.suffix == ".xml" or path.name.endswith("_openvino_model"):
+        return "openvino"
+    raise ConfigError(f"no runtime runs {path.name}", "pass a .pt, .torchscript, .onnx or OpenVINO model folder")
+
+
+def installed(runtime: str) -> bool:
+    return importlib.util.find_spec(_PACKAGES[runtime]) is not None
+
+
+def open_runner(path: Path | str, options: RuntimeOptions = RuntimeOptions()) -> Runner:
+    """Load an artifact with its runtime and the given options.
+
+    Raises:
+        RuntimeNotInstalled: the runtime's package is missing.
+        ArtifactLoadError: the artifact does not load.
+    """
+    path = Path(path)
+    runtime = runtime_for(path)
+    if not installed(runtime):
+        raise RuntimeNotInstalled(f"{runtime} is not installed, so {path.name} cannot run",
+                                  f"pip install {_PACKAGES[runtime]}  (or: pip install -e '.[runtimes]')")
+    if not path.exists():
+        raise ArtifactLoadError(f"artifact {path} does not exist", "export it first, or check the path")
+    start = time.perf_counter()
+    try:
+        runner = _OPENERS[runtime](path, options)
+    except WorkbenchError:
+        raise
+    except Exception as exc:
+        raise ArtifactLoadError(f"{runtime} could not load {path.name}: {type(exc).__name__}: {str(exc)[:300]}",
+                                "re-export the artifact; it may be truncated or from an incompatible version") from exc
+    runner.load_ms = (time.perf_counter() - start) * 1000
+    return runner
+
+
+def _open_pytorch(path: Path, options: RuntimeOptions) -> Runner:
+    import torch
+
+    from .sources import load_model
+
+    torch.set_num_threads(options.thread_count)
+    net = load_model(path).model.float().eval()
+    for module in net.modules():  # Ultralytics' export mode: raw (1, 4 + nc, anchors) output, as exports have
+        if hasattr(module, "export") and type(module).__name__ in ("Detect", "v10Detect"):
+            module.export, module.format = True, "onnx"
+
+    def call(batch):
+        with torch.inference_mode():
+            out = net(torch.from_numpy(batch))
+        return [t.numpy() for t in (out if isinstance(out, (list, tuple)) else [out])]
+
+    return Runner("pytorch", path, "fp32", (-1, 3, -1, -1), 0.0, {"threads": options.thread_count}, call)
+
+
+def _open_torchscript(path: Path, options: RuntimeOptions) -> Runner:
+    import json
+
+    import torch
+
+    torch.set_num_threads(options.thread_count)
+    extra = {"config.txt": ""}  # Ultralytics stores its export metadata here
+    net = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
+    meta = json.loads(extra["config.txt"] or "{}")
+    imgsz = meta.get("imgsz") or [-1, -1]
+    shape = (-1, 3, -1, -1) if meta.get("args", {}).get("dynamic") else (meta.get("batch", 1), 3, *imgsz)
+
+    def call(batch):
+        with torch.inference_mode():
+            out = net(torch.from_numpy(batch))
+        return [t.numpy() for t in (out if isinstance(out, (list, tuple)) else [out])]
+
+    return Runner("torchscript", path, "fp32", shape, 0.0, {"threads": options.thread_count}, call)
+
+
+def _onnx_precision(path: Path) -> str:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    ops = {node.op_type for node in graph.node}
+    if ops & {"QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}:
+        return "int8"
+    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def _open_onnxruntime(path: Path, options: RuntimeOptions) -> Runner:
+    import onnxruntime as ort
+
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = options.thread_count
+    session_options.inter_op_num_threads = 1
+    session_options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[options.graph_optimization]
+    session = ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0]
+    shape = tuple(d if isinstance(d, int) else -1 for d in feed.shape)
+    dtype = np.float16 if "float16" in feed.type else np.float32
+
+    def call(batch):
+        return session.run(None, {feed.name: batch.astype(dtype, copy=False)})
+
+    context = {"threads": options.thread_count, "inter_op_threads": 1, "provider": "CPUExecutionProvider",
+               "graph_optimization": options.graph_optimization, "onnxruntime": ort.__version__}
+    return Runner("onnxruntime", path, _onnx_precision(path), shape, 0.0, context, call)
+
+
+def _open_openvino(path: Path, options: RuntimeOptions) -> Runner:
+    from ..offline import decline_openvino_telemetry
+
+    decline_openvino_telemetry()
+    import openvino as ov
+
+    xml = path if path.suffix == ".xml" else next(path.glob("*.xml"))
+    core = ov.Core()
+    model = core.read_model(str(xml))
+    config = {"INFERENCE_NUM_THREADS": options.thread_count}
+    if options.hint != "none":
+        config["PERFORMANCE_HINT"] = options.hint.upper()
+    if options.streams is not None:
+        config["NUM_STREAMS"] = options.streams
+    if options.precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = options.precision
+    compiled = core.compile_model(model, "CPU", config)
+    counts = runtime_precisions(compiled)
+    used = _openvino_precision(counts)
+    shape = tuple(d.get_length() if d.is_static else -1 for d in model.input().get_partial_shape())
+    request = compiled.create_infer_request()
+    internal: list[float] = []
+
+    def call(batch):
+        result = request.infer({0: batch}, share_inputs=True)  # zero-copy input, as benchmark_app has
+        internal.append(request.latency)  # measured inside OpenVINO: no Python call, no input/output handling
+        return [result[out] for out in compiled.outputs]
+
+    def async_queue(jobs: int):
+        return ov.AsyncInferQueue(compiled, jobs)
+
+    context = {"threads": options.thread_count, "hint": options.hint, "precision_hint": options.precision,
+               "inference_precision_property": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+               "node_precisions": counts, "streams": int(compiled.get_property("NUM_STREAMS")),
+               "optimal_requests": int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")),
+               "openvino": ov.get_version()}
+    return Runner("openvino", path, used, shape, 0.0, context, call, async_queue, internal)
+
+
+def runtime_precisions(compiled) -> dict[str, int]:
+    """How many nodes of the compiled (executed) graph run in each element type: the ground truth."""
+    from collections import Counter
+
+    found = Counter()
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if "runtimePrecision" in info:
+            found[str(info["runtimePrecision"].astype(str))] += 1
+    return dict(found)
+
+
+def _openvino_precision(counts: dict[str, int]) -> str:
+    """fp32, bf16 or fp16 for the float part, prefixed by int8+ where quantized nodes run in i8/u8."""
+    floating = next((name for key, name in (("bf16", "bf16"), ("f16", "fp16")) if counts.get(key)), "fp32")
+    return f"int8+{floating}" if counts.get("i8") or counts.get("u8") else floating
+
+
+_OPENERS = {"pytorch": _open_pytorch, "torchscript": _open_torchscript, "onnxruntime": _open_onnxruntime,
+            "openvino": _open_openvino}
+
+
+def example_input(runner: Runner, imgsz: int = 640, batch: int = 1, seed: int = 0) -> np.ndarray:
+    """A random batch in [0, 1] of the artifact's static shape, or of `batch` x 3 x imgsz x imgsz."""
+    b, c, h, w = (s if s > 0 else d for s, d in zip(runner.input_shape, (batch, 3, imgsz, imgsz), strict=True))
+    return np.random.default_rng(seed).random((b, c, h, w), dtype=np.float32)
+
+
+def check_loads(path: Path) -> None:
+    """Load the artifact with its runtime and run one inference; raise ArtifactLoadError if either fails."""
+    runner = open_runner(path, RuntimeOptions(threads=1))
+    outputs = runner(example_input(runner, imgsz=64))
+    if not outputs or not all(np.isfinite(o).all() for o in outputs):
+        raise ArtifactLoadError(f"{path.name} ran but returned no finite output", "re-export the artifact")

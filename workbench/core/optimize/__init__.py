@@ -1,0 +1,1 @@
+"""Optimization steps (prune, sparsify, quantize, QAT, distill, fine-tune) and the recipes that compose them."""

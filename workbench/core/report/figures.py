@@ -1,0 +1,93 @@
+"""Pure plotly figures of a study: latency vs accuracy with the Pareto front, distributions, stages, size.
+
+Every latency figure shows the model's GFLOPs and the achieved GOP/s, so the distance to the machine's limit
+is visible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..models.inference import STAGES
+from .compare import pareto_front
+
+
+def _ops_text(row) -> str:
+    gflops = row.get("gflops")
+    if gflops is None or (isinstance(gflops, float) and np.isnan(gflops)):
+        return ""
+    return f"{gflops:.2f} GFLOPs/img, {row['gops_per_s']:.1f} GOP/s"
+
+
+def row_label(row) -> str:
+    """Variant, runtime, precision and imgsz, with the model's GFLOPs and the achieved GOP/s."""
+    ops = _ops_text(row)
+    return f"{row['variant']} · {row['runtime']} {row['precision']} · {row['imgsz']}px" + (f" · {ops}" if ops else "")
+
+
+def pareto_figure(table, title: str = "Latency vs accuracy"):
+    """p50 latency (x, log) against mAP50-95 (y), one marker per row; the Pareto front joined by a line."""
+    import plotly.graph_objects as go
+
+    ok = table[(table["status"] == "ok") & table["map50_95"].notna()].copy()
+    fig = go.Figure()
+    if "technique" not in ok:
+        ok["technique"] = "baseline"
+    for (technique, runtime, precision), group in ok.groupby(["technique", "runtime", "precision"], sort=False):
+        fig.add_scatter(
+            x=group["p50_ms"], y=group["map50_95"], mode="markers", name=f"{technique}: {runtime} {precision}",
+            marker={"size": 11, "symbol": ["circle" if s == min(ok["imgsz"]) else "diamond" for s in group["imgsz"]]},
+            customdata=np.stack([group["variant"], group["imgsz"], [_ops_text(r) for _, r in group.iterrows()],
+                                 group["map_imgsz"], group["variant_id"]], axis=1),
+            hovertemplate="%{customdata[0]}<br>%{customdata[1]} px: p50 %{x:.2f} ms<br>mAP50-95 %{y:.4f} "
+                          "(at %{customdata[3]} px)<br>%{customdata[2]}<extra>%{fullData.name}</extra>")
+    if len(ok):
+        front = ok[pareto_front(ok["p50_ms"].to_numpy(), ok["map50_95"].to_numpy())].sort_values("p50_ms")
+        fig.add_scatter(x=front["p50_ms"], y=front["map50_95"], mode="lines", name="Pareto front",
+                        line={"dash": "dot", "color": "#555"}, hoverinfo="skip")
+    peak = ok["machine_gemm_gflops"].dropna() if "machine_gemm_gflops" in ok else []
+    if len(peak):
+        title += f"<br><sup>for scale: this machine's fp32 matrix multiply reaches {peak.max():.0f} GFLOP/s</sup>"
+    fig.update_layout(title=title, template="plotly_white", height=460,
+                      xaxis={"title": "p50 latency per batch (ms, log scale)", "type": "log"},
+                      yaxis={"title": "mAP50-95"}, legend={"title": "technique: runtime, precision"})
+    return fig
+
+
+def latency_distribution_figure(measurements: list[dict], title: str = "Latency distributions"):
+    """Box plots of the steady-state samples of each latency measurement (dicts with label and samples_ms)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for m in measurements:
+        fig.add_box(x=m["samples_ms"], name=m["label"], boxpoints="outliers", orientation="h")
+    fig.update_layout(title=title, template="plotly_white", height=max(300, 60 + 34 * len(measurements)),
+                      xaxis={"title": "latency (ms)"}, showlegend=False, margin={"l": 320})
+    return fig
+
+
+def stage_figure(table, title: str = "End-to-end time per image by stage"):
+    """Stacked p50 bars of decode, preprocess, inference and postprocess for rows that have stages."""
+    import plotly.graph_objects as go
+
+    rows = table[table["stages"].map(lambda s: isinstance(s, dict) and bool(s))]
+    labels = [row_label(r) for _, r in rows.iterrows()]
+    fig = go.Figure()
+    for stage in STAGES:
+        fig.add_bar(y=labels, x=[r["stages"][stage]["p50_ms"] for _, r in rows.iterrows()], name=stage,
+                    orientation="h", hovertemplate="%{y}<br>" + stage + " %{x:.2f} ms<extra></extra>")
+    fig.update_layout(title=title, barmode="stack", template="plotly_white",
+                      height=max(300, 80 + 34 * len(labels)), xaxis={"title": "p50 per stage (ms)"},
+                      margin={"l": 320})
+    return fig
+
+
+def size_figure(variants, title: str = "Artifact size"):
+    """Horizontal bars of artifact size in MB per variant."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Bar(y=variants["name"], x=variants["size_bytes"] / 2**20, orientation="h",
+                           hovertemplate="%{y}: %{x:.2f} MB<extra></extra>"))
+    fig.update_layout(title=title, template="plotly_white", height=max(260, 80 + 30 * len(variants)),
+                      xaxis={"title": "MB"}, margin={"l": 320})
+    return fig

@@ -1,0 +1,1 @@
+"""Services on top of the layers: the session the panels share, `workbench demo`, the shipped models' training."""

@@ -1,0 +1,160 @@
+"""A workspace: one folder with the ledger, the artifacts, generated datasets and reports of a study."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import WorkspaceError
+from .atomic import remove, sha256, size_bytes, staged
+from .ledger import Ledger
+
+DEFAULT_ROOT = Path("workbench-runs")
+LEDGER_NAME = "workbench.db"
+
+
+class Workspace:
+    """Everything a study produces, under `root`: `workbench.db`, `artifacts/`, `datasets/`, `reports/`."""
+
+    def __init__(self, root: Path | str = DEFAULT_ROOT):
+        self.root = Path(root).expanduser().resolve()
+        _check_writable(self.root)
+        for sub in ("artifacts", "datasets", "reports"):
+            (self.root / sub).mkdir(exist_ok=True)
+        self.ledger = Ledger(self.root / LEDGER_NAME)
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    def add_artifact(self, write: Callable[[Path], None] | Path | str, name: str, *, step: str,
+                     params: dict | None = None, parent_id: int | None = None, format: str | None = None,
+                     check: Callable[[Path], None] | None = None) -> int:
+        """Store an artifact (staged, checked, renamed) and record it as a variant.
+
+        Args:
+            write: an existing file or folder to copy in, or a function that writes the artifact at the path
+                it is given.
+            name: file name of the artifact, e.g. 'yolo11n.pt'; its content hash is added to keep names unique.
+            step, params, parent_id, format: the variant's lineage, recorded in the ledger.
+            check: raises if the staged artifact is not usable; nothing is kept then.
+        Returns:
+            the variant id (an identical artifact from the same step and parent keeps its earlier id).
+        """
+        stem, suffix = _split_name(name)
+        staging = self.artifacts / f".incoming-{uuid.uuid4().hex[:8]}{suffix}"
+        with staged(staging, check=check) as tmp:
+            if callable(write):
+                write(tmp)
+            elif Path(write).is_dir():
+                shutil.copytree(write, tmp)
+            else:
+                shutil.copy2(write, tmp)
+        try:
+            digest = sha256(staging)
+            final = self.artifacts / f"{stem}-{digest[:10]}{suffix}"
+            if final.exists():
+                remove(staging)
+            else:
+                os.replace(staging, final)
+        finally:
+            remove(staging)
+        return self.ledger.add_variant(final.name, step=step, params=params, parent_id=parent_id, format=format,
+                                       path=str(final.relative_to(self.root)), sha256=digest,
+                                       size_bytes=size_bytes(final))
+
+    def artifact_path(self, variant_id: int) -> Path:
+        """Absolute path of a variant's artifact."""
+        for row in self.ledger.rows("variants"):
+            if row["id"] == variant_id and row["path"]:
+                return self.root / row["path"]
+        raise WorkspaceError(f"variant {variant_id} has no artifact in {self.root}", "pick a variant from variants()")
+
+    def variants(self):
+        """Variants as a DataFrame: id, name, parent_id, step, params, format, path, sha256, size_bytes, ..."""
+        import pandas as pd
+
+        return pd.DataFrame(self.ledger.rows("variants"))
+
+    def measurements(self, kind: str | None = None):
+        """Measurements as a DataFrame with metrics and context spread into columns, joined to variant names."""
+        import pandas as pd
+
+        rows = [r for r in self.ledger.rows("measurements") if kind is None or r["kind"] == kind]
+        names = {v["id"]: v["name"] for v in self.ledger.rows("variants")}
+        flat = [{"id": r["id"], "variant_id": r["variant_id"], "variant": names.get(r["variant_id"]),
+                 "kind": r["kind"], **_scalars(r["metrics"]), **_scalars(r["context"], "ctx_"),
+                 "fingerprint_id": r["fingerprint_id"], "created_at": r["created_at"], "metrics": r["metrics"],
+                 "context": r["context"]} for r in rows]
+        return pd.DataFrame(flat)
+
+    def fingerprints(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.ledger.rows("fingerprints"))
+
+    def export_csv(self, folder: Path | str | None = None) -> list[Path]:
+        """Write variants.csv, measurements.csv and fingerprints.csv (nested fields as JSON text)."""
+        import json
+
+        folder = Path(folder) if folder else self.reports
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for table in ("variants", "measurements", "fingerprints"):
+            frame = getattr(self, table)()
+            for column in frame.columns:
+                if frame[column].map(lambda v: isinstance(v, (dict, list))).any():
+                    frame[column] = frame[column].map(lambda v: json.dumps(v, default=str))
+            path = folder / f"{table}.csv"
+            with staged(path) as tmp:
+                frame.to_csv(tmp, index=False)
+            written.append(path)
+        return written
+
+
+def _scalars(data: dict, prefix: str = "") -> dict:
+    return {f"{prefix}{k}": v for k, v in data.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+FOLDER_SUFFIXES = ("_openvino_model",)  # runtimes recognise these folders by how their names end
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    for suffix in FOLDER_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)], suffix
+    path = Path(name)
+    return (path.stem, path.suffix) if path.suffix else (path.name, "")
+
+
+def _check_writable(root: Path) -> None:
+    """Create `root` if needed and prove it is writable, or raise WorkspaceError; leaves nothing behind."""
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise WorkspaceError(f"workspace {root} cannot be created: {existing} is a file",
+                             "choose a workspace folder whose parents are folders (--workspace DIR)")
+    created = not root.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        if created and root.exists() and not any(root.iterdir()):
+            root.rmdir()
+        raise WorkspaceError(f"workspace {root} is not writable ({exc.strerror or exc})",
+                             "choose a folder you can write to (--workspace DIR) or fix its permissions") from exc
