@@ -1,38 +1,63 @@
-"""Pieces of `make bench` that need no measuring: bracketing the cross-checks, the markdown table."""
+"""Pieces of `make bench` that need no measuring: bracketing the cross-checks, the markdown table, the verdict,
+and a config that is checked before anything is generated."""
 
 import pytest
 
-from workbench.core.bench.reference import _bracket, markdown_table
+from workbench.core.bench.cross_check import bracket as _bracket
+from workbench.core.bench.reference import BenchConfig
+from workbench.core.errors import ConfigError
+from workbench.core.report.tables import markdown_table
 
 
 def test_bracket_averages_the_checks_around_a_row_and_reports_their_drift():
-    merged = _bracket({"bare_loop_p50_ms": 10.0, "benchmark_app_median_ms": 9.0},
-                      {"bare_loop_p50_ms": 12.0, "benchmark_app_median_ms": 11.0})
+    merged = _bracket(
+        {"bare_loop_p50_ms": 10.0, "benchmark_app_median_ms": 9.0},
+        {"bare_loop_p50_ms": 12.0, "benchmark_app_median_ms": 11.0},
+    )
     assert merged["bare_loop_p50_ms"] == pytest.approx(11.0) and merged["benchmark_app_median_ms"] == 10.0
     assert merged["bare_loop_p50_drift"] == pytest.approx(2 / 11) and merged["benchmark_app_median_drift"] == 0.2
     assert _bracket({"bare_loop_p50_ms": 5.0}, {"cross_check_error": "x"})["bare_loop_p50_ms"] == 5.0
 
 
 def test_markdown_table_has_a_row_per_record():
-    text = markdown_table([{"variant": "a", "p50_ms": 1.23456, "benchmark_app_ratio": None},
-                           {"variant": "b", "p50_ms": 2.0}])
+    text = markdown_table(
+        [{"variant": "a", "p50_ms": 1.23456, "benchmark_app_ratio": None}, {"variant": "b", "p50_ms": 2.0}]
+    )
     lines = text.splitlines()
     assert len(lines) == 4 and "| a |" in lines[2] and "1.235" in lines[2] and lines[1].startswith("|---|")
 
 
 def test_optimized_verdict_reads_the_rows_it_names(monkeypatch):
     import workbench.core.bench.optimized as optimized
-    from workbench.core.bench.reference import optimized_markdown
+    from workbench.core.bench.optimized import optimized_markdown
 
     monkeypatch.setattr(optimized, "student_card", lambda: {"recipe": {"name": "demo-best"}})
     records = [
         {"variant": "pytorch-320", "status": "ok", "imgsz": 320, "p50_ms": 24.0, "map50_95": 0.845, "map_imgsz": 320},
-        {"variant": "ultralytics-openvino-int8-640", "status": "ok", "imgsz": 640, "p50_ms": 15.0,
-         "map50_95": 0.843, "map_imgsz": 320},
-        {"variant": "pruned-student-openvino-int8-320", "status": "ok", "imgsz": 320, "p50_ms": 3.0,
-         "map50_95": 0.838, "map_imgsz": 320},
-        {"variant": "pruned-student-openvino-int8-640", "status": "ok", "imgsz": 640, "p50_ms": 10.5,
-         "map50_95": 0.838, "map_imgsz": 320},
+        {
+            "variant": "ultralytics-openvino-int8-640",
+            "status": "ok",
+            "imgsz": 640,
+            "p50_ms": 15.0,
+            "map50_95": 0.843,
+            "map_imgsz": 320,
+        },
+        {
+            "variant": "pruned-student-openvino-int8-320",
+            "status": "ok",
+            "imgsz": 320,
+            "p50_ms": 3.0,
+            "map50_95": 0.838,
+            "map_imgsz": 320,
+        },
+        {
+            "variant": "pruned-student-openvino-int8-640",
+            "status": "ok",
+            "imgsz": 640,
+            "p50_ms": 10.5,
+            "map50_95": 0.838,
+            "map_imgsz": 320,
+        },
     ]
     stats = {"pruned-student-openvino-int8": {"params": 999164, "gflops": 2.447}}
     result = optimized.summary(records, stats)

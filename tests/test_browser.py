@@ -23,8 +23,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("WORKBENCH_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "browser"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 SMALL = {"VAL_IMAGES": 8, "TRAIN_IMAGES": 8, "SECONDS": 0.3}
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900, method="thread")]  # signals do not reach Playwright's loop
@@ -111,9 +118,19 @@ def _page(browser):
 
 def test_quickstart_runs_in_jupyterlab_and_shows_the_chart(site, browser):
     port, token = _free_port(), secrets.token_hex(16)
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-               f"--IdentityProvider.token={token}", "--LabApp.expose_app_in_browser=True",
-               f"--ServerApp.root_dir={site}", "--allow-root"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        "--LabApp.expose_app_in_browser=True",
+        f"--ServerApp.root_dir={site}",
+        "--allow-root",
+    ]
     server = _serve(command, site, f"http://127.0.0.1:{port}/api/status?token={token}", site / "lab.log")
     page = _page(browser)
     try:
@@ -122,16 +139,20 @@ def test_quickstart_runs_in_jupyterlab_and_shows_the_chart(site, browser):
         page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
         chart = page.locator(".jp-OutputArea .js-plotly-plot .scatterlayer .trace").first
         chart.wait_for(timeout=400_000)  # the whole notebook has run up to the dashboard
-        assert not page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] "
-                                ":text('Traceback')").count()
+        assert not page.locator(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] :text('Traceback')"
+        ).count()
         legend = page.locator(".jp-OutputArea .js-plotly-plot .legend .traces")
-        page.wait_for_function("document.querySelectorAll('.jp-OutputArea .js-plotly-plot .legend .traces')"
-                               ".length >= 3", polling=500)
+        page.wait_for_function(
+            "document.querySelectorAll('.jp-OutputArea .js-plotly-plot .legend .traces').length >= 3", polling=500
+        )
         before = legend.count()
         runtime = page.locator(".jp-OutputArea .widget-select-multiple select").first
         runtime.select_option("openvino")  # the Runtime filter: keep only OpenVINO rows
-        page.wait_for_function(f"document.querySelectorAll('.jp-OutputArea .js-plotly-plot .legend .traces')"
-                               f".length < {before}", polling=500)
+        page.wait_for_function(
+            f"document.querySelectorAll('.jp-OutputArea .js-plotly-plot .legend .traces').length < {before}",
+            polling=500,
+        )
         comparison = page.locator(".jp-OutputArea .js-plotly-plot", has=page.locator(".scatterlayer .trace")).first
         comparison.scroll_into_view_if_needed()
         comparison.screenshot(path=str(ARTIFACTS / "lab-chart.png"))

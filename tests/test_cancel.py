@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from workbench.core.models.cards import demo_weights
 from workbench.core.models.export import ExportConfig, export
-from workbench.core.models.sources import demo_weights
 from workbench.core.optimize.prune import prune
 from workbench.core.optimize.quantize import quantize
 from workbench.core.services.session import Session, measure_variants
@@ -23,18 +23,24 @@ def session(tmp_path, tiny_dataset):
 
 
 def snapshot(workspace) -> tuple:
-    return (len(workspace.ledger.rows("variants")), len(workspace.ledger.rows("measurements")),
-            sorted(p.name for p in workspace.artifacts.iterdir()))
+    return (
+        len(workspace.ledger.variants()),
+        len(workspace.ledger.measurements()),
+        sorted(p.name for p in workspace.artifacts.iterdir()),
+    )
 
 
 def cancelling_at(panel, core, when):
     """Wrap `core` so that the panel's cancel is pressed when `when(event)` first holds."""
+
     def wrapped(*args, progress, **kwargs):
         def watch(event):
             if when(event):
                 panel.cancel()
             progress(event)
+
         return core(*args, progress=watch, **kwargs)
+
     return wrapped
 
 

@@ -15,8 +15,9 @@ def copy(tmp_path, tiny_dataset):
     """A writable copy of the tiny dataset with a relative `path`."""
     root = tmp_path / "ds"
     shutil.copytree(tiny_dataset.root, root)
-    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [circle, triangle, "
-                                    "square, star]\n")
+    (root / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\nnames: [circle, triangle, square, star]\n"
+    )
     return root
 
 
@@ -89,8 +90,10 @@ def test_image_that_does_not_decode(copy):
 
 def _png_header(width: int, height: int) -> bytes:
     """A valid PNG that declares `width` x `height` pixels and holds almost nothing."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
     return b"\x89PNG\r\n\x1a\n" + ihdr + chunk(b"IEND", b"")
 

@@ -12,8 +12,26 @@ def test_python_dash_m_info_prints_the_fingerprint():
 
 
 def test_data_command_writes_a_dataset_and_shifts(tmp_path, capsys):
-    assert main(["data", "--out", str(tmp_path), "--train-images", "2", "--val-images", "2", "--imgsz", "64",
-                 "--shift", "dark", "--shift", "lowres"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "--out",
+                str(tmp_path),
+                "--train-images",
+                "2",
+                "--val-images",
+                "2",
+                "--imgsz",
+                "64",
+                "--shift",
+                "dark",
+                "--shift",
+                "lowres",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "data YAML" in out and out.count("shifted:") == 2
     assert (tmp_path / "shapes-s0-2x2-64px" / "shifts" / "lowres" / "data.yaml").is_file()
@@ -64,9 +82,13 @@ def test_optimize_runs_a_recipe_and_prints_its_table(tmp_path, capsys):
 
     data = generate_shapes(tmp_path / "data", ShapesConfig(seed=3, train=8, val=8, imgsz=64))  # validation caches
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("steps:\n  - sparsify: {ratio: 0.5, imgsz: 64}\n  - export: {format: onnx, imgsz: 64}\n"
-                      "measure: {latency_imgsz: [64], accuracy_imgsz: 64, latency_s: 0.3}\n")
-    assert main(["optimize", "--recipe", str(recipe), "--data", str(data.data_yaml),
-                 "--workspace", str(tmp_path / "ws")]) == 0
+    recipe.write_text(
+        "steps:\n  - sparsify: {ratio: 0.5, imgsz: 64}\n  - export: {format: onnx, imgsz: 64}\n"
+        "measure: {imgsz: [64], seconds: 0.3, warmup_s: 0.1, min_runs: 3}\n"
+    )
+    assert (
+        main(["optimize", "--recipe", str(recipe), "--data", str(data.data_yaml), "--workspace", str(tmp_path / "ws")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| input |" in out and "| 1:sparsify |" in out and "| 2:export |" in out and "onnxruntime" in out

@@ -61,7 +61,7 @@ def test_occluded_shapes_keep_most_of_their_area_visible():
         masks = [shapes._mask(s, 128) for s in scene["shapes"]]
         for i, shape in enumerate(scene["shapes"]):
             visible = masks[i].copy()
-            for later in masks[i + 1:]:
+            for later in masks[i + 1 :]:
                 visible *= 1 - later
             assert visible.sum() >= shapes.MIN_VISIBLE * shapes._area(shape, 128) * 0.9  # AA slack
 

@@ -3,7 +3,8 @@
 import pytest
 
 from workbench.core.errors import ConfigError
-from workbench.core.models.sources import demo_weights, load_model
+from workbench.core.models.cards import demo_weights
+from workbench.core.models.sources import load_model
 from workbench.core.optimize.distill import DistillConfig, check_teacher, distill, finetune
 from workbench.core.optimize.prune import PruneConfig, model_stats, prune
 from workbench.core.optimize.split_free import C2fSplitFree

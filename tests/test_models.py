@@ -6,7 +6,9 @@ import pytest
 import socket_guard
 
 from workbench.core.errors import ModelLoadError, ModelNotFoundError
-from workbench.core.models.sources import SourceKind, demo_card, demo_weights, load_model, model_info, resolve
+from workbench.core.models.cards import demo_card, demo_weights
+from workbench.core.models.sources import SourceKind, load_model, resolve
+from workbench.core.models.summary import model_info
 
 
 def test_resolve_classifies_without_loading(tmp_path):

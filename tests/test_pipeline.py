@@ -3,18 +3,12 @@
 import pytest
 
 from workbench.core.errors import Cancelled, ConfigError
-from workbench.core.models.sources import demo_weights
-from workbench.core.optimize.recipes import (
-    PipelineError,
-    Recipe,
-    pipeline_table,
-    preflight,
-    run_recipe,
-    shipped_recipes,
-)
+from workbench.core.models.cards import demo_weights
+from workbench.core.optimize.recipes import PipelineError, Recipe, preflight, run_recipe, shipped_recipes
+from workbench.core.report.tables import pipeline_table
 from workbench.core.store.workspace import Workspace
 
-TINY = {"latency_imgsz": [64], "accuracy_imgsz": 64, "latency_s": 0.3}
+TINY = {"imgsz": [64], "seconds": 0.3, "warmup_s": 0.1, "min_runs": 3}
 
 
 @pytest.fixture()
@@ -23,16 +17,19 @@ def ws_parent(tmp_path):
     return ws, ws.add_artifact(demo_weights(), "yolo11n-shapes.pt", step="source", format="pt")
 
 
-@pytest.mark.parametrize("data,problem", [
-    ({}, "no 'steps'"),
-    ({"steps": [{"shrink": {}}]}, "unknown kind 'shrink'"),
-    ({"steps": [{"prune": {"ratio": 2}}]}, "step 1 \\(prune\\): pruning ratio"),
-    ({"steps": [{"prune": {"sparsity": 0.3}}]}, "unknown option"),
-    ({"steps": [{"distill": {"epochs": 1}}]}, "names no teacher"),
-    ({"steps": [{"prune": {}, "distill": {}}]}, "single"),
-    ({"steps": ["prune"], "extra": 1}, "unknown keys"),
-    ({"steps": ["prune"], "measure": {"latency": 1}}, "measure"),
-])
+@pytest.mark.parametrize(
+    "data,problem",
+    [
+        ({}, "no 'steps'"),
+        ({"steps": [{"shrink": {}}]}, "unknown kind 'shrink'"),
+        ({"steps": [{"prune": {"ratio": 2}}]}, "step 1 \\(prune\\): pruning ratio"),
+        ({"steps": [{"prune": {"sparsity": 0.3}}]}, "unknown option"),
+        ({"steps": [{"distill": {"epochs": 1}}]}, "names no teacher"),
+        ({"steps": [{"prune": {}, "distill": {}}]}, "single"),
+        ({"steps": ["prune"], "extra": 1}, "unknown keys"),
+        ({"steps": ["prune"], "measure": {"latency": 1}}, "measure"),
+    ],
+)
 def test_bad_recipes_name_the_problem(data, problem):
     with pytest.raises(ConfigError, match=problem) as error:
         Recipe.from_dict(data)
@@ -55,8 +52,8 @@ def test_preflight_catches_order_family_and_calibration(ws_parent, tiny_dataset,
         preflight(ws, after_export, parent, tiny_dataset.data_yaml)
     too_many = Recipe.from_dict({"steps": [{"quantize": {"imgsz": 64, "calibration_images": 8}}]})
     preflight(ws, too_many, parent, tiny_dataset.data_yaml)  # 8 train images: enough
+    from workbench.core.models.checkpoints import save_checkpoint
     from workbench.core.models.sources import load_model
-    from workbench.core.optimize.prune import save_checkpoint
 
     other = save_checkpoint(load_model("yolo11n.yaml").model, tmp_path / "coco-teacher.pt")
     wrong_teacher = Recipe.from_dict({"steps": [{"distill": {"teacher": str(other), "epochs": 1}}]})
@@ -67,9 +64,16 @@ def test_preflight_catches_order_family_and_calibration(ws_parent, tiny_dataset,
 
 def test_a_recipe_records_and_measures_every_step(ws_parent, tiny_dataset):
     ws, parent = ws_parent
-    recipe = Recipe.from_dict({"steps": [{"prune": {"ratio": 0.3, "round_to": 16, "imgsz": 64}},
-                                         {"distill": {"teacher": "parent", "epochs": 1, "imgsz": 64, "batch": 4}},
-                                         {"quantize": {"imgsz": 64, "calibration_images": 8}}], "measure": TINY})
+    recipe = Recipe.from_dict(
+        {
+            "steps": [
+                {"prune": {"ratio": 0.3, "round_to": 16, "imgsz": 64}},
+                {"distill": {"teacher": "parent", "epochs": 1, "imgsz": 64, "batch": 4}},
+                {"quantize": {"imgsz": 64, "calibration_images": 8}},
+            ],
+            "measure": TINY,
+        }
+    )
     events = []
     result = run_recipe(ws, recipe, parent, tiny_dataset.data_yaml, progress=events.append)
     assert [s.kind for s in result.steps] == ["prune", "distill", "quantize"]
@@ -95,9 +99,12 @@ def test_a_failing_step_keeps_earlier_variants(ws_parent, tiny_dataset, monkeypa
         raise RuntimeError("simulated converter crash")
 
     monkeypatch.setattr(quantize_module, "quantize", broken)
-    recipe = Recipe.from_dict({"steps": [{"prune": {"ratio": 0.3, "imgsz": 64}},
-                                         {"quantize": {"imgsz": 64, "calibration_images": 8}}],
-                               "measure": {**TINY, "accuracy": False}})
+    recipe = Recipe.from_dict(
+        {
+            "steps": [{"prune": {"ratio": 0.3, "imgsz": 64}}, {"quantize": {"imgsz": 64, "calibration_images": 8}}],
+            "measure": {**TINY, "accuracy": False},
+        }
+    )
     with pytest.raises(PipelineError, match="step 2 \\(quantize\\) failed: RuntimeError: simulated") as error:
         run_recipe(ws, recipe, parent, tiny_dataset.data_yaml)
     assert [s.kind for s in error.value.completed] == ["prune"]
@@ -107,8 +114,9 @@ def test_a_failing_step_keeps_earlier_variants(ws_parent, tiny_dataset, monkeypa
 
 def test_cancelling_a_step_leaves_the_ledger_as_it_was(ws_parent, tiny_dataset):
     ws, parent = ws_parent
-    recipe = Recipe.from_dict({"steps": [{"finetune": {"epochs": 1, "imgsz": 64, "batch": 4}}],
-                               "measure": {**TINY, "accuracy": False}})
+    recipe = Recipe.from_dict(
+        {"steps": [{"finetune": {"epochs": 1, "imgsz": 64, "batch": 4}}], "measure": {**TINY, "accuracy": False}}
+    )
 
     def cancel_in_training(event):
         if event.stage == "train" and event.done >= 1:

@@ -6,21 +6,13 @@ import pytest
 import torch
 
 from workbench.core.errors import ConfigError
+from workbench.core.models.checkpoints import save_checkpoint
 from workbench.core.models.export import ExportConfig, export
 from workbench.core.models.runners import example_input, open_runner
 from workbench.core.models.sources import load_model
-from workbench.core.optimize.prune import (
-    NO_SPEEDUP,
-    PruneConfig,
-    PruningError,
-    SparsifyConfig,
-    channel_prune,
-    check_prunable,
-    model_stats,
-    prune,
-    save_checkpoint,
-    sparsify,
-)
+from workbench.core.models.summary import model_stats
+from workbench.core.optimize.prune import PruneConfig, PruningError, channel_prune, check_prunable, prune
+from workbench.core.optimize.sparsify import NO_SPEEDUP, SparsifyConfig, sparsify
 from workbench.core.optimize.split_free import C2fSplitFree, C2PSASplitFree, make_split_free
 from workbench.core.store.workspace import Workspace
 
@@ -39,8 +31,17 @@ def test_split_free_blocks_are_output_identical(demo_model):
     assert torch.allclose(before, after, atol=1e-5)
 
 
-@pytest.mark.parametrize("config", [dict(ratio=0), dict(ratio=1), dict(ratio=1.5), dict(ratio=0.3, steps=0),
-                                    dict(ratio=0.3, stage_ratios={"4": 1.0}), dict(importance="random")])
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(ratio=0),
+        dict(ratio=1),
+        dict(ratio=1.5),
+        dict(ratio=0.3, steps=0),
+        dict(ratio=0.3, stage_ratios={"4": 1.0}),
+        dict(importance="random"),
+    ],
+)
 def test_bad_pruning_options_fail_before_any_work(config):
     with pytest.raises(ConfigError) as error:
         PruneConfig(**config)
@@ -88,7 +89,7 @@ def test_yaml_models_prune_at_30_percent_and_export(architecture, tmp_path):
 
 
 def test_sparsify_zeroes_weights_and_says_it_buys_no_speed(tmp_path, demo_model):
-    from workbench.core.models.sources import demo_weights
+    from workbench.core.models.cards import demo_weights
 
     ws = Workspace(tmp_path / "ws")
     parent = ws.add_artifact(demo_weights(), "yolo11n-shapes.pt", step="source", format="pt")
@@ -104,7 +105,7 @@ def test_sparsify_zeroes_weights_and_says_it_buys_no_speed(tmp_path, demo_model)
 
 
 def test_pruning_in_steps_fine_tunes_between_them(tmp_path, tiny_dataset):
-    from workbench.core.models.sources import demo_weights
+    from workbench.core.models.cards import demo_weights
 
     ws = Workspace(tmp_path / "ws")
     parent = ws.add_artifact(demo_weights(), "yolo11n-shapes.pt", step="source", format="pt")

@@ -3,8 +3,8 @@
 import pytest
 
 from workbench.core.errors import ConfigError
+from workbench.core.models.cards import demo_weights
 from workbench.core.models.runners import example_input, open_runner
-from workbench.core.models.sources import demo_weights
 from workbench.core.optimize.qat import QATConfig, qat
 from workbench.core.store.workspace import Workspace
 
@@ -22,8 +22,9 @@ def test_qat_trains_and_exports_int8(tmp_path, tiny_dataset):
     assert "int8" in runner.precision and runner(example_input(runner, 64))[0].shape == (1, 8, 84)
 
 
-@pytest.mark.parametrize("config", [dict(epochs=0), dict(formats=("tflite",)), dict(calibration_images=2),
-                                    dict(export_imgsz=100)])
+@pytest.mark.parametrize(
+    "config", [dict(epochs=0), dict(formats=("tflite",)), dict(calibration_images=2), dict(export_imgsz=100)]
+)
 def test_bad_qat_options(config):
     with pytest.raises(ConfigError):
         QATConfig(**config)

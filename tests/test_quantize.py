@@ -3,8 +3,8 @@
 import pytest
 
 from workbench.core.errors import ConfigError
+from workbench.core.models.cards import demo_weights
 from workbench.core.models.runners import example_input, open_runner
-from workbench.core.models.sources import demo_weights
 from workbench.core.optimize.quantize import ImageSet, QuantizeConfig, head_float_names, quantize
 from workbench.core.store.workspace import Workspace
 
@@ -16,18 +16,37 @@ def workspace_with_demo(tmp_path):
 
 
 def test_head_post_processing_is_found_in_both_graph_dialects():
-    openvino = ["__module.model.0.conv/aten::_convolution/Convolution", "__module.model.23.cv2.0.0.conv/Conv",
-                "__module.model.23/aten::sigmoid/Sigmoid", "__module.model.23.dfl.conv/aten::_convolution/Conv",
-                "__module.model.23/aten::sub/Subtract"]
+    openvino = [
+        "__module.model.0.conv/aten::_convolution/Convolution",
+        "__module.model.23.cv2.0.0.conv/Conv",
+        "__module.model.23/aten::sigmoid/Sigmoid",
+        "__module.model.23.dfl.conv/aten::_convolution/Conv",
+        "__module.model.23/aten::sub/Subtract",
+    ]
     assert head_float_names(openvino, "openvino") == openvino[2:]
-    onnx = ["/model.0/conv/Conv", "/model.23/cv2.0/cv2.0.0/conv/Conv", "/model.23/Sigmoid", "/model.23/dfl/conv/Conv",
-            "/model.23/Sub_1", "/model.22/m.0/Add"]
+    onnx = [
+        "/model.0/conv/Conv",
+        "/model.23/cv2.0/cv2.0.0/conv/Conv",
+        "/model.23/Sigmoid",
+        "/model.23/dfl/conv/Conv",
+        "/model.23/Sub_1",
+        "/model.22/m.0/Add",
+    ]
     assert head_float_names(onnx, "onnx") == ["/model.23/Sigmoid", "/model.23/dfl/conv/Conv", "/model.23/Sub_1"]
 
 
-@pytest.mark.parametrize("config", [dict(format="torchscript"), dict(preset="fast"), dict(imgsz=100),
-                                    dict(calibration_images=4), dict(max_drop=0), dict(max_drop=0.01, format="onnx"),
-                                    dict(max_drop=0.01, validation_split="train")])
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(format="torchscript"),
+        dict(preset="fast"),
+        dict(imgsz=100),
+        dict(calibration_images=4),
+        dict(max_drop=0),
+        dict(max_drop=0.01, format="onnx"),
+        dict(max_drop=0.01, validation_split="train"),
+    ],
+)
 def test_bad_quantization_options_fail_early(config):
     with pytest.raises(ConfigError) as error:
         QuantizeConfig(**config)

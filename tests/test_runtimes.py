@@ -5,9 +5,11 @@ import pytest
 
 from workbench.core.errors import ConfigError, DatasetError
 from workbench.core.measure.latency import LatencyConfig, measure_throughput
+from workbench.core.measure.stages import STAGES, stage_breakdown
 from workbench.core.models import runners as runtimes
+from workbench.core.models.cards import demo_weights
 from workbench.core.models.export import ExportConfig, ExportError, export
-from workbench.core.models.inference import STAGES, ImageDecodeError, stage_breakdown
+from workbench.core.models.inference import ImageDecodeError
 from workbench.core.models.runners import (
     ArtifactLoadError,
     RuntimeNotInstalled,
@@ -15,7 +17,6 @@ from workbench.core.models.runners import (
     example_input,
     open_runner,
 )
-from workbench.core.models.sources import demo_weights
 from workbench.core.store.workspace import Workspace
 
 QUICK = LatencyConfig(warmup_runs=1, warmup_s=0, min_runs=3, min_time_s=0)
@@ -108,7 +109,7 @@ def test_missing_calibration_data_fails_before_export(exported):
 
 
 def test_exporter_failure_is_named_and_keeps_nothing(exported, monkeypatch):
-    from workbench.core.models import sources as models
+    from workbench.core.models import checkpoints
 
     ws, base, _ = exported
 
@@ -116,7 +117,7 @@ def test_exporter_failure_is_named_and_keeps_nothing(exported, monkeypatch):
         def export(self, **kwargs):
             raise RuntimeError("converter crashed")
 
-    monkeypatch.setattr(models, "load_model", lambda path: Broken())
+    monkeypatch.setattr(checkpoints, "load_checkpoint", lambda path: Broken())
     with pytest.raises(ExportError, match="onnx export of .* failed: RuntimeError: converter crashed"):
         export(ws, base, ExportConfig(format="onnx", imgsz=96))
     assert len(ws.variants()) == 4 and not [p for p in ws.artifacts.iterdir() if p.name.startswith(".")]

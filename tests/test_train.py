@@ -13,8 +13,9 @@ TINY = TrainConfig(epochs=1, imgsz=64, batch=4, workers=0, cache=False)
 @pytest.mark.slow
 def test_one_tiny_epoch_writes_loadable_weights_and_reports_progress(tmp_path, tiny_dataset):
     events: list[Progress] = []
-    result = train(load_model("yolo11n.yaml"), tiny_dataset.data_yaml, tmp_path / "out" / "m.pt", TINY,
-                   progress=events.append)
+    result = train(
+        load_model("yolo11n.yaml"), tiny_dataset.data_yaml, tmp_path / "out" / "m.pt", TINY, progress=events.append
+    )
     assert result.weights.is_file() and result.epochs == 1 and "metrics/mAP50-95(B)" in result.history[0]
     assert events[-1].done == events[-1].total == 2  # 8 images / batch 4
     model = load_model(result.weights)

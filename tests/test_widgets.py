@@ -7,15 +7,17 @@ import threading
 import pytest
 
 from workbench.core.errors import Cancelled, ConfigError, WorkbenchError
+from workbench.core.models.cards import demo_weights
 from workbench.core.models.export import ExportConfig
-from workbench.core.models.sources import demo_weights
 from workbench.core.optimize.distill import DistillConfig
-from workbench.core.optimize.prune import PruneConfig, SparsifyConfig
+from workbench.core.optimize.prune import PruneConfig
+from workbench.core.optimize.sparsify import SparsifyConfig
 from workbench.core.optimize.qat import QATConfig
 from workbench.core.optimize.quantize import QuantizeConfig
-from workbench.core.optimize.recipes import MeasureSpec, Recipe
+from workbench.core.measure.plan import MeasurePlan
+from workbench.core.optimize.recipes import Recipe
 from workbench.core.progress import emit
-from workbench.core.services.session import MeasureRequest, ModelChoice, Session
+from workbench.core.services.session import ModelChoice, Session
 from workbench.core.store.workspace import Workspace
 from workbench.widgets import (
     DistillPanel,
@@ -47,8 +49,9 @@ class Recorder:
         if self.result is not None:
             return self.result
         parent = next(a for a in args if isinstance(a, int))
-        return self.session.workspace.ledger.add_variant(f"child-of-{parent}", step="fake", parent_id=parent,
-                                                         format="pytorch")
+        return self.session.workspace.ledger.add_variant(
+            f"child-of-{parent}", step="fake", parent_id=parent, format="pytorch"
+        )
 
     @property
     def config(self):
@@ -96,6 +99,9 @@ def test_new_variants_appear_in_every_picker(session):
     session.changed()
     assert len(app.panel("Export").variant.widget.options) == before + 1
     assert len(app.panel("Distill").student.widget.options) == before + 1
+    assert not app.dashboard.built  # plotly draws nothing into a hidden tab: the figures wait for theirs
+    app.tabs.selected_index = len(app.panels)
+    assert app.dashboard.built
 
 
 def test_measure_panel_request_and_nothing_ticked(session):
@@ -107,10 +113,10 @@ def test_measure_panel_request_and_nothing_ticked(session):
     panel.run_button.click()
     args, _ = fake.calls[0]
     assert args[1] == [session.model_id]
-    assert args[2] == MeasureRequest(parity=True, threads=2, imgsz=320, precision=None)
+    assert args[2] == MeasurePlan(parity=True, threads=2, imgsz=(320,), precisions=(None,), seconds=2.0, stage_images=8)
     panel.latency.value = panel.accuracy.value = panel.parity.value = False
     panel.run_button.click()
-    assert panel.state == "error" and "nothing to measure" in panel.message.value and len(fake.calls) == 1
+    assert panel.state == "error" and "measures nothing" in panel.message.value and len(fake.calls) == 1
 
 
 def test_prune_panel_structured_unstructured_and_measurement(session):
@@ -120,8 +126,7 @@ def test_prune_panel_structured_unstructured_and_measurement(session):
     panel.run_button.click()
     assert prune.config == PruneConfig(ratio=0.5, round_to=32, steps=2)
     assert prune.calls[0][1]["data_yaml"] == session.data_yaml
-    assert measure.calls and measure.calls[0][0][2] == MeasureSpec(latency_imgsz=(640,), accuracy_imgsz=320,
-                                                                   latency_s=2.0)
+    assert measure.calls and measure.calls[0][0][2] == MeasurePlan(imgsz=(320,), seconds=2.0)  # the model's size
     panel.mode.value, panel.measure_after.value = "unstructured", False
     panel.run_button.click()
     assert sparsify.config == SparsifyConfig(ratio=0.5)
@@ -142,29 +147,33 @@ def test_quantize_panel_three_methods(session):
     panel = QuantizePanel(session, quantize=quantize, qat=qat, measure=measure, background=False)
     panel.format.value, panel.calibration.value, panel.fast_bias.value = "onnx", 32, False
     panel.run_button.click()
-    assert quantize.config == QuantizeConfig(format="onnx", calibration_images=32, fast_bias_correction=False)
+    assert quantize.config == QuantizeConfig(
+        format="onnx", imgsz=320, calibration_images=32, fast_bias_correction=False
+    )  # imgsz: the session model's training size
     panel.format.value, panel.mode.value, panel.max_drop.value = "openvino", "accuracy-controlled", 0.01
     panel.run_button.click()
     assert quantize.config.max_drop == 0.01
     panel.mode.value, panel.epochs.value = "quantization-aware", 3
     panel.run_button.click()
-    assert qat.config == QATConfig(epochs=3, calibration_images=32, formats=("openvino",))
+    assert qat.config == QATConfig(epochs=3, calibration_images=32, export_imgsz=320, formats=("openvino",))
     assert [c[0][1] for c in measure.calls][-1] == 6  # the INT8 export is measured, not the fake-quant weights
 
 
 def test_distill_panel_runs_baseline_and_refuses_self_teaching(session):
     distill, finetune = Recorder(session), Recorder(session)
-    student = session.workspace.ledger.add_variant("pruned.pt", step="prune", parent_id=session.model_id,
-                                                   format="pytorch")
+    student = session.workspace.ledger.add_variant(
+        "pruned.pt", step="prune", parent_id=session.model_id, format="pytorch"
+    )
     session.changed()
-    panel = DistillPanel(session, distill=distill, finetune=finetune, measure=Recorder(session, result=[]),
-                         background=False)
+    panel = DistillPanel(
+        session, distill=distill, finetune=finetune, measure=Recorder(session, result=[]), background=False
+    )
     panel.student.widget.value, panel.teacher.widget.value = student, session.model_id
     panel.epochs.value, panel.weight.value = 3, 1.5
     panel.run_button.click()
     args, _ = distill.calls[0]
     assert args[1:4] == (student, session.model_id, session.data_yaml)
-    assert args[4] == DistillConfig(epochs=3, weight=1.5, baseline=True)
+    assert args[4] == DistillConfig(epochs=3, imgsz=320, weight=1.5, baseline=True)
     assert finetune.calls and panel.state == "done"
     panel.teacher.widget.value = student
     panel.run_button.click()
@@ -252,8 +261,7 @@ PANELS = {
 def test_panel_contract(panel_class, session):
     """Every panel builds, shows its controls, runs on its defaults with fakes, and reports no error."""
     if panel_class is DistillPanel:  # needs two different models
-        session.workspace.ledger.add_variant("student.pt", step="prune", parent_id=session.model_id,
-                                             format="pytorch")
+        session.workspace.ledger.add_variant("student.pt", step="prune", parent_id=session.model_id, format="pytorch")
 
     class Result:
         steps, final_id = [], session.model_id
@@ -271,17 +279,24 @@ def test_panel_contract(panel_class, session):
 
 
 def test_config_errors_are_config_errors():
-    with pytest.raises(ConfigError, match="nothing to measure"):
-        MeasureRequest(latency=False, accuracy=False, parity=False)
+    with pytest.raises(ConfigError, match="measures nothing"):
+        MeasurePlan(latency=False, accuracy=False, parity=False)
 
 
 def _measured(session, variant_id, runtime, precision, p50, map50_95):
     ledger = session.workspace.ledger
-    ledger.add_measurement(variant_id, "latency", {"p50_ms": p50, "p90_ms": p50 * 1.1, "runs": 20,
-                                                   "samples_ms": [p50] * 20},
-                           {"runtime": runtime, "precision": precision, "imgsz": 320, "batch": 1, "status": "ok"})
-    ledger.add_measurement(variant_id, "accuracy", {"map50": 0.9, "map50_95": map50_95},
-                           {"runtime": runtime, "precision": precision, "imgsz": 320, "status": "ok"})
+    ledger.add_measurement(
+        variant_id,
+        "latency",
+        {"p50_ms": p50, "p90_ms": p50 * 1.1, "runs": 20, "samples_ms": [p50] * 20},
+        {"runtime": runtime, "precision": precision, "imgsz": 320, "batch": 1, "status": "ok"},
+    )
+    ledger.add_measurement(
+        variant_id,
+        "accuracy",
+        {"map50": 0.9, "map50_95": map50_95},
+        {"runtime": runtime, "precision": precision, "imgsz": 320, "status": "ok"},
+    )
 
 
 def test_dashboard_filters_and_shows_the_clicked_variant(session):
@@ -290,8 +305,9 @@ def test_dashboard_filters_and_shows_the_clicked_variant(session):
     from workbench.widgets import Dashboard
 
     ledger = session.workspace.ledger
-    pruned = ledger.add_variant("pruned.pt", step="prune", parent_id=session.model_id, format="pytorch",
-                                params={"ratio": 0.3})
+    pruned = ledger.add_variant(
+        "pruned.pt", step="prune", parent_id=session.model_id, format="pytorch", params={"ratio": 0.3}
+    )
     int8 = ledger.add_variant("pruned-int8.xml", step="quantize", parent_id=pruned, format="openvino")
     _measured(session, session.model_id, "pytorch", "fp32", 30.0, 0.85)
     _measured(session, pruned, "pytorch", "fp32", 20.0, 0.84)
@@ -304,11 +320,14 @@ def test_dashboard_filters_and_shows_the_clicked_variant(session):
     dashboard.runtime.value = ("openvino",)
     points = [t for t in dashboard.figure.data if t.customdata is not None]
     assert len(points) == 1 and list(points[0].x) == [4.0]
-    dashboard.on_click(points[0], Points(point_inds=[0], xs=[4.0], ys=[0.83], trace_name=points[0].name,
-                                         trace_index=0))
+    dashboard.on_click(points[0], Points(point_inds=[0], xs=[4.0], ys=[0.83], trace_name=points[0].name, trace_index=0))
     assert dashboard.selected == int8
     assert "prune+quantize" in dashboard.details.value and "ratio" in dashboard.details.value
     assert "pruned-int8.xml" in dashboard.ledger.value
+    lazy = Dashboard(session, lazy=True)  # as the app builds it: no figure until its tab is shown
+    assert not lazy.built and "measured rows" in lazy.summary.value
+    lazy.build()
+    assert lazy.built and "Pareto front" in [t.name for t in lazy.figure.data]
     dashboard.runtime.value = ()
     ledger.add_variant("later.onnx", step="export", parent_id=session.model_id, format="onnx")
     session.changed()  # a step elsewhere: the ledger table follows

@@ -14,11 +14,18 @@ def test_variants_and_measurements_round_trip_with_lineage_and_fingerprint(tmp_p
     ws = Workspace(tmp_path / "ws")
     source = tmp_path / "model.pt"
     source.write_bytes(b"weights")
-    base = ws.add_artifact(source, "model.pt", step="source", params={"kind": "weights"}, format="pt")
-    child = ws.add_artifact(lambda p: p.write_bytes(b"onnx bytes"), "model.onnx", step="export",
-                            params={"format": "onnx", "imgsz": 320}, parent_id=base, format="onnx")
-    ws.ledger.add_measurement(child, "accuracy", {"map50_95": 0.61, "per_class": [{"class": "a"}]},
-                              {"imgsz": 320, "runtime": "onnxruntime"})
+    base = ws.add_artifact(source, "model.pt", step="source", params={"kind": "weights"}, format="pytorch")
+    child = ws.add_artifact(
+        lambda p: p.write_bytes(b"onnx bytes"),
+        "model.onnx",
+        step="export",
+        params={"format": "onnx", "imgsz": 320},
+        parent_id=base,
+        format="onnx",
+    )
+    ws.ledger.add_measurement(
+        child, "accuracy", {"map50_95": 0.61, "per_class": [{"class": "a"}]}, {"imgsz": 320, "runtime": "onnxruntime"}
+    )
     variants = ws.variants()
     assert list(variants["step"]) == ["source", "export"]
     assert variants.loc[1, "parent_id"] == base and variants.loc[1, "params"] == {"format": "onnx", "imgsz": 320}
@@ -30,7 +37,39 @@ def test_variants_and_measurements_round_trip_with_lineage_and_fingerprint(tmp_p
     fingerprints = ws.fingerprints()
     assert measurements.loc[0, "fingerprint_id"] in set(fingerprints["id"])
     assert "cpu" in fingerprints.loc[0, "data"] and "libraries" in fingerprints.loc[0, "data"]
-    assert [row["id"] for row in ws.ledger.lineage(child)] == [child, base]
+    assert [v.id for v in ws.lineage(child)] == [child, base]
+
+
+def test_typed_records_come_back_from_sql_lookups(tmp_path):
+    from workbench.core.store.records import Format, Measurement, Variant
+
+    ws = Workspace(tmp_path / "ws")
+    base = ws.add_artifact(lambda p: p.write_bytes(b"w"), "m.pt", step="source", format="pt")  # an old spelling
+    kids = [
+        ws.add_artifact(
+            lambda p, i=i: p.write_bytes(bytes([i])),
+            f"c{i}.onnx",
+            step="export",
+            parent_id=base,
+            format="onnx",
+            params={"i": i},
+        )
+        for i in range(3)
+    ]
+    grandchild = ws.add_artifact(lambda p: p.write_bytes(b"g"), "g.onnx", step="quantize", parent_id=kids[1])
+    variant = ws.variant(base)
+    assert isinstance(variant, Variant) and variant.format is Format.PYTORCH and variant.is_pytorch
+    assert [v.id for v in ws.ledger.children(base)] == kids
+    assert [v.id for v in ws.ledger.variants(step="export", newest_first=True)] == kids[::-1]
+    assert [v.id for v in ws.ledger.variants(parent_id=None)] == [base]
+    assert [v.id for v in ws.lineage(grandchild)] == [grandchild, kids[1], base]
+    mid = ws.ledger.add_measurement(kids[0], "latency", {"p50_ms": 2.0}, {"status": "ok"})
+    ws.ledger.add_measurement(kids[1], "accuracy", {"map50_95": 0.5}, {"status": "failed"})
+    found = ws.ledger.measurements(variant_id=kids[0], kind="latency")
+    assert [m.id for m in found] == [mid] and isinstance(found[0], Measurement) and found[0].ok
+    assert not ws.ledger.measurements(kind="accuracy")[0].ok
+    with pytest.raises(WorkspaceError, match="no variant 999"):
+        ws.variant(999)
 
 
 def test_recording_the_same_artifact_twice_keeps_one_variant(tmp_path):

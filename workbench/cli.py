@@ -29,8 +29,10 @@ class ProgressPrinter:
             text = f"{event.stage}: {event.message}".rstrip(": ")
         else:
             bar = "#" * int(fraction * 24)
-            text = (f"{event.stage:<18} [{bar:<24}] {event.done}/{event.total} "
-                    f"{time.perf_counter() - self.start:5.1f}s {event.message}")
+            text = (
+                f"{event.stage:<18} [{bar:<24}] {event.done}/{event.total} "
+                f"{time.perf_counter() - self.start:5.1f}s {event.message}"
+            )
         if self.tty:
             self.stream.write("\r" + text[:150])
         elif fraction is None or int(fraction * 10) > self.last_tenth:
@@ -43,24 +45,69 @@ class ProgressPrinter:
             self.stream.write("\n")
 
 
-def _demo(args) -> int:
-    from .core.data.generate import ShapesConfig
-    from .core.services.demo import DemoConfig, run_demo
-    from .core.services.shipped_models import DEMO_DATA
-
-    data = ShapesConfig(seed=args.seed, train=args.train_images or DEMO_DATA.train,
-                        val=args.val_images or DEMO_DATA.val, imgsz=DEMO_DATA.imgsz)
-    printer = ProgressPrinter()
-    start = time.perf_counter()
+def _positive(value: str) -> int:
+    """An argparse type: a whole number >= 1 (zero and negatives are refused, never replaced by a default)."""
     try:
-        result = run_demo(DemoConfig(workspace=Path(args.workspace), model=args.model, data=data,
-                                     measure=not args.no_measure,
-                                     recipe=None if args.no_optimize else args.recipe), progress=printer)
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return number
+
+
+def _shapes(args):
+    """The generated dataset the arguments ask for (the defaults where they say nothing)."""
+    from dataclasses import replace
+
+    from .core.data.generate import ShapesConfig
+
+    config = replace(ShapesConfig(), seed=args.seed)
+    return replace(config, train=args.train_images or config.train, val=args.val_images or config.val)
+
+
+def _given_data(args) -> Path | None:
+    """The user's data YAML, or None for the generated shapes dataset ('demo' or nothing given)."""
+    return None if args.data in (None, "demo") else Path(args.data).expanduser().resolve()
+
+
+def _run(fn, *args, **kwargs):
+    """Call a long step with a progress printer that is closed however the step ends."""
+    printer = ProgressPrinter()
+    try:
+        return fn(*args, progress=printer, **kwargs)
     finally:
         printer.close()
+
+
+def _demo(args) -> int:
+    from .core.services.demo import DemoConfig, run_demo
+
+    config = DemoConfig(
+        workspace=args.workspace,
+        model=args.model,
+        data=_given_data(args),
+        shapes=_shapes(args),
+        measure=not args.no_measure,
+        recipe=None if args.no_optimize else args.recipe,
+    )
+    start = time.perf_counter()
+    result = _run(run_demo, config)
     acc = result.accuracy
-    print(f"model {args.model}: mAP50 {acc.map50:.4f}, mAP50-95 {acc.map50_95:.4f} on {acc.images} val images "
-          f"({time.perf_counter() - start:.0f} s)")
+    print(
+        f"model {args.model}: mAP50 {acc.map50:.4f}, mAP50-95 {acc.map50_95:.4f} on {acc.images} val images "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
     print(f"ledger: {result.workspace.ledger.path}")
     print(f"report: {result.report}")
     return 0
@@ -76,10 +123,10 @@ def _info(args) -> int:
 def _data(args) -> int:
     from .core.data.generate import ShapesConfig, generate_shapes, generate_shift
 
+    config = ShapesConfig(seed=args.seed, train=args.train_images, val=args.val_images, imgsz=args.imgsz)
     printer = ProgressPrinter()
     try:
-        dataset = generate_shapes(args.out, ShapesConfig(seed=args.seed, train=args.train_images,
-                                                         val=args.val_images, imgsz=args.imgsz), progress=printer)
+        dataset = generate_shapes(args.out, config, progress=printer)
         shifted = [generate_shift(dataset, shift, progress=printer) for shift in args.shift]
     finally:
         printer.close()
@@ -92,7 +139,7 @@ def _data(args) -> int:
 def _demo_model(args) -> int:
     import json
 
-    from .core.models.sources import demo_card, demo_weights, student_card, student_weights
+    from .core.models.cards import demo_card, demo_weights, student_card, student_weights
 
     if not args.train:
         card, weights = (student_card(), student_weights()) if args.student else (demo_card(), demo_weights())
@@ -101,73 +148,81 @@ def _demo_model(args) -> int:
     if args.student:
         from .core.services.shipped_models import train_student
 
-        printer = ProgressPrinter()
-        try:
-            card = train_student(args.out, args.workspace, progress=printer)
-        finally:
-            printer.close()
-        print(f"student mAP50-95 {card['metrics']['map50_95']} after {card['epochs']} epochs: "
-              f"{Path(args.out) / card['model']}")
+        card = _run(train_student, args.out, args.workspace)
+        print(
+            f"student mAP50-95 {card['metrics']['map50_95']} after {card['epochs']} epochs: "
+            f"{Path(args.out) / card['model']}"
+        )
         return 0
     from dataclasses import replace
 
     from .core.services.shipped_models import DEMO_RECIPE, train_demo_model
 
     recipe = replace(DEMO_RECIPE, epochs=args.epochs or DEMO_RECIPE.epochs)
-    printer = ProgressPrinter()
-    try:
-        card = train_demo_model(args.out, Path(args.workspace) / "datasets", recipe=recipe, progress=printer)
-    finally:
-        printer.close()
-    print(f"mAP50 {card['metrics']['map50']}, mAP50-95 {card['metrics']['map50_95']} "
-          f"after {card['epochs']} epochs ({card['train_seconds']} s)")
+    card = _run(train_demo_model, args.out, Path(args.workspace) / "datasets", recipe=recipe)
+    print(
+        f"mAP50 {card['metrics']['map50']}, mAP50-95 {card['metrics']['map50_95']} "
+        f"after {card['epochs']} epochs ({card['train_seconds']} s)"
+    )
     print(f"weights and card: {Path(args.out) / card['model']}")
     return 0
 
 
 def _evaluate(args) -> int:
     from .core.measure.accuracy import AccuracyConfig, evaluate
+    from .core.models.checkpoints import DEFAULT_IMGSZ, training_imgsz
     from .core.models.sources import load_model
 
+    config = AccuracyConfig(imgsz=args.imgsz, batch=args.batch)
     model = load_model(args.model)
-    printer = ProgressPrinter()
-    try:
-        result = evaluate(model, args.data, AccuracyConfig(imgsz=args.imgsz, batch=args.batch), progress=printer)
-    finally:
-        printer.close()
-    print(f"mAP50 {result.map50:.4f}  mAP50-95 {result.map50_95:.4f}  precision {result.precision:.4f}  "
-          f"recall {result.recall:.4f}  ({result.images} images, {result.instances} instances)")
+    imgsz = args.imgsz or training_imgsz(model) or DEFAULT_IMGSZ
+    result = _run(evaluate, model, args.data, AccuracyConfig(imgsz=imgsz, batch=config.batch))
+    source = "as given" if args.imgsz else "the size the model was trained at"
+    print(
+        f"mAP50 {result.map50:.4f}  mAP50-95 {result.map50_95:.4f}  precision {result.precision:.4f}  "
+        f"recall {result.recall:.4f}  ({result.images} images, {result.instances} instances, imgsz {imgsz}: "
+        f"{source})"
+    )
     for row in result.per_class:
         print(f"  {row['class']:<16} mAP50 {row['map50']:.4f}  mAP50-95 {row['map50_95']:.4f}")
     return 0
 
 
 def _bench(args) -> int:
-    from .core.bench.reference import BenchConfig, markdown_table, run_bench
+    from .core.bench.reference import TABLE_COLUMNS, BenchConfig, run_bench
+    from .core.report.tables import markdown_table
 
-    printer = ProgressPrinter()
+    config = BenchConfig(
+        model=args.model,
+        data=_given_data(args),
+        imgsizes=tuple(args.imgsz),
+        threads=args.threads,
+        seconds=args.seconds,
+        benchmark_app_seconds=args.benchmark_app_seconds,
+        shapes=_shapes(args),
+    )
     start = time.perf_counter()
-    try:
-        result = run_bench(args.out, BenchConfig(imgsizes=tuple(args.imgsz), threads=args.threads),
-                           progress=printer)
-    finally:
-        printer.close()
-    print(markdown_table(result["records"]))
+    result = _run(run_bench, args.out, config)
+    print(markdown_table(result["records"], TABLE_COLUMNS))
     print(f"\n{len(result['records'])} rows in {time.perf_counter() - start:.0f} s: {Path(args.out) / 'results.json'}")
     return 0
 
 
 def _optimize(args) -> int:
-    from .core.optimize.recipes import PipelineError, Recipe, pipeline_table, run_recipe
+    from .core.data.generate import generate_shapes
+    from .core.models.sources import open_source, record_source
+    from .core.optimize.recipes import PipelineError, Recipe, run_recipe
+    from .core.report.tables import markdown_table, pipeline_table
     from .core.store.workspace import Workspace
 
-    recipe = Recipe.load(args.recipe)  # a bad recipe fails here, before any data or model work
+    recipe = Recipe.load(args.recipe)  # a bad recipe, model or dataset fails here, before anything is written
+    given = _given_data(args)
+    source = open_source(args.model, data_yaml=given)
     workspace = Workspace(args.workspace)
     printer = ProgressPrinter()
     try:
-        data_yaml = _data_yaml(args, workspace, printer)
-        model_id = _import_model(workspace, args.model)
-        result = run_recipe(workspace, recipe, model_id, data_yaml, progress=printer)
+        data_yaml = given or generate_shapes(workspace.datasets, _shapes(args), progress=printer).data_yaml
+        result = run_recipe(workspace, recipe, record_source(workspace, source), data_yaml, progress=printer)
     except PipelineError as exc:
         for step in exc.completed:
             print(f"kept: step {step.index} ({step.kind}) -> variants {step.variants}")
@@ -176,39 +231,23 @@ def _optimize(args) -> int:
         printer.close()
     rows = pipeline_table(workspace, result)
     sizes = sorted({k for row in rows for k in row if k.startswith("p50_ms_")})
-    print(f"| step | variant | runtime | precision | GFLOPs | {' | '.join(sizes)} | mAP50-95 (imgsz) |")
-    print("|" + "---|" * (6 + len(sizes)))
-    for row in rows:
-        gflops = f"{row['gflops']:.2f}" if row.get("gflops") else ""
-        cells = [f"{row[k]:.1f}" if row.get(k) else "" for k in sizes]
-        score = f"{row['map50_95']:.4f} ({row['map_imgsz']})" if row["map50_95"] is not None else ""
-        print(f"| {row['step']} | {row['variant']} | {row.get('runtime', '')} | {row.get('precision', '')} | "
-              f"{gflops} | {' | '.join(cells)} | {score} |")
+    columns = ["step", "variant", "runtime", "precision", "gflops", *sizes, "map50_95", "map_imgsz"]
+    print(markdown_table(rows, columns, digits={"gflops": 2, "map50_95": 4, **dict.fromkeys(sizes, 1)}))
     print(f"\nledger: {workspace.ledger.path}  (workbench optimize --recipe {args.recipe})")
     return 0
 
 
-def _data_yaml(args, workspace, progress) -> Path:
-    if args.data != "demo":
-        return Path(args.data)
-    from dataclasses import replace
-
-    from .core.data.generate import generate_shapes
-    from .core.services.shipped_models import DEMO_DATA
-
-    config = replace(DEMO_DATA, train=args.train_images or DEMO_DATA.train, val=args.val_images or DEMO_DATA.val)
-    return generate_shapes(workspace.datasets, config, progress=progress).data_yaml
-
-
-def _import_model(workspace, spec: str) -> int:
-    from .core.models.sources import load_model, resolve
-
-    source = resolve(spec)
-    model = load_model(spec)
-    path = Path(model.ckpt_path or source.ref)
-    if path.suffix != ".pt":
-        raise WorkbenchError(f"{spec} is not a PyTorch checkpoint", "optimize a .pt model ('demo' or a path)")
-    return workspace.add_artifact(path, path.name, step="source", params={"source": spec}, format="pt")
+def _common_data(command, *, model_help: str) -> None:
+    """--model and --data, and the generated dataset's sizes: every command that takes a model takes its data."""
+    command.add_argument("--model", default="demo", help=model_help)
+    command.add_argument(
+        "--data",
+        default=None,
+        help="your data YAML, or 'demo' for the generated shapes dataset (the default)",
+    )
+    command.add_argument("--train-images", type=_positive, default=None, help="generated train images (default 800)")
+    command.add_argument("--val-images", type=_positive, default=None, help="generated val images (default 200)")
+    command.add_argument("--seed", type=int, default=0, help="seed of the generated dataset")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -216,13 +255,12 @@ def parser() -> argparse.ArgumentParser:
 
     main = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = main.add_subparsers(dest="command", required=True)
+    workspace_help = "folder for ledger, artifacts and reports (default: $WORKBENCH_WORKSPACE or ./workbench-runs)"
+    model_help = "'demo', 'student', or the path of a trained .pt"
 
-    demo = sub.add_parser("demo", help="run the pipeline end to end on the embedded default, write a report")
-    demo.add_argument("--workspace", default="workbench-runs", help="folder for ledger, artifacts and reports")
-    demo.add_argument("--model", default="demo", help="'demo', a .pt path, an Ultralytics name or a model YAML")
-    demo.add_argument("--train-images", type=int, default=None, help="generated train images (default 800)")
-    demo.add_argument("--val-images", type=int, default=None, help="generated val images (default 200)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo = sub.add_parser("demo", help="export, measure and compare a model end to end, write a report")
+    demo.add_argument("--workspace", default=None, help=workspace_help)
+    _common_data(demo, model_help=model_help)
     demo.add_argument("--no-measure", action="store_true", help="skip export and the runtime measurements")
     demo.add_argument("--recipe", default="demo-short", help="optimization recipe run after the exports")
     demo.add_argument("--no-optimize", action="store_true", help="skip the optimization recipe")
@@ -230,11 +268,8 @@ def parser() -> argparse.ArgumentParser:
 
     optimize = sub.add_parser("optimize", help="run an optimization recipe (prune, distill, quantize, export)")
     optimize.add_argument("--recipe", required=True, help="a recipe YAML, or a shipped one: demo-short, demo-best")
-    optimize.add_argument("--model", default="demo", help="'demo' or a .pt path")
-    optimize.add_argument("--data", default="demo", help="'demo' (the generated shapes dataset) or a data YAML")
-    optimize.add_argument("--workspace", default="workbench-runs")
-    optimize.add_argument("--train-images", type=int, default=None, help="demo data: train images (default 800)")
-    optimize.add_argument("--val-images", type=int, default=None, help="demo data: val images (default 200)")
+    optimize.add_argument("--workspace", default=None, help=workspace_help)
+    _common_data(optimize, model_help=model_help)
     optimize.set_defaults(run=_optimize)
 
     info = sub.add_parser("info", help="print the environment fingerprint")
@@ -243,32 +278,38 @@ def parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="generate the shapes dataset and domain-shifted copies")
     data.add_argument("--out", default="workbench-runs/datasets")
     data.add_argument("--seed", type=int, default=0)
-    data.add_argument("--train-images", type=int, default=800)
-    data.add_argument("--val-images", type=int, default=200)
-    data.add_argument("--imgsz", type=int, default=320)
+    data.add_argument("--train-images", type=_positive, default=800)
+    data.add_argument("--val-images", type=_positive, default=200)
+    data.add_argument("--imgsz", type=_positive, default=320)
     data.add_argument("--shift", action="append", default=[], choices=SHIFTS, help="repeat for several")
     data.set_defaults(run=_data)
 
     model = sub.add_parser("demo-model", help="show the shipped demo model's card, or retrain it (--train)")
     model.add_argument("--train", action="store_true", help="reproduce the demo model from scratch")
-    model.add_argument("--student", action="store_true",
-                       help="the pruned student instead (recipe demo-best, about 80 minutes to train)")
-    model.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    model.add_argument(
+        "--student",
+        action="store_true",
+        help="the pruned student instead (recipe demo-best, about 98 minutes to train)",
+    )
+    model.add_argument("--epochs", type=_positive, default=None, help="override the recipe's epochs")
     model.add_argument("--out", default="workbench-runs/demo-model")
     model.add_argument("--workspace", default="workbench-runs")
     model.set_defaults(run=_demo_model)
 
-    bench = sub.add_parser("bench", help="the demo model on every runtime at 320 and 640 (bench/results.json)")
+    bench = sub.add_parser("bench", help="a model on every runtime at 320 and 640 (bench/results.json)")
     bench.add_argument("--out", default="bench")
-    bench.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
-    bench.add_argument("--threads", type=int, default=2)
+    _common_data(bench, model_help=model_help)
+    bench.add_argument("--imgsz", type=_positive, nargs="+", default=[320, 640])
+    bench.add_argument("--threads", type=_positive, default=2)
+    bench.add_argument("--seconds", type=_seconds, default=5.0, help="timed seconds per row (default 5)")
+    bench.add_argument("--benchmark-app-seconds", type=_positive, default=10)
     bench.set_defaults(run=_bench)
 
     evaluate = sub.add_parser("evaluate", help="mAP of a model on a YOLO dataset (Ultralytics' validator)")
-    evaluate.add_argument("--model", default="demo")
+    evaluate.add_argument("--model", default="demo", help=model_help + ", or an exported model")
     evaluate.add_argument("--data", required=True, help="a YOLO data YAML")
-    evaluate.add_argument("--imgsz", type=int, default=320)
-    evaluate.add_argument("--batch", type=int, default=16)
+    evaluate.add_argument("--imgsz", type=_positive, default=None, help="default: the size the model was trained at")
+    evaluate.add_argument("--batch", type=_positive, default=16)
     evaluate.set_defaults(run=_evaluate)
     return main
 

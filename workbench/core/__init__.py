@@ -1,7 +1,8 @@
-"""Pure logic of the workbench: no widgets here; heavy libraries are imported on use.
+"""Pure logic of the workbench, in layers (see pyproject's import-linter contracts); no widgets here.
 
-Importing this package sets Ultralytics' offline switches (environment variables only), because they count only
-when set before Ultralytics' own first import.
+Importing this package sets Ultralytics' offline switches (`YOLO_OFFLINE=1`, `YOLO_AUTOINSTALL=False`) where the
+user has not set them, because Ultralytics reads them only at its own first import; a switch the user set is kept,
+with a warning saying what it allows. Heavy libraries are imported on use.
 """
 
 from .offline import set_environment

@@ -1,4 +1,4 @@
-"""Machine probe and the environment fingerprint stored with every variant and measurement."""
+"""Machine probe, the environment fingerprint stored with every record, and torch thread counts scoped to a call."""
 
 from __future__ import annotations
 
@@ -8,19 +8,67 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib import metadata
 
 # ISA features that decide which kernels a runtime can use (INT8 VNNI, BF16, AMX tiles, FP16).
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
-             "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
-LIBRARIES = ("torch", "torchvision", "ultralytics", "onnx", "onnxruntime", "openvino", "nncf", "torch-pruning",
-             "numpy", "opencv-python", "plotly", "pandas", "deploy-workbench")
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "sve",
+)
+LIBRARIES = (
+    "torch",
+    "torchvision",
+    "ultralytics",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "torch-pruning",
+    "numpy",
+    "opencv-python",
+    "plotly",
+    "pandas",
+    "deploy-workbench",
+)
 
 
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity), not the machine's total."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def torch_threads(threads: int | None = None) -> Iterator[None]:
+    """Run a block with `threads` torch CPU threads (None: keep the count) and restore the count afterwards.
+
+    Torch's thread count is global to the process, and Ultralytics' `select_device` lowers it to cores - 1 for
+    the rest of the process whenever it validates, predicts, trains or exports; this puts back what was there.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None and threads != previous:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
 
 
 def cpu_info() -> dict:
@@ -37,8 +85,12 @@ def cpu_info() -> dict:
                     flags = set(value.split())
     except OSError:
         pass
-    return {"model": model, "isa": [f for f in ISA_FLAGS if f in flags], "logical_cores": os.cpu_count(),
-            "usable_cores": usable_cores()}
+    return {
+        "model": model,
+        "isa": [f for f in ISA_FLAGS if f in flags],
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable_cores(),
+    }
 
 
 def memory_gb() -> float:
@@ -52,8 +104,13 @@ def gpu_info() -> list[str]:
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
@@ -66,9 +123,7 @@ def gemm_gflops(threads: int, size: int = 1024, seconds: float = 0.5) -> float:
 
     import torch
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         a, b = torch.rand(size, size), torch.rand(size, size)
         torch.mm(a, b)
         runs, start = 0, time.perf_counter()
@@ -76,8 +131,6 @@ def gemm_gflops(threads: int, size: int = 1024, seconds: float = 0.5) -> float:
             torch.mm(a, b)
             runs += 1
         elapsed = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(previous)
     return round(2 * size**3 * runs / elapsed / 1e9, 1)
 
 
@@ -126,3 +179,6 @@ def describe(data: dict | None = None) -> str:
     lines += [f"{name:<18} {version or '-'}" for name, version in data["libraries"].items()]
     lines.append(f"fingerprint {fingerprint_id(data)}")
     return "\n".join(lines)
+
+
+describe_environment = describe  # the public name: `wb.describe_environment()`

@@ -34,3 +34,19 @@ class ModelNotFoundError(ModelLoadError, FileNotFoundError):
 
 class Cancelled(WorkbenchError):
     """A long step was cancelled by its caller; nothing it started was kept."""
+
+
+def check_imgsz(value, name: str = "imgsz") -> int:
+    """An input size for a YOLO model: an integer multiple of 32, at least 32.
+
+    Returns:
+        the value as an int.
+    Raises:
+        ConfigError: naming `name`, the value given and what is expected.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 32 or value % 32:
+        raise ConfigError(
+            f"{name} must be a multiple of 32 and at least 32, got {value!r}",
+            "use e.g. 320 or 640 (YOLO's strides divide the input by 32)",
+        )
+    return int(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,12 +14,33 @@ def config_dir() -> Path:
     return Path(base) / "deploy-workbench" / "ultralytics"
 
 
-def set_environment() -> None:
-    """Ultralytics' switches; they must be set before its first import, so `workbench.core` sets them on import."""
-    os.environ["YOLO_OFFLINE"] = "1"
-    os.environ["YOLO_AUTOINSTALL"] = "False"
+# Ultralytics' switches and the value the workbench wants; Ultralytics reads them once, when it is first imported.
+SWITCHES = {"YOLO_OFFLINE": True, "YOLO_AUTOINSTALL": False}
+_TRUE = ("1", "true", "yes", "on", "y", "t")  # what Ultralytics' env_bool accepts as true
+_WHAT_IT_ALLOWS = {
+    "YOLO_OFFLINE": "Ultralytics may reach the network (downloads, update checks)",
+    "YOLO_AUTOINSTALL": "Ultralytics may pip-install packages that a model or export names",
+}
+
+
+def set_environment() -> list[str]:
+    """Set Ultralytics' offline switches where the user has not set them; `workbench.core` calls this on import.
+
+    A switch the user set explicitly is kept, and a warning says what it allows (the workbench then no longer
+    guarantees to stay offline). Returns those warnings.
+    """
+    notes = []
+    for key, wanted in SWITCHES.items():
+        given = os.environ.get(key)
+        if given is None:
+            os.environ[key] = "1" if wanted else "False"
+        elif (given.strip().lower() in _TRUE) != wanted:
+            notes.append(f"{key}={given} is set in your environment and kept: {_WHAT_IT_ALLOWS[key]}")
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
     os.environ.setdefault("YOLO_VERBOSE", "False")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir()))
+    return notes
 
 
 @lru_cache(maxsize=1)

@@ -24,8 +24,9 @@ def __getattr__(name: str):
         try:
             module = import_module(_EXPORTS[name])
         except ModuleNotFoundError as exc:
-            raise ModuleNotFoundError(f"{exc}; the widgets need the notebook extra: "
-                                      "pip install 'deploy-workbench[notebook]'") from exc
+            raise ModuleNotFoundError(
+                f"{exc}; the widgets need the notebook extra: pip install 'deploy-workbench[notebook]'"
+            ) from exc
         value = getattr(module, name)
         globals()[name] = value
         return value

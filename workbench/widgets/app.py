@@ -7,13 +7,14 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..core.services.session import Session
-from ..core.store.workspace import DEFAULT_ROOT
 from .dashboard import Dashboard
 from .optimize import DistillPanel, PipelinePanel, PrunePanel, QuantizePanel
 from .panels import ExportPanel, MeasurePanel, ModelPanel
 
-TABLE_CSS = ("<style>.widget-html table{border-collapse:collapse;font-size:12px}.widget-html td,.widget-html th"
-             "{border:1px solid #ddd;padding:2px 6px;text-align:left}</style>")
+TABLE_CSS = (
+    "<style>.widget-html table{border-collapse:collapse;font-size:12px}.widget-html td,.widget-html th"
+    "{border:1px solid #ddd;padding:2px 6px;text-align:left}</style>"
+)
 
 
 class Workbench:
@@ -24,25 +25,29 @@ class Workbench:
         background: run steps in a background thread (False: in the caller's thread, for scripts and tests).
     """
 
-    def __init__(self, workspace: Path | str = DEFAULT_ROOT, *, session: Session | None = None,
-                 background: bool = True):
+    def __init__(self, workspace: Path | str | None = None, *, session: Session | None = None, background: bool = True):
         self.session = session or Session.open(workspace)
-        self.panels = [ModelPanel(self.session, background=background),
-                       ExportPanel(self.session, background=background),
-                       MeasurePanel(self.session, background=background),
-                       PrunePanel(self.session, background=background),
-                       QuantizePanel(self.session, background=background),
-                       DistillPanel(self.session, background=background),
-                       PipelinePanel(self.session, background=background)]
-        self.dashboard = Dashboard(self.session)
-        self.tabs = widgets.Tab(children=[p.widget for p in self.panels] + [self.dashboard.widget],
-                                titles=[p.title for p in self.panels] + [self.dashboard.title])
+        self.panels = [
+            ModelPanel(self.session, background=background),
+            ExportPanel(self.session, background=background),
+            MeasurePanel(self.session, background=background),
+            PrunePanel(self.session, background=background),
+            QuantizePanel(self.session, background=background),
+            DistillPanel(self.session, background=background),
+            PipelinePanel(self.session, background=background),
+        ]
+        self.dashboard = Dashboard(self.session, lazy=True)  # its figures are built when its tab is first shown
+        self.tabs = widgets.Tab(
+            children=[p.widget for p in self.panels] + [self.dashboard.widget],
+            titles=[p.title for p in self.panels] + [self.dashboard.title],
+        )
         self.tabs.observe(self._on_tab, names="selected_index")
 
     def _on_tab(self, change) -> None:
-        # plotly draws nothing into a hidden tab in some front-ends (Voila): redraw when the tab is shown
+        # a plotly figure first drawn into a hidden tab stays empty in some front-ends (Voila): the dashboard
+        # builds its figures when its tab is first shown, and refreshes them on every later visit
         if change["new"] == len(self.panels):
-            self.dashboard.refresh()
+            self.dashboard.build()
 
     def panel(self, title: str):
         """The panel (or the dashboard) whose tab has this title."""
@@ -53,8 +58,10 @@ class Workbench:
 
     @property
     def widget(self) -> widgets.VBox:
-        header = widgets.HTML(f"{TABLE_CSS}<h2 style='margin:4px 0'>Deploy Workbench</h2>"
-                              f"<div>workspace <code>{self.session.workspace.root}</code></div>")
+        header = widgets.HTML(
+            f"{TABLE_CSS}<h2 style='margin:4px 0'>Deploy Workbench</h2>"
+            f"<div>workspace <code>{self.session.workspace.root}</code></div>"
+        )
         return widgets.VBox([header, self.tabs])
 
     def _ipython_display_(self):

@@ -47,8 +47,9 @@ class Panel:
         self._thread: threading.Thread | None = None
         self.run_button = widgets.Button(description=self.run_label, button_style="primary", icon="play")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
-        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, description="", bar_style="info",
-                                              layout=widgets.Layout(width="40%"))
+        self.progress = widgets.FloatProgress(
+            value=0.0, min=0.0, max=1.0, description="", bar_style="info", layout=widgets.Layout(width="40%")
+        )
         self.status = widgets.HTML()
         self.message = widgets.HTML()
         self.output = widgets.VBox()
@@ -113,8 +114,7 @@ class Panel:
         self.run_button.disabled, self.cancel_button.disabled = True, False
         self._set_status("running", "running…")
         if self.background:
-            self._thread = threading.Thread(target=self._work, args=(config, arguments), daemon=True,
-                                            name=self.title)
+            self._thread = threading.Thread(target=self._work, args=(config, arguments), daemon=True, name=self.title)
             self._thread.start()
         else:
             self._work(config, arguments)
@@ -164,8 +164,10 @@ class Panel:
         self._finish("error", "failed")
         self.progress.bar_style = "danger"
         fix_html = f"<br><b>Fix:</b> {html.escape(fix)}" if fix else ""
-        self.message.value = (f"<div style='border-left:4px solid {STATUS_STYLE['error']};padding:4px 8px'>"
-                              f"<b>Problem:</b> {html.escape(problem)}{fix_html}</div>")
+        self.message.value = (
+            f"<div style='border-left:4px solid {STATUS_STYLE['error']};padding:4px 8px'>"
+            f"<b>Problem:</b> {html.escape(problem)}{fix_html}</div>"
+        )
 
     def _set_status(self, state: str, text: str) -> None:
         self.state = state

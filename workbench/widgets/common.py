@@ -12,18 +12,25 @@ WIDE = {"description_width": "150px"}
 
 
 def int_box(description: str, value: int, low: int, high: int, step: int = 1, tooltip: str = ""):
-    return widgets.BoundedIntText(value=value, min=low, max=high, step=step, description=description, style=WIDE,
-                                  tooltip=tooltip)
+    return widgets.BoundedIntText(
+        value=value, min=low, max=high, step=step, description=description, style=WIDE, tooltip=tooltip
+    )
 
 
 def float_box(description: str, value: float, low: float, high: float, step: float, tooltip: str = ""):
-    return widgets.BoundedFloatText(value=value, min=low, max=high, step=step, description=description, style=WIDE,
-                                    tooltip=tooltip)
+    return widgets.BoundedFloatText(
+        value=value, min=low, max=high, step=step, description=description, style=WIDE, tooltip=tooltip
+    )
 
 
 def dropdown(description: str, options, value=None, tooltip: str = ""):
-    return widgets.Dropdown(options=options, value=value if value is not None else _first(options),
-                            description=description, style=WIDE, tooltip=tooltip)
+    return widgets.Dropdown(
+        options=options,
+        value=value if value is not None else _first(options),
+        description=description,
+        style=WIDE,
+        tooltip=tooltip,
+    )
 
 
 def checkbox(description: str, value: bool, tooltip: str = ""):
@@ -37,8 +44,21 @@ def note(text: str) -> widgets.HTML:
 
 def variant_label(workspace, variant_id: int) -> str:
     """'#id name' from the ledger."""
-    names = {v["id"]: v["name"] for v in workspace.ledger.rows("variants")}
-    return f"#{variant_id} {names.get(variant_id, '?')}"
+    return f"#{variant_id} {workspace.variant(variant_id).name}"
+
+
+def model_size_box(session: Session, description: str, tooltip: str = ""):
+    """An imgsz box that starts at the current model's training size and follows it when another model is opened."""
+    box = int_box(description, session.imgsz, 32, 4096, 32, tooltip)
+    opened = {"model": session.model_id}
+
+    def follow(changed: Session) -> None:
+        if changed.model_id != opened["model"]:
+            opened["model"] = changed.model_id
+            box.value = changed.imgsz
+
+    session.on_change(follow)
+    return box
 
 
 def _first(options):
@@ -49,12 +69,20 @@ def _first(options):
 class VariantPicker:
     """A dropdown (or multi-select) of the ledger's variants that refreshes whenever the session changes."""
 
-    def __init__(self, session: Session, description: str = "Variant", *, formats: tuple[str, ...] | None = None,
-                 multiple: bool = False, prefer_current: bool = True):
+    def __init__(
+        self,
+        session: Session,
+        description: str = "Variant",
+        *,
+        formats: tuple[str, ...] | None = None,
+        multiple: bool = False,
+        prefer_current: bool = True,
+    ):
         self.session, self.formats, self.prefer_current = session, formats, prefer_current
         if multiple:
-            self.widget = widgets.SelectMultiple(description=description, style=WIDE, rows=6,
-                                                 layout=widgets.Layout(width="640px"))
+            self.widget = widgets.SelectMultiple(
+                description=description, style=WIDE, rows=6, layout=widgets.Layout(width="640px")
+            )
         else:
             self.widget = widgets.Dropdown(description=description, style=WIDE, layout=widgets.Layout(width="640px"))
         self.refresh()

@@ -1,6 +1,8 @@
 """The comparison dashboard: latency vs mAP50-95 with the Pareto front, filters, details of a clicked variant.
 
-It reads the ledger, so variants from the CLI, from notebooks and from earlier sessions appear too.
+It reads the ledger, so variants from the CLI, from notebooks and from earlier sessions appear too. Its plotly
+figure widgets can be built lazily (`lazy=True`), when their tab is first shown: a plotly figure first drawn
+into a hidden tab lays itself out at zero size and stays empty in some front-ends (Voila).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import ipywidgets as widgets
 
 from ..core.report.compare import comparison_table, filter_table, variant_details
 from ..core.report.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
-from ..core.report.html import table_html
+from ..core.report.tables import table_html
 from ..core.services.session import Session
 from .common import WIDE
 
@@ -20,24 +22,29 @@ LEDGER_COLUMNS = ["id", "name", "step", "format", "parent_id", "size_bytes", "cr
 
 
 class Dashboard:
-    """Interactive comparison of every measured variant of the session's workspace."""
+    """Interactive comparison of every measured variant of the session's workspace.
+
+    Args:
+        lazy: build the figure widgets only when `build()` is called (the app does so when the tab is shown).
+    """
 
     title = "Compare"
 
-    def __init__(self, session: Session, *, table=comparison_table):
+    def __init__(self, session: Session, *, table=comparison_table, lazy: bool = False):
         self.session, self._table = session, table
         self.runtime = widgets.SelectMultiple(description="Runtime", style=WIDE, rows=4)
         self.precision = widgets.SelectMultiple(description="Precision", style=WIDE, rows=4)
         self.imgsz = widgets.SelectMultiple(description="imgsz", style=WIDE, rows=4)
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.summary = widgets.HTML()
-        self.details = widgets.HTML("<i>Click a point to see its lineage and measurements.</i>",
-                                    layout=widgets.Layout(width="420px"))
+        self.details = widgets.HTML(
+            "<i>Click a point to see its lineage and measurements.</i>", layout=widgets.Layout(width="420px")
+        )
         self.ledger = widgets.HTML()
-        self.figure = self._figure_widget()
-        self.distributions = self._figure_widget()
-        self.stages = self._figure_widget()
-        self.extras = {id(f): widgets.Box([f]) for f in (self.distributions, self.stages)}  # hidden when empty
+        self.main_area = widgets.Box()  # holds the comparison figure once built
+        self.extra_areas = widgets.HBox()  # the distribution and stage figures, each hidden while empty
+        self.figure = self.distributions = self.stages = None
+        self.extras: dict[int, widgets.Box] = {}
         self.table = None
         self.selected: int | None = None
         for control in (self.runtime, self.precision, self.imgsz):
@@ -45,23 +52,42 @@ class Dashboard:
         self.refresh_button.on_click(lambda _: self.refresh())
         session.on_change(lambda _: self.refresh())
         self.refresh()
+        if not lazy:
+            self.build()
 
-    @staticmethod
-    def _figure_widget():
+    @property
+    def built(self) -> bool:
+        return self.figure is not None
+
+    def build(self) -> None:
+        """Create the figure widgets with the current data in them (once; later calls only refresh)."""
+        if self.built:
+            self.refresh()
+            return
         import plotly.graph_objects as go
 
-        return go.FigureWidget()
+        self.figure, self.distributions, self.stages = go.FigureWidget(), go.FigureWidget(), go.FigureWidget()
+        self.extras = {id(f): widgets.Box([f]) for f in (self.distributions, self.stages)}
+        self.main_area.children = (self.figure,)
+        self.extra_areas.children = tuple(self.extras.values())
+        self.redraw()
 
     @property
     def widget(self) -> widgets.VBox:
         if not hasattr(self, "_widget"):
             filters = widgets.HBox([self.runtime, self.precision, self.imgsz, self.refresh_button])
             side = widgets.VBox([self.details], layout=widgets.Layout(max_height="460px", overflow="auto"))
-            self._widget = widgets.VBox([
-                widgets.HTML("<h3 style='margin:4px 0'>Compare variants</h3>"), filters, self.summary,
-                widgets.HBox([self.figure, side]),
-                widgets.HBox([self.extras[id(self.distributions)], self.extras[id(self.stages)]]),
-                widgets.HTML("<h4>Ledger</h4>"), self.ledger])
+            self._widget = widgets.VBox(
+                [
+                    widgets.HTML("<h3 style='margin:4px 0'>Compare variants</h3>"),
+                    filters,
+                    self.summary,
+                    widgets.HBox([self.main_area, side]),
+                    self.extra_areas,
+                    widgets.HTML("<h4>Ledger</h4>"),
+                    self.ledger,
+                ]
+            )
         return self._widget
 
     def _ipython_display_(self):
@@ -84,32 +110,44 @@ class Dashboard:
     def filtered(self):
         if self.table is None or not len(self.table):
             return self.table
-        return filter_table(self.table, runtimes=self.runtime.value, precisions=self.precision.value,
-                            imgsizes=self.imgsz.value)
+        return filter_table(
+            self.table, runtimes=self.runtime.value, precisions=self.precision.value, imgsizes=self.imgsz.value
+        )
 
     def redraw(self) -> None:
         rows = self.filtered()
         if rows is None or not len(rows):
-            self.summary.value = ("<i>No latency measurements yet: export and measure a variant, or run "
-                                  "<code>workbench demo</code>.</i>")
+            self.summary.value = (
+                "<i>No latency measurements yet: export and measure a variant, or run <code>workbench demo</code>.</i>"
+            )
             for figure in (self.figure, self.distributions, self.stages):
                 self._show(figure, None)
             return
         ok = rows[rows["status"] == "ok"]
         failed = len(rows) - len(ok)
-        self.summary.value = (f"{len(ok)} measured rows" + (f", {failed} failed (see the ledger)" if failed else "")
-                              + f" · workspace <code>{html.escape(str(self.session.workspace.root))}</code>")
+        self.summary.value = (
+            f"{len(ok)} measured rows"
+            + (f", {failed} failed (see the ledger)" if failed else "")
+            + f" · workspace <code>{html.escape(str(self.session.workspace.root))}</code>"
+        )
+        if not self.built:
+            return
         _replace(self.figure, pareto_figure(rows))
         for trace in self.figure.data:
             if trace.customdata is not None:
                 trace.on_click(self.on_click)
-        with_samples = [{"label": row_label(r), "samples_ms": r["samples_ms"]} for _, r in ok.iterrows()
-                        if isinstance(r["samples_ms"], list) and r["samples_ms"]]
+        with_samples = [
+            {"label": row_label(r), "samples_ms": r["samples_ms"]}
+            for _, r in ok.iterrows()
+            if isinstance(r["samples_ms"], list) and r["samples_ms"]
+        ]
         self._show(self.distributions, latency_distribution_figure(with_samples) if with_samples else None)
         has_stages = ok["stages"].map(lambda s: isinstance(s, dict) and bool(s))
         self._show(self.stages, stage_figure(ok[has_stages]) if has_stages.any() else None)
 
     def _show(self, target, source) -> None:
+        if target is None:
+            return
         _replace(target, source)
         if id(target) in self.extras:
             self.extras[id(target)].layout.display = "none" if source is None else None
@@ -138,8 +176,10 @@ def details_html(details: dict) -> str:
     steps = []
     for v in details["lineage"]:
         params = {k: v for k, v in (v["params"] or {}).items() if not isinstance(v, dict | list)}
-        steps.append(f"<li><b>{html.escape(v['step'])}</b> #{v['id']} {html.escape(v['name'])}"
-                     f"<br><small>{html.escape(json.dumps(params, default=str)[:400])}</small></li>")
+        steps.append(
+            f"<li><b>{html.escape(v['step'])}</b> #{v['id']} {html.escape(v['name'])}"
+            f"<br><small>{html.escape(json.dumps(params, default=str)[:400])}</small></li>"
+        )
     lines = []
     for m in details["measurements"]:
         ctx, met = m["context"], m["metrics"]
@@ -149,12 +189,16 @@ def details_html(details: dict) -> str:
             text = f"mAP50-95 {met.get('map50_95', float('nan')):.4f} at {ctx.get('imgsz')} px"
         else:
             text = f"verdict {met.get('verdict', '?')}"
-        lines.append(f"<li>{m['kind']}: {text} ({html.escape(str(ctx.get('runtime', '')))} "
-                     f"{html.escape(str(ctx.get('precision', '')))})</li>")
-    return (f"<h4 style='margin:4px 0'>Variant #{details['variant_id']} · {html.escape(details['technique'])}</h4>"
-            f"<b>Lineage</b><ol>{''.join(steps)}</ol><b>Measurements</b><ul>{''.join(lines)}</ul>")
+        lines.append(
+            f"<li>{m['kind']}: {text} ({html.escape(str(ctx.get('runtime', '')))} "
+            f"{html.escape(str(ctx.get('precision', '')))})</li>"
+        )
+    return (
+        f"<h4 style='margin:4px 0'>Variant #{details['variant_id']} · {html.escape(details['technique'])}</h4>"
+        f"<b>Lineage</b><ol>{''.join(steps)}</ol><b>Measurements</b><ul>{''.join(lines)}</ul>"
+    )
 
 
 def _ledger_html(workspace) -> str:
-    rows = list(reversed(workspace.ledger.rows("variants")))
+    rows = [v.as_dict() for v in workspace.ledger.variants(newest_first=True)]
     return f"<div style='max-height:260px;overflow:auto'>{table_html(rows, LEDGER_COLUMNS)}</div>"

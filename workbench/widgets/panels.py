@@ -5,16 +5,31 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from ..core.data.generate import ShapesConfig
+from ..core.measure.plan import MeasurePlan
 from ..core.models import export as export_core
 from ..core.models.export import ExportConfig, ExportFormat
-from ..core.report.html import table_html
+from ..core.report.tables import table_html
 from ..core.services import session as session_core
-from ..core.services.session import MeasureRequest, ModelChoice, Session
+from ..core.services.session import ModelChoice, Session
 from .base import Panel
-from .common import WIDE, VariantPicker, checkbox, dropdown, float_box, int_box, note, variant_label
+from .common import (
+    WIDE,
+    VariantPicker,
+    checkbox,
+    dropdown,
+    float_box,
+    int_box,
+    model_size_box,
+    note,
+    variant_label,
+)
 
-OPENVINO_PRECISIONS = [("f32 (exact, what the export computes)", "f32"),
-                       ("runtime default (bf16 where the CPU has it)", None), ("bf16", "bf16"), ("f16", "f16")]
+OPENVINO_PRECISIONS = [
+    ("f32 (exact, what the export computes)", "f32"),
+    ("runtime default (bf16 where the CPU has it)", None),
+    ("bf16", "bf16"),
+    ("f16", "f16"),
+]
 
 
 class ModelPanel(Panel):
@@ -26,23 +41,40 @@ class ModelPanel(Panel):
     def __init__(self, session: Session, *, open_model=session_core.open_model, background: bool = True):
         super().__init__(background=background)
         self.session, self._open = session, open_model
-        self.model = widgets.Combobox(value="demo", options=["demo", "student"], description="Model", style=WIDE,
-                                      placeholder="demo, student, or a path to a .pt file", ensure_option=False,
-                                      layout=widgets.Layout(width="640px"))
-        self.data = widgets.Text(value="demo", description="Data YAML", style=WIDE,
-                                 placeholder="demo, or a path to a YOLO data YAML",
-                                 layout=widgets.Layout(width="640px"))
+        self.model = widgets.Combobox(
+            value="demo",
+            options=["demo", "student"],
+            description="Model",
+            style=WIDE,
+            placeholder="demo, student, or a path to a .pt file",
+            ensure_option=False,
+            layout=widgets.Layout(width="640px"),
+        )
+        self.data = widgets.Text(
+            value="demo",
+            description="Data YAML",
+            style=WIDE,
+            placeholder="demo, or a path to a YOLO data YAML",
+            layout=widgets.Layout(width="640px"),
+        )
         self.train_images = int_box("Train images (demo)", 800, 8, 20000, tooltip="generated training images")
         self.val_images = int_box("Val images (demo)", 200, 4, 5000, tooltip="generated validation images")
 
     def controls(self) -> list:
-        return [note("'demo' is the YOLO11n trained on the generated shapes dataset that ships with the workbench; "
-                     "'student' is its pruned and retrained student (recipe demo-best). The demo dataset is "
-                     "generated from a seed, on this machine, with no network."),
-                self.model, self.data, self.train_images, self.val_images]
+        return [
+            note(
+                "'demo' is the YOLO11n trained on the generated shapes dataset that ships with the workbench; "
+                "'student' is its pruned and retrained student (recipe demo-best). The demo dataset is "
+                "generated from a seed, on this machine, with no network."
+            ),
+            self.model,
+            self.data,
+            self.train_images,
+            self.val_images,
+        ]
 
     def config(self) -> ModelChoice:
-        shapes = ShapesConfig(seed=0, train=self.train_images.value, val=self.val_images.value, imgsz=320)
+        shapes = ShapesConfig(train=self.train_images.value, val=self.val_images.value)
         return ModelChoice(model=self.model.value.strip(), data=self.data.value.strip() or "demo", shapes=shapes)
 
     def execute(self, config, progress):
@@ -63,20 +95,33 @@ class ExportPanel(Panel):
         self.session, self._export = session, export
         self.variant = VariantPicker(session, "PyTorch variant", formats=("pytorch",))
         self.format = dropdown("Format", [f.value for f in ExportFormat], "openvino")
-        self.imgsz = int_box("imgsz", 640, 32, 2048, 32, "input size the artifact is made for")
+        self.imgsz = model_size_box(session, "imgsz", "input size the artifact is made for (default: training size)")
         self.precision = dropdown("Stored precision", ["fp32", "fp16", "int8"], "fp32")
         self.dynamic = checkbox("Dynamic input shape", False)
 
     def controls(self) -> list:
-        return [note("An export converts the PyTorch graph to a runtime's format. fp32 should give the same "
-                     "boxes as PyTorch (the Measure tab's parity check says whether it does); int8 here is "
-                     "Ultralytics' one-line INT8 (the Quantize tab offers NNCF with more control)."),
-                self.variant.widget, self.format, self.imgsz, self.precision, self.dynamic]
+        return [
+            note(
+                "An export converts the PyTorch graph to a runtime's format. fp32 should give the same "
+                "boxes as PyTorch (the Measure tab's parity check says whether it does); int8 here is "
+                "Ultralytics' one-line INT8 (the Quantize tab offers NNCF with more control)."
+            ),
+            self.variant.widget,
+            self.format,
+            self.imgsz,
+            self.precision,
+            self.dynamic,
+        ]
 
     def config(self) -> ExportConfig:
         data = str(self.session.data_yaml) if self.precision.value == "int8" and self.session.data_yaml else None
-        return ExportConfig(format=self.format.value, imgsz=self.imgsz.value, precision=self.precision.value,
-                            dynamic=self.dynamic.value, data=data)
+        return ExportConfig(
+            format=self.format.value,
+            imgsz=self.imgsz.value,
+            precision=self.precision.value,
+            dynamic=self.dynamic.value,
+            data=data,
+        )
 
     def arguments(self) -> dict:
         return {"parent_id": self.variant.value}
@@ -103,22 +148,38 @@ class MeasurePanel(Panel):
         self.latency = checkbox("Latency", True)
         self.accuracy = checkbox("Accuracy (mAP)", True)
         self.parity = checkbox("Parity with parent", False)
-        self.imgsz = int_box("Latency imgsz", 640, 32, 2048, 32, "exports with a static size use their own")
+        self.imgsz = model_size_box(session, "imgsz", "PyTorch and dynamic models; a static export uses its own size")
         self.seconds = float_box("Timed seconds", 2.0, 0.1, 120.0, 0.5, "steady-state timing per measurement")
         self.threads = int_box("Threads (0 = all)", 0, 0, 256)
         self.precision = dropdown("OpenVINO precision", OPENVINO_PRECISIONS, "f32")
 
     def controls(self) -> list:
-        return [note("Latency is batch 1, p50 after warm-up, with the runtime, precision and threads recorded. "
-                     "Accuracy is mAP50-95 on the val split at the model's training size. Parity compares a "
-                     "variant's boxes with its parent's on the same images."),
-                self.variants.widget, widgets.HBox([self.latency, self.accuracy, self.parity]), self.imgsz,
-                self.seconds, self.threads, self.precision]
+        return [
+            note(
+                "Latency is batch 1, p50 after warm-up, with the runtime, precision and threads recorded. "
+                "Accuracy is mAP50-95 on the val split at the model's training size. Parity compares a "
+                "variant's boxes with its parent's on the same images."
+            ),
+            self.variants.widget,
+            widgets.HBox([self.latency, self.accuracy, self.parity]),
+            self.imgsz,
+            self.seconds,
+            self.threads,
+            self.precision,
+        ]
 
-    def config(self) -> MeasureRequest:
-        return MeasureRequest(latency=self.latency.value, accuracy=self.accuracy.value, parity=self.parity.value,
-                              imgsz=self.imgsz.value, seconds=self.seconds.value,
-                              threads=self.threads.value or None, precision=self.precision.value)
+    def config(self) -> MeasurePlan:
+        precision = self.precision.value
+        return MeasurePlan(
+            latency=self.latency.value,
+            accuracy=self.accuracy.value,
+            parity=self.parity.value,
+            imgsz=(self.imgsz.value,),
+            precisions=(precision,),
+            seconds=self.seconds.value,
+            threads=self.threads.value or None,
+            stage_images=8 if self.latency.value else 0,
+        )
 
     def arguments(self) -> dict:
         return {"variant_ids": list(self.variants.value)}
@@ -130,26 +191,36 @@ class MeasurePanel(Panel):
         return f"{len(ids)} measurements recorded"
 
     def show(self, ids) -> None:
-        rows = [m for m in self.session.workspace.ledger.rows("measurements") if m["id"] in set(ids)]
+        rows = self.session.workspace.ledger.measurements(ids=list(ids))
         self.output.children = (widgets.HTML(measurement_table_html(self.session.workspace, rows)),)
 
 
-def measurement_table_html(workspace, rows: list[dict]) -> str:
+def measurement_table_html(workspace, measurements: list) -> str:
     """A compact HTML table of measurements: variant, kind, runtime, precision, imgsz and the headline value."""
-    names = {v["id"]: v["name"] for v in workspace.ledger.rows("variants")}
     body = []
-    for m in rows:
-        metrics, ctx = m["metrics"], m["context"]
-        if ctx.get("status") == "failed":
+    for m in measurements:
+        metrics, ctx = m.metrics, m.context
+        if not m.ok:
             value = f"failed: {metrics.get('error', '')}"
-        elif m["kind"] == "latency":
-            value = f"p50 {metrics['p50_ms']:.2f} ms (p90 {metrics['p90_ms']:.2f}, {metrics['runs']} runs)"
-        elif m["kind"] == "accuracy":
-            value = f"mAP50-95 {metrics['map50_95']:.4f}, mAP50 {metrics['map50']:.4f}"
+        elif m.kind == "latency":
+            settled = "stable" if metrics.get("stable") else f"NOT stable, windows {metrics.get('spread', 0):.0%} apart"
+            value = f"p50 {metrics['p50_ms']:.2f} ms (p90 {metrics['p90_ms']:.2f}, {metrics['runs']} runs, {settled})"
+        elif m.kind == "accuracy":
+            value = f"mAP50-95 {metrics['map50_95']:.4f}, mAP50 {metrics['map50']:.4f} ({metrics['images']} images)"
         else:
-            value = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                              for k, v in metrics.items() if not isinstance(v, list | dict))
-        body.append({"variant": f"#{m['variant_id']} {names.get(m['variant_id'], '')}", "kind": m["kind"],
-                     "runtime": ctx.get("runtime"), "precision": ctx.get("precision"), "imgsz": ctx.get("imgsz"),
-                     "result": value})
+            value = ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in metrics.items()
+                if not isinstance(v, list | dict)
+            )
+        body.append(
+            {
+                "variant": variant_label(workspace, m.variant_id),
+                "kind": m.kind,
+                "runtime": ctx.get("runtime"),
+                "precision": ctx.get("precision"),
+                "imgsz": ctx.get("imgsz"),
+                "result": value,
+            }
+        )
     return table_html(body)

@@ -1,106 +1,58 @@
 """The optimized rows of `make bench`: NNCF INT8 of the parent (OpenVINO and ONNX Runtime) and the best pipeline
 found for the demo model (prune 30% -> fine-tune -> NNCF INT8), next to Ultralytics' own INT8 export.
 
-The pruned and retrained student ships with the package (its 120 epochs take about 80 minutes on 2 cores);
-`workbench optimize --recipe demo-best` reproduces it. The bench re-prunes the parent to record the
-lineage, checks that the shipped student has exactly that architecture, then quantizes, measures and evaluates
-everything in the same run.
+The pruned and retrained student ships with the package (its 120 epochs take about 98 minutes on 2 cores);
+`workbench optimize --recipe demo-best` reproduces it. The bench re-prunes the parent to record the lineage,
+checks that the shipped student has exactly that architecture, then quantizes, measures and evaluates everything
+in the same run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from ..errors import WorkbenchError
-from ..models.sources import load_model, student_card, student_weights
-from ..progress import ProgressFn
-from ..optimize.prune import PruneConfig, model_stats, prune
+from ..models.cards import student_card
 from ..optimize.quantize import QuantizeConfig, quantize
-from ..models.runners import RuntimeOptions
+from ..report.tables import markdown_table
 
 TARGET_RATIO = 0.75  # the pipeline's p50 at 640 over Ultralytics' OpenVINO INT8 export's
 TARGET_DROP = 0.01  # mAP50-95 the pipeline may lose against the FP32 parent, at the training imgsz
-NAMES = {"nncf-int8": "nncf-openvino-int8", "nncf-int8-onnx": "nncf-onnxruntime-int8",
-         "pipeline-int8": "pruned-student-openvino-int8"}
-
-
-class StudentMismatch(WorkbenchError):
-    """The shipped student does not have the architecture its recipe produces from this parent."""
+NAMES = {
+    "nncf-int8": "nncf-openvino-int8",
+    "nncf-int8-onnx": "nncf-onnxruntime-int8",
+    "pipeline-int8": "pruned-student-openvino-int8",
+}
 
 
 @dataclass(frozen=True)
-class OptimizedVariants:
-    parent: int
-    pruned: int
-    student: int
+class Row:
+    """One bench row: which artifact (`key`), the OpenVINO precision hint it runs with, and the input size."""
+
+    key: str
+    variant_id: int
+    precision: str | None
+    imgsz: int
+
+    @property
+    def openvino(self) -> bool:
+        return self.key in ("openvino", "ultralytics-int8", "nncf-int8", "pipeline-int8")
 
 
-def record_student(workspace, parent_id: int, progress: ProgressFn | None = None) -> OptimizedVariants:
-    """Re-prune the parent as the student's recipe did and record the shipped student as its trained child."""
-    card = student_card()
-    prune_options = next(step["prune"] for step in card["recipe"]["steps"] if "prune" in step)
-    training = next(kind for step in card["recipe"]["steps"] for kind in step if kind != "prune")
-    pruned = prune(workspace, parent_id, PruneConfig(**prune_options), progress=progress)
-    expected = model_stats(load_model(workspace.artifact_path(pruned)).model, 640)
-    shipped = model_stats(load_model(student_weights()).model, 640)
-    if expected != shipped:
-        raise StudentMismatch(f"the shipped student has {shipped}, its recipe gives {expected} from this parent",
-                              "retrain it: workbench optimize --recipe demo-best")
-    student = workspace.add_artifact(student_weights(), student_weights().name, step=training, parent_id=pruned,
-                                     format="pt", params={"shipped": True, "recipe": card["recipe"]["name"],
-                                                          "epochs": card["epochs"], "card_sha256": card["sha256"]})
-    return OptimizedVariants(parent_id, pruned, student)
-
-
-def optimized_rows(workspace, variants: OptimizedVariants, data_yaml, imgsizes, threads: int, row_type,
-                   progress: ProgressFn | None = None) -> list:
-    """Quantize the parent and the student at each imgsz; return bench rows (OpenVINO rows run like Ultralytics')."""
-    ov = RuntimeOptions(threads=threads, hint="none", streams=1)
+def optimized_rows(workspace, parent: int, student: int | None, data_yaml, imgsizes, progress=None) -> list[Row]:
+    """NNCF INT8 of the parent (OpenVINO, ONNX Runtime) and of the student (when there is one) at each imgsz."""
     rows = []
     for imgsz in imgsizes:
         config = QuantizeConfig(format="openvino", imgsz=imgsz, calibration_images=300)
+        onnx = QuantizeConfig(format="onnx", imgsz=imgsz, calibration_images=300)
         rows += [
-            row_type("nncf-int8", quantize(workspace, variants.parent, data_yaml, config, progress=progress),
-                     ov, imgsz),
-            row_type("nncf-int8-onnx", quantize(workspace, variants.parent, data_yaml, replace(config, format="onnx"),
-                                                progress=progress), RuntimeOptions(threads=threads), imgsz),
-            row_type("pipeline-int8", quantize(workspace, variants.student, data_yaml, config, progress=progress),
-                     ov, imgsz),
+            Row("nncf-int8", quantize(workspace, parent, data_yaml, config, progress=progress), None, imgsz),
+            Row("nncf-int8-onnx", quantize(workspace, parent, data_yaml, onnx, progress=progress), None, imgsz),
         ]
+        if student is not None:
+            rows.append(
+                Row("pipeline-int8", quantize(workspace, student, data_yaml, config, progress=progress), None, imgsz)
+            )
     return rows
-
-
-def paired_ratio(path_a, path_b, options: RuntimeOptions, imgsz: int, *, rounds: int = 10, calls: int = 25) -> dict:
-    """Time two artifacts in alternating rounds on the same input; the median of the per-round p50 ratios a / b.
-
-    On a machine whose speed drifts from minute to minute, rows measured one after the other can disagree by
-    more than the effect; alternating rounds compare the two under the same conditions.
-    """
-    import time
-
-    import numpy as np
-
-    from ..models.runners import example_input, open_runner
-
-    runners = [open_runner(path_a, options), open_runner(path_b, options)]
-    x = example_input(runners[0], imgsz)
-    for runner in runners:
-        for _ in range(10):
-            runner(x)
-    p50 = [[], []]
-    for round_index in range(rounds):
-        order = (0, 1) if round_index % 2 == 0 else (1, 0)
-        for which in order:
-            times = []
-            for _ in range(calls):
-                start = time.perf_counter()
-                runners[which](x)
-                times.append((time.perf_counter() - start) * 1000)
-            p50[which].append(float(np.median(times)))
-    ratios = np.array(p50[0]) / np.array(p50[1])
-    return {"ratio": float(np.median(ratios)), "ratio_min": float(ratios.min()), "ratio_max": float(ratios.max()),
-            "a_p50_ms": float(np.median(p50[0])), "b_p50_ms": float(np.median(p50[1])), "rounds": rounds,
-            "calls_per_round": calls, "imgsz": imgsz}
 
 
 def summary(records: list[dict], stats: dict[str, dict]) -> dict:
@@ -113,10 +65,17 @@ def summary(records: list[dict], stats: dict[str, dict]) -> dict:
     map_imgsz = next((int(r["map_imgsz"]) for r in records if r.get("map_imgsz")), None)
     parent = find("pytorch", map_imgsz) if map_imgsz else {}
     pipe_map = find(NAMES["pipeline-int8"], map_imgsz) if map_imgsz else {}
-    out = {"pipeline": student_card()["recipe"], "map_imgsz": map_imgsz, "target_ratio": TARGET_RATIO,
-           "target_drop": TARGET_DROP, "pipeline_p50_ms_640": pipeline.get("p50_ms"),
-           "ultralytics_int8_p50_ms_640": reference.get("p50_ms"), "pipeline_map50_95": pipe_map.get("map50_95"),
-           "fp32_parent_map50_95": parent.get("map50_95"), "table": variant_table(records, stats)}
+    out = {
+        "pipeline": student_card()["recipe"],
+        "map_imgsz": map_imgsz,
+        "target_ratio": TARGET_RATIO,
+        "target_drop": TARGET_DROP,
+        "pipeline_p50_ms_640": pipeline.get("p50_ms"),
+        "ultralytics_int8_p50_ms_640": reference.get("p50_ms"),
+        "pipeline_map50_95": pipe_map.get("map50_95"),
+        "fp32_parent_map50_95": parent.get("map50_95"),
+        "table": variant_table(records, stats),
+    }
     if out["pipeline_p50_ms_640"] and out["ultralytics_int8_p50_ms_640"]:
         out["ratio_640"] = out["pipeline_p50_ms_640"] / out["ultralytics_int8_p50_ms_640"]
     if out["pipeline_map50_95"] is not None and out["fp32_parent_map50_95"] is not None:
@@ -137,3 +96,28 @@ def variant_table(records: list[dict], stats: dict[str, dict]) -> list[dict]:
         if record.get("map50_95") is not None:
             row["map50_95"] = record["map50_95"]
     return list(table.values())
+
+
+def optimized_markdown(optimized: dict) -> str:
+    """The variant table (params, GFLOPs, p50 per imgsz, mAP50-95) and the verdict against the targets."""
+    sizes = sorted({k for row in optimized["table"] for k in row if k.startswith("p50_ms_")})
+    columns = ["variant", "params", "gflops", *sizes, "map50_95"]
+    digits = {"gflops": 3, "map50_95": 4, **dict.fromkeys(sizes, 2)}
+    lines = [markdown_table(optimized["table"], columns, digits=digits, headers={"gflops": "GFLOPs@640"})]
+    ratio, drop = optimized.get("ratio_640"), optimized.get("map_drop")
+    verdict = "Pipeline or reference row missing: no verdict."
+    if ratio is not None and drop is not None:
+        verdict = (
+            f"Pipeline p50 at 640 / Ultralytics OpenVINO INT8: {ratio:.3f} (target <= {optimized['target_ratio']}); "
+            f"mAP50-95 drop vs FP32 parent at {optimized['map_imgsz']}: {drop:.4f} (target <= "
+            f"{optimized['target_drop']}): {'PASS' if optimized['pass'] else 'FAIL'}"
+        )
+    lines += ["", verdict]
+    paired = optimized.get("paired_640")
+    if paired:
+        lines.append(
+            f"Paired check at 640 ({paired['rounds']} alternating rounds of {paired['calls_per_round']} calls): "
+            f"pipeline / Ultralytics INT8 = {paired['ratio']:.3f} "
+            f"(per round {paired['ratio_min']:.3f} to {paired['ratio_max']:.3f})."
+        )
+    return "\n".join(lines)

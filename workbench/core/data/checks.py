@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetError
+from .labels import label_path, parse_line
 
 IMAGE_SUFFIXES = {".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
 MAX_PIXELS = 50_000_000  # header check: a small PNG may declare a giant canvas that takes GBs to decode
@@ -32,8 +33,9 @@ class DatasetSummary:
         return out
 
 
-def check_dataset(data_yaml: Path | str, *, splits: tuple[str, ...] = ("train", "val"),
-                  model_names: dict[int, str] | None = None) -> DatasetSummary:
+def check_dataset(
+    data_yaml: Path | str, *, splits: tuple[str, ...] = ("train", "val"), model_names: dict[int, str] | None = None
+) -> DatasetSummary:
     """Check a data YAML and the images and labels of `splits`.
 
     Raises:
@@ -46,7 +48,8 @@ def check_dataset(data_yaml: Path | str, *, splits: tuple[str, ...] = ("train", 
         raise DatasetError(
             f"{yaml_path} has {len(names)} classes ({_preview(names)}) but the model predicts "
             f"{len(model_names)} ({_preview(model_names)})",
-            "evaluate the model on a dataset with its own classes, or fine-tune it on this one first")
+            "evaluate the model on a dataset with its own classes, or fine-tune it on this one first",
+        )
     root = _root(data, yaml_path)
     summary = DatasetSummary(yaml_path, names, resolved={**data, "path": str(root), "names": names})
     for split in splits:
@@ -85,8 +88,10 @@ def _names(data: dict, path: Path) -> dict[int, str]:
     if not isinstance(names, dict) or not names:
         raise DatasetError(f"data YAML {path} has no class names", "add 'names: {0: first, 1: second, ...}'")
     if sorted(names) != list(range(len(names))):
-        raise DatasetError(f"class ids in {path} are not 0..{len(names) - 1}: {sorted(names)}",
-                           "number the classes 0, 1, 2, ... without gaps")
+        raise DatasetError(
+            f"class ids in {path} are not 0..{len(names) - 1}: {sorted(names)}",
+            "number the classes 0, 1, 2, ... without gaps",
+        )
     return {int(k): str(v) for k, v in names.items()}
 
 
@@ -98,8 +103,10 @@ def _root(data: dict, yaml_path: Path) -> Path:
     if not root.is_absolute():  # relative to the YAML file first (portable), then to the working folder
         root = next((c for c in (yaml_path.parent / root, root) if c.is_dir()), yaml_path.parent / root)
     if not root.is_dir():
-        raise DatasetError(f"data YAML {yaml_path}: 'path: {given}' points at nothing ({root.resolve()})",
-                           "make 'path' the dataset folder, absolute or relative to the YAML file")
+        raise DatasetError(
+            f"data YAML {yaml_path}: 'path: {given}' points at nothing ({root.resolve()})",
+            "make 'path' the dataset folder, absolute or relative to the YAML file",
+        )
     return root.resolve()
 
 
@@ -116,24 +123,20 @@ def _split_images(data: dict, split: str, root: Path, yaml_path: Path) -> list[P
         if source.is_dir():
             images += sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         elif source.is_file() and source.suffix == ".txt":
-            images += [(source.parent / line.strip()).resolve() for line in source.read_text().splitlines()
-                       if line.strip()]
+            images += [
+                (source.parent / line.strip()).resolve() for line in source.read_text().splitlines() if line.strip()
+            ]
         else:
-            raise DatasetError(f"the '{split}' split of {yaml_path} points at nothing: {source}",
-                               f"make '{split}' a folder of images (or a .txt list) relative to 'path'")
+            raise DatasetError(
+                f"the '{split}' split of {yaml_path} points at nothing: {source}",
+                f"make '{split}' a folder of images (or a .txt list) relative to 'path'",
+            )
     if not images:
-        raise DatasetError(f"the '{split}' split of {yaml_path} is empty (no images in {data[split]})",
-                           f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) into it")
+        raise DatasetError(
+            f"the '{split}' split of {yaml_path} is empty (no images in {data[split]})",
+            f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) into it",
+        )
     return images
-
-
-def label_path(image: Path) -> Path:
-    """Ultralytics' rule: the last /images/ folder becomes /labels/, the suffix .txt."""
-    parts = list(image.parts)
-    if "images" in parts:
-        index = len(parts) - 1 - parts[::-1].index("images")
-        parts[index] = "labels"
-    return Path(*parts).with_suffix(".txt")
 
 
 def _check_split(images: list[Path], nc: int, split: str, yaml_path: Path) -> int:
@@ -148,14 +151,17 @@ def _check_split(images: list[Path], nc: int, split: str, yaml_path: Path) -> in
             instances += found
             problems += errors
     if not labelled:
-        problems.insert(0, f"no label files for the {len(images)} '{split}' images "
-                           f"(expected e.g. {label_path(images[0])})")
+        problems.insert(
+            0, f"no label files for the {len(images)} '{split}' images (expected e.g. {label_path(images[0])})"
+        )
     if problems:
         shown = "\n    ".join(problems[:_SHOWN])
         more = f"\n    ... and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
-        raise DatasetError(f"{len(problems)} problem(s) in the '{split}' split of {yaml_path}:\n    {shown}{more}",
-                           "labels are 'class cx cy w h' per line, class in 0..nc-1, coordinates in 0..1 "
-                           "with the box inside the image; images must decode")
+        raise DatasetError(
+            f"{len(problems)} problem(s) in the '{split}' split of {yaml_path}:\n    {shown}{more}",
+            "labels are 'class cx cy w h' per line, class in 0..nc-1, coordinates in 0..1 "
+            "with the box inside the image; images must decode",
+        )
     return instances
 
 
@@ -181,17 +187,17 @@ def _check_image(path: Path) -> list[str]:
 def _check_labels(path: Path, nc: int) -> tuple[int, list[str]]:
     errors, count = [], 0
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
         where = f"{path}:{number}"
         try:
-            cls, values = int(fields[0]), [float(v) for v in fields[1:]]
+            parsed = parse_line(line)
         except ValueError:
             errors.append(f"{where}: not numbers: {line.strip()!r}")
             continue
+        if parsed is None:
+            continue
+        cls, values = parsed
         if len(values) != 4 and (len(values) < 6 or len(values) % 2):
-            errors.append(f"{where}: expected 'class cx cy w h', got {len(fields)} fields")
+            errors.append(f"{where}: expected 'class cx cy w h', got {len(values) + 1} fields")
         elif not 0 <= cls < nc:
             errors.append(f"{where}: class id {cls} is outside 0..{nc - 1}")
         elif len(values) == 4 and not _box_inside(values):
@@ -203,8 +209,14 @@ def _check_labels(path: Path, nc: int) -> tuple[int, list[str]]:
 
 def _box_inside(box: list[float]) -> bool:
     cx, cy, w, h = box
-    return (w > 0 and h > 0 and cx - w / 2 >= -_TOL and cy - h / 2 >= -_TOL
-            and cx + w / 2 <= 1 + _TOL and cy + h / 2 <= 1 + _TOL)
+    return (
+        w > 0
+        and h > 0
+        and cx - w / 2 >= -_TOL
+        and cy - h / 2 >= -_TOL
+        and cx + w / 2 <= 1 + _TOL
+        and cy + h / 2 <= 1 + _TOL
+    )
 
 
 def _preview(names: dict[int, str]) -> str:

@@ -30,8 +30,9 @@ class ShapesConfig:
 
     def __post_init__(self):
         if self.train < 1 or self.val < 1:
-            raise ConfigError(f"train and val need at least 1 image each, got {self.train} and {self.val}",
-                              "pass train>=1 and val>=1")
+            raise ConfigError(
+                f"train and val need at least 1 image each, got {self.train} and {self.val}", "pass train>=1 and val>=1"
+            )
         if not 32 <= self.imgsz <= 4096:
             raise ConfigError(f"imgsz must lie in 32..4096, got {self.imgsz}", "pick an image size such as 320")
 
@@ -57,8 +58,9 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, _SPLIT_IDS[split], index])
 
 
-def generate_shapes(root: Path | str, config: ShapesConfig = ShapesConfig(), *,
-                    progress: ProgressFn | None = None) -> ShapesDataset:
+def generate_shapes(
+    root: Path | str, config: ShapesConfig = ShapesConfig(), *, progress: ProgressFn | None = None
+) -> ShapesDataset:
     """Generate the dataset under `root/config.name`, or reuse it when an identical one is already there.
 
     Args:
@@ -80,8 +82,9 @@ def generate_shapes(root: Path | str, config: ShapesConfig = ShapesConfig(), *,
             counts[split] = 0
             for index in range(n):
                 scene = sample_scene(config.seed, split, index)
-                counts[split] += _write_image(tmp, split, f"{split}_{index:05d}", scene, config.imgsz,
-                                              scene_rng(config.seed, split, index))
+                counts[split] += _write_image(
+                    tmp, split, f"{split}_{index:05d}", scene, config.imgsz, scene_rng(config.seed, split, index)
+                )
                 done += 1
                 emit(progress, "generate dataset", done, total)
         _write_yaml(tmp, dataset.root, train=dataset.root / "images" / "train", val="images/val")
@@ -111,8 +114,9 @@ def generate_shift(dataset: ShapesDataset, shift: str, *, progress: ProgressFn |
                 rng = np.random.default_rng([config.seed, 99, index])
                 scene["background"] = backgrounds.sample_crop(rng, backgrounds.UNSEEN)
             size = max(32, round(config.imgsz * 0.4)) if shift == "lowres" else config.imgsz
-            count += _write_image(tmp, "val", f"val_{index:05d}", scene, size,
-                                  scene_rng(config.seed, "val", index), shift=shift)
+            count += _write_image(
+                tmp, "val", f"val_{index:05d}", scene, size, scene_rng(config.seed, "val", index), shift=shift
+            )
             emit(progress, f"generate shift {shift}", index + 1, config.val)
         _write_yaml(tmp, folder, train=dataset.root / "images" / "train", val="images/val")
         (tmp / "manifest.json").write_text(json.dumps({**manifest, "instances": {"val": count}}, indent=2))
@@ -137,8 +141,9 @@ def apply_shift(image: np.ndarray, shift: str | None, size: int) -> np.ndarray:
     return image
 
 
-def _write_image(folder: Path, split: str, stem: str, scene: dict, size: int, rng: np.random.Generator,
-                 shift: str | None = None) -> int:
+def _write_image(
+    folder: Path, split: str, stem: str, scene: dict, size: int, rng: np.random.Generator, shift: str | None = None
+) -> int:
     import cv2
 
     image, labels = shapes.render(scene, size)
@@ -146,8 +151,10 @@ def _write_image(folder: Path, split: str, stem: str, scene: dict, size: int, rn
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, scene["quality"]])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for {stem}")
-    for sub, suffix, data in (("images", ".jpg", jpeg.tobytes()),
-                              ("labels", ".txt", "".join(_label_line(c, b) for c, b in labels).encode())):
+    for sub, suffix, data in (
+        ("images", ".jpg", jpeg.tobytes()),
+        ("labels", ".txt", "".join(_label_line(c, b) for c, b in labels).encode()),
+    ):
         path = folder / sub / split / f"{stem}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -166,8 +173,12 @@ def _write_yaml(tmp: Path, final: Path, *, train: Path, val: str) -> None:
 
 
 def _manifest(config: ShapesConfig) -> dict:
-    return {"generator": "workbench.shapes", "version": GENERATOR_VERSION, "config": asdict(config),
-            "classes": list(shapes.CLASSES)}
+    return {
+        "generator": "workbench.shapes",
+        "version": GENERATOR_VERSION,
+        "config": asdict(config),
+        "classes": list(shapes.CLASSES),
+    }
 
 
 def _manifest_matches(folder: Path, manifest: dict) -> bool:

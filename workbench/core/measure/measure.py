@@ -1,172 +1,254 @@
-"""Measure recorded variants: latency (with stages and throughput), accuracy and parity, each into the ledger.
+"""The one entry point every caller measures a recorded variant through: `measure(workspace, variant_id, plan)`.
 
-A row that fails (artifact does not load, shape not accepted, runtime missing, image does not decode) is
-recorded as a failed measurement with its cause, and the study goes on with the other rows.
+A plan resolves into rows (image size x OpenVINO precision hint). Each row opens the artifact once, with the row's
+precision and threads, and that one runner serves the row's latency, stage breakdown, accuracy and parity. Every
+result lands in the ledger with its context; a row that cannot run (artifact does not load, shape not accepted,
+runtime missing, image does not decode) is recorded as a failed measurement with its cause, and the rest goes on.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import asdict
-from functools import lru_cache, partial
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from ..environment import gemm_gflops, usable_cores
-from ..errors import Cancelled, WorkbenchError
-from ..models.inference import stage_breakdown
-from ..models.runners import ArtifactLoadError, RuntimeOptions, example_input, open_runner, runtime_for
+from ..data.checks import list_images
+from ..environment import gemm_gflops
+from ..errors import Cancelled, ConfigError, WorkbenchError
+from ..models.checkpoints import DEFAULT_IMGSZ, checkpoint_imgsz
+from ..models.runners import ArtifactLoadError, Runtime, example_input, open_runner, runtime_for
 from ..progress import ProgressFn, emit
-from .accuracy import AccuracyConfig, evaluate
-from .latency import LatencyConfig, measure_throughput, time_calls
+from ..store.records import Variant
+from .accuracy import AccuracyConfig, runner_accuracy
+from .latency import measure_throughput, time_calls
 from .parity import ParityConfig, compare
+from .plan import MeasurePlan
+from .stages import stage_breakdown
+
+
+@dataclass(frozen=True)
+class Row:
+    """One setting a variant is measured in: an input size and, for OpenVINO, a precision hint."""
+
+    imgsz: int
+    precision: str | None
+
+
+def measure(
+    workspace,
+    variant_id: int,
+    plan: MeasurePlan = MeasurePlan(),
+    data_yaml: Path | str | None = None,
+    *,
+    progress: ProgressFn | None = None,
+) -> list[int]:
+    """Measure one variant as `plan` says and record every result (or failure) in the ledger.
+
+    Args:
+        data_yaml: the dataset whose `plan.split` accuracy, stage breakdown and parity use (needed for those).
+    Returns:
+        the measurement ids, in the order recorded.
+    Raises:
+        ConfigError: the plan needs data and none was given.
+        Cancelled: from `progress`; what this call recorded is removed again first.
+    """
+    if data_yaml is None and (plan.accuracy or plan.parity or plan.stage_images):
+        raise ConfigError("accuracy, parity and the stage breakdown need a dataset", "pass data_yaml=")
+    variant = workspace.variant(variant_id)
+    path = workspace.artifact_path(variant_id)
+    ids: list[int] = []
+    try:
+        for row in plan_rows(workspace, variant, plan):
+            ids += _measure_row(workspace, variant, path, row, plan, data_yaml, ids, progress)
+    except Cancelled:
+        workspace.ledger.remove_measurements(ids)  # a cancelled run leaves the ledger as it was
+        raise
+    return ids
+
+
+def plan_rows(workspace, variant: Variant, plan: MeasurePlan) -> list[Row]:
+    """The rows a plan gives for a variant: its own size if it is a static export, else the plan's or its training
+    size; each OpenVINO precision hint of the plan for OpenVINO artifacts."""
+    static = static_imgsz(variant)
+    sizes = (static,) if static else (plan.imgsz or (native_imgsz(workspace, variant.id),))
+    openvino = runtime_for(workspace.artifact_path(variant.id)) is Runtime.OPENVINO
+    precisions = plan.precisions if openvino else (None,)
+    return [Row(size, precision) for size in sizes for precision in precisions]
+
+
+def static_imgsz(variant: Variant) -> int | None:
+    """The input size an exported variant was made for (None for PyTorch models and dynamic exports)."""
+    if variant.is_pytorch or variant.params.get("dynamic"):
+        return None
+    value = variant.params.get("imgsz") or variant.params.get("export_imgsz")
+    return int(value) if value else None
+
+
+def native_imgsz(workspace, variant_id: int) -> int:
+    """The size a variant's model was trained at: its own checkpoint's, or its nearest PyTorch ancestor's."""
+    for ancestor in workspace.lineage(variant_id):
+        if ancestor.is_pytorch and ancestor.path:
+            return checkpoint_imgsz(workspace.root / ancestor.path) or DEFAULT_IMGSZ
+    return DEFAULT_IMGSZ
+
+
+def _measure_row(workspace, variant, path, row, plan, data_yaml, done_ids, progress) -> list[int]:
+    options = plan.options(row.precision)
+    context = {"runtime": str(runtime_for(path)), "imgsz": row.imgsz, "batch": 1, "options": asdict(options)}
+    emit(progress, "latency", 0, 1, f"{path.name} {context['runtime']} {row.imgsz}px {row.precision or ''}".strip())
+    try:
+        runner = open_runner(path, options)
+    except Cancelled:
+        raise
+    except (WorkbenchError, OSError) as exc:
+        kinds = [k for k in ("latency", "accuracy") if getattr(plan, k)]
+        return [_record_failure(workspace, variant.id, kind, exc, context) for kind in kinds]
+    context.update({"runtime": str(runner.runtime), "precision": runner.precision, **runner.context})
+    ids = []
+    if plan.latency:
+        ids.append(_latency(workspace, variant, runner, row, plan, data_yaml, context, progress))
+    if plan.accuracy and not _accuracy_done(workspace, done_ids + ids, row, plan, context):
+        ids.append(_accuracy(workspace, variant, runner, row, plan, data_yaml, context, progress))
+    parents = workspace.lineage(variant.id)[1:2]
+    if plan.parity and parents:
+        ids.append(_parity(workspace, variant, parents[0], runner, row, plan, data_yaml, context, progress))
+    return ids
+
+
+def _latency(workspace, variant, runner, row, plan, data_yaml, context, progress) -> int:
+    timing = plan.timing()
+    context = {**context, **{k: getattr(timing, k) for k in ("warmup_runs", "warmup_s", "min_runs", "min_time_s")}}
+    try:
+        x = example_input(runner, row.imgsz)
+        if tuple(x.shape) != (1, 3, row.imgsz, row.imgsz):
+            raise ArtifactLoadError(
+                f"{runner.path.name} is exported for input {tuple(x.shape)}, not {(1, 3, row.imgsz, row.imgsz)}",
+                "export it at this imgsz, or with dynamic=True",
+            )
+        runner(x)  # a shape the artifact refuses fails here, before timing
+        if runner.internal_ms is not None:
+            runner.internal_ms.clear()
+        stats = time_calls(lambda: runner(x), timing)
+        gflops = variant_gflops(workspace, variant.id, row.imgsz)
+        metrics = {
+            **stats.summary(),
+            "samples_ms": stats.samples_ms,
+            "load_ms": runner.load_ms,
+            "gflops": gflops,
+            "gops_per_s": gflops / (stats.p50_ms / 1000) if gflops else None,
+            "machine_gemm_gflops": gemm_gflops(runner.context.get("threads") or 1),
+        }
+        if runner.internal_ms:  # the runtime's own time of the measured runs: p50 minus it is the call overhead
+            internal = float(np.median(runner.internal_ms[-stats.runs :]))
+            metrics.update(runtime_internal_p50_ms=internal, call_overhead_ms=stats.p50_ms - internal)
+        if plan.stage_images:
+            images = list_images(data_yaml, plan.split)[: plan.stage_images]
+            metrics["stages"] = {name: s.summary() for name, s in stage_breakdown(runner, images, row.imgsz).items()}
+        if plan.throughput_jobs:
+            throughput = measure_throughput(runner, x, jobs=plan.throughput_jobs, seconds=min(plan.seconds, 5.0))
+            metrics["throughput"] = asdict(throughput)
+    except Cancelled:
+        raise
+    except (WorkbenchError, OSError) as exc:
+        return _record_failure(workspace, variant.id, "latency", exc, context)
+    emit(progress, "latency", 1, 1, f"{runner.path.name} p50 {stats.p50_ms:.1f} ms")
+    return workspace.ledger.add_measurement(variant.id, "latency", metrics, {**context, "status": "ok"})
+
+
+def _accuracy_imgsz(row: Row, plan: MeasurePlan, variant: Variant) -> int:
+    """The row's own size, or the plan's accuracy size where the artifact accepts it."""
+    return row.imgsz if static_imgsz(variant) else (plan.accuracy_imgsz or row.imgsz)
+
+
+def _accuracy_context(row, plan, data_yaml, context, variant) -> dict:
+    return {
+        **context,
+        "imgsz": _accuracy_imgsz(row, plan, variant),
+        "latency_imgsz": row.imgsz,
+        "split": plan.split,
+        "images": plan.accuracy_images,
+        "data_yaml": str(data_yaml),
+        "conf": AccuracyConfig.conf,
+        "iou": AccuracyConfig.iou,
+        "path": "workbench runner",
+    }
+
+
+def _accuracy_done(workspace, ids, row, plan, context) -> bool:
+    """True when this call already measured accuracy at the same size and precision (several latency sizes)."""
+    wanted = plan.accuracy_imgsz
+    if wanted is None or not ids:
+        return False
+    earlier = workspace.ledger.measurements(ids=ids)
+    return any(
+        m.kind == "accuracy" and m.context.get("imgsz") == wanted and m.context.get("precision") == context["precision"]
+        for m in earlier
+    )
+
+
+def _accuracy(workspace, variant, runner, row, plan, data_yaml, context, progress) -> int:
+    context = _accuracy_context(row, plan, data_yaml, context, variant)
+    config = AccuracyConfig(imgsz=context["imgsz"], split=plan.split, images=plan.accuracy_images)
+    try:
+        result = runner_accuracy(runner, data_yaml, config, names=_names(workspace, variant.id), progress=progress)
+    except Cancelled:
+        raise
+    except (WorkbenchError, OSError) as exc:
+        return _record_failure(workspace, variant.id, "accuracy", exc, context)
+    return workspace.ledger.add_measurement(variant.id, "accuracy", result.metrics(), {**context, "status": "ok"})
+
+
+def _parity(workspace, variant, parent, runner, row, plan, data_yaml, context, progress) -> int:
+    images = list_images(data_yaml, plan.split)[: plan.parity_images]
+    config = ParityConfig(imgsz=row.imgsz, images=len(images))
+    context = {**context, "parent_id": parent.id, "images": len(images), "conf": config.conf}
+    try:
+        reference = open_runner(workspace.artifact_path(parent.id), plan.options("f32"))
+        context.update(parent_runtime=str(reference.runtime), parent_precision=reference.precision)
+        result = compare(reference, runner, images, config, progress=progress)
+    except Cancelled:
+        raise
+    except (WorkbenchError, OSError) as exc:
+        return _record_failure(workspace, variant.id, "parity", exc, context)
+    return workspace.ledger.add_measurement(variant.id, "parity", result.metrics(), {**context, "status": "ok"})
+
+
+def _record_failure(workspace, variant_id: int, kind: str, error: Exception, context: dict) -> int:
+    problem = getattr(error, "problem", f"{type(error).__name__}: {error}")
+    fix = getattr(error, "fix", "")
+    metrics = {"error": problem, "fix": fix}
+    return workspace.ledger.add_measurement(variant_id, kind, metrics, {**context, "status": "failed"})
 
 
 def variant_gflops(workspace, variant_id: int, imgsz: int) -> float | None:
     """GFLOPs per image of a variant at `imgsz`, from its nearest PyTorch ancestor (exports keep the graph)."""
-    for row in workspace.ledger.lineage(variant_id):
-        if row["path"] and row["path"].endswith(".pt"):
-            return _gflops(str(workspace.root / row["path"]), imgsz)
+    for ancestor in workspace.lineage(variant_id):
+        if ancestor.is_pytorch and ancestor.path:
+            path = workspace.root / ancestor.path
+            return _gflops(str(path), path.stat().st_mtime_ns, imgsz)
     return None
 
 
 @lru_cache(maxsize=64)
-def _gflops(path: str, imgsz: int) -> float:
-    from ..models.sources import load_model, model_info
+def _gflops(path: str, mtime_ns: int, imgsz: int) -> float:
+    from ..models.checkpoints import load_checkpoint
+    from ..models.summary import model_stats
 
-    return model_info(load_model(path), imgsz)["gflops"]
-
-
-def _record_failure(workspace, variant_id: int, kind: str, error: Exception, context: dict) -> int:
-    problem = getattr(error, "problem", str(error))
-    fix = getattr(error, "fix", "")
-    return workspace.ledger.add_measurement(variant_id, kind, {"error": problem, "fix": fix},
-                                            {**context, "status": "failed"})
+    return model_stats(load_checkpoint(path).model, imgsz)["gflops"]
 
 
-def measure_latency(workspace, variant_id: int, options: RuntimeOptions = RuntimeOptions(), *, imgsz: int = 640,
-                    batch: int = 1, config: LatencyConfig = LatencyConfig(), images: list[Path] | None = None,
-                    throughput_jobs: int = 0, throughput_s: float = 2.0, progress: ProgressFn | None = None) -> int:
-    """Time one variant under one runtime setting and record it (or the failure) as a `latency` measurement.
-
-    Args:
-        options: threads, OpenVINO precision hint, performance hint, streams, ORT graph optimization.
-        imgsz, batch: input shape; a static artifact must match it.
-        config: warm-up and run sizing.
-        images: real images for the decode / preprocess / inference / postprocess breakdown (batch 1 only).
-        throughput_jobs: when > 0, also measure asynchronous throughput with that many requests in flight,
-            for `throughput_s` seconds.
-    Returns:
-        the measurement id.
-    """
-    path = workspace.artifact_path(variant_id)
-    context = {"imgsz": imgsz, "batch": batch, "options": asdict(options), "warmup_runs": config.warmup_runs,
-               "warmup_s": config.warmup_s, "min_runs": config.min_runs, "min_time_s": config.min_time_s}
-    try:
-        context["runtime"] = runtime_for(path)
-        emit(progress, "latency", 0, 1, f"{path.name} {context['runtime']} {imgsz}px")
-        runner = open_runner(path, options)
-        context.update({"runtime": runner.runtime, "precision": runner.precision, **runner.context})
-        x = example_input(runner, imgsz, batch)
-        if tuple(x.shape) != (batch, 3, imgsz, imgsz):
-            raise ArtifactLoadError(f"{path.name} is exported for input {tuple(x.shape)}, not "
-                                    f"{(batch, 3, imgsz, imgsz)}", "export it at this imgsz and batch, or dynamic")
-        runner(x)  # a shape the artifact refuses fails here, before timing
-        if runner.internal_ms is not None:
-            runner.internal_ms.clear()
-        stats = time_calls(lambda: runner(x), config)
-        gflops = variant_gflops(workspace, variant_id, imgsz)
-        metrics = {**stats.summary(), "samples_ms": stats.samples_ms, "load_ms": runner.load_ms, "gflops": gflops,
-                   "gops_per_s": gflops * batch / (stats.p50_ms / 1000) if gflops else None,
-                   "machine_gemm_gflops": gemm_gflops(options.thread_count)}
-        if runner.internal_ms:  # the runtime's own time of the measured runs: p50 minus it is the call overhead
-            internal = float(np.median(runner.internal_ms[-stats.runs:]))
-            metrics.update(runtime_internal_p50_ms=internal, call_overhead_ms=stats.p50_ms - internal)
-        if images and batch == 1:
-            stages = stage_breakdown(runner, images, imgsz, LatencyConfig(warmup_runs=2, warmup_s=0.2, min_runs=10,
-                                                                          min_time_s=0.5))
-            metrics["stages"] = {name: s.summary() for name, s in stages.items()}
-        if throughput_jobs:
-            metrics["throughput"] = asdict(measure_throughput(runner, x, jobs=throughput_jobs, seconds=throughput_s))
-    except Cancelled:
-        raise  # a cancel is not a failed measurement: nothing is recorded
-    except (WorkbenchError, OSError) as exc:
-        return _record_failure(workspace, variant_id, "latency", exc, context)
-    emit(progress, "latency", 1, 1, f"{path.name} p50 {stats.p50_ms:.1f} ms")
-    return workspace.ledger.add_measurement(variant_id, "latency", metrics, {**context, "status": "ok"})
+def _names(workspace, variant_id: int) -> dict[int, str] | None:
+    """The classes of the variant's model, from the nearest PyTorch ancestor (exports carry the same)."""
+    for ancestor in workspace.lineage(variant_id):
+        if ancestor.is_pytorch and ancestor.path:
+            return _class_names(str(workspace.root / ancestor.path))
+    return None
 
 
-@contextmanager
-def _openvino_precision(precision: str | None):
-    """Make Ultralytics' OpenVINO backend compile with an explicit precision hint for the duration."""
-    if precision is None:
-        yield
-        return
-    from ultralytics.nn.autobackend import AutoBackend
-    from ultralytics.nn.backends.openvino import OpenVINOBackend
+@lru_cache(maxsize=64)
+def _class_names(path: str) -> dict[int, str]:
+    from ..models.checkpoints import load_checkpoint
 
-    class HintedOpenVINOBackend(OpenVINOBackend):
-        def load_model(self, weight):
-            super().load_model(weight)
-            xml = Path(weight) if Path(weight).is_file() else next(Path(weight).glob("*.xml"))
-            core = self.ov.Core()
-            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
-            self.compile_model = partial(core.compile_model, device_name="CPU", config=config)
-            self.ov_compiled_model = self.compile_model(core.read_model(str(xml)))
-
-    original = AutoBackend._BACKEND_MAP["openvino"]
-    AutoBackend._BACKEND_MAP["openvino"] = HintedOpenVINOBackend
-    try:
-        yield
-    finally:
-        AutoBackend._BACKEND_MAP["openvino"] = original
-
-
-def accuracy_context(config: AccuracyConfig, data_yaml: Path | str, options: RuntimeOptions = RuntimeOptions(),
-                     **extra) -> dict:
-    """The context an accuracy measurement is stored with."""
-    return {"imgsz": config.imgsz, "split": config.split, "batch": config.batch, "conf": config.conf,
-            "iou": config.iou, "device": config.device, "threads": config.threads or usable_cores(),
-            "data_yaml": str(data_yaml), "options": asdict(options), **extra}
-
-
-def evaluate_variant(workspace, variant_id: int, data_yaml: Path | str, config: AccuracyConfig = AccuracyConfig(),
-                     options: RuntimeOptions = RuntimeOptions(), *, progress: ProgressFn | None = None) -> int:
-    """mAP of a variant in its own runtime (OpenVINO with the given precision hint); recorded as `accuracy`."""
-    path = workspace.artifact_path(variant_id)
-    context = accuracy_context(config, data_yaml, options)
-    try:
-        context["runtime"] = runtime_for(path)
-        context["precision"] = open_runner(path, options).precision  # what this setting computes in
-        from ..models.sources import load_model
-
-        with _openvino_precision(options.precision if context["runtime"] == "openvino" else None):
-            result = evaluate(load_model(path), data_yaml, config, progress=progress)
-    except Cancelled:
-        raise
-    except WorkbenchError as exc:
-        return _record_failure(workspace, variant_id, "accuracy", exc, context)
-    return workspace.ledger.add_measurement(variant_id, "accuracy", result.metrics(), {**context, "status": "ok"})
-
-
-def check_parity(workspace, child_id: int, images: list[Path], config: ParityConfig = ParityConfig(), *,
-                 parent_id: int | None = None, options: RuntimeOptions = RuntimeOptions(precision="f32"),
-                 progress: ProgressFn | None = None) -> int:
-    """Compare a variant with its parent (or `parent_id`) on real images; recorded as `parity`.
-
-    The child runs with `options` (OpenVINO f32 by default, so the export itself is checked, not bf16).
-    """
-    parent_id = parent_id or workspace.ledger.lineage(child_id)[1]["id"]
-    context = {"parent_id": parent_id, "imgsz": config.imgsz, "images": config.images, "conf": config.conf}
-    try:
-        parent = open_runner(workspace.artifact_path(parent_id), RuntimeOptions())
-        child_path = workspace.artifact_path(child_id)
-        child = open_runner(child_path, options if runtime_for(child_path) == "openvino" else RuntimeOptions())
-        context.update(parent_runtime=parent.runtime, child_runtime=child.runtime, child_precision=child.precision)
-        result = compare(parent, child, images, config, progress=progress)
-    except Cancelled:
-        raise
-    except WorkbenchError as exc:
-        return _record_failure(workspace, child_id, "parity", exc, context)
-    return workspace.ledger.add_measurement(child_id, "parity", result.metrics(), {**context, "status": "ok"})
+    return dict(load_checkpoint(path).names)

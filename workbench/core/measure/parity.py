@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..models.inference import decode, postprocess, preprocess
 from ..progress import ProgressFn, emit
+from .boxes import box_iou
 
 
 @dataclass(frozen=True)
@@ -47,17 +48,6 @@ class ParityResult:
         return asdict(self)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of xyxy boxes."""
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:4], b[None, :, 2:4])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None] - inter + 1e-9)
-
-
 def match_boxes(parent: np.ndarray, child: np.ndarray, iou_threshold: float) -> list[tuple[int, int, float]]:
     """Greedy one-to-one matching by IoU, highest first; pairs of (parent index, child index, IoU)."""
     iou = box_iou(parent[:, :4], child[:, :4])
@@ -69,8 +59,14 @@ def match_boxes(parent: np.ndarray, child: np.ndarray, iou_threshold: float) -> 
     return pairs
 
 
-def compare(parent_runner, child_runner, images: list[Path], config: ParityConfig = ParityConfig(), *,
-            progress: ProgressFn | None = None) -> ParityResult:
+def compare(
+    parent_runner,
+    child_runner,
+    images: list[Path],
+    config: ParityConfig = ParityConfig(),
+    *,
+    progress: ProgressFn | None = None,
+) -> ParityResult:
     """Run both runners on the same preprocessed images and compare tensors and detections."""
     if not images:
         raise ConfigError("parity needs images", "pass the val images of the dataset")
@@ -94,11 +90,16 @@ def compare(parent_runner, child_runner, images: list[Path], config: ParityConfi
         ious += [iou for *_, iou in pairs]
         score_errors += [abs(float(det_p[i, 4] - det_c[j, 4])) for i, j, _ in pairs]
         denominator = max(len(det_p), len(det_c))
-        per_image.append({"image": Path(path).name, "parent_boxes": len(det_p), "child_boxes": len(det_c),
-                          "match_rate": len(pairs) / denominator if denominator else 1.0,
-                          "mean_iou": float(np.mean([p[2] for p in pairs])) if pairs else (1.0 if not denominator
-                                                                                            else 0.0),
-                          "max_abs_diff": float(delta.max())})
+        per_image.append(
+            {
+                "image": Path(path).name,
+                "parent_boxes": len(det_p),
+                "child_boxes": len(det_c),
+                "match_rate": len(pairs) / denominator if denominator else 1.0,
+                "mean_iou": float(np.mean([p[2] for p in pairs])) if pairs else (1.0 if not denominator else 0.0),
+                "max_abs_diff": float(delta.max()),
+            }
+        )
         emit(progress, "parity", index + 1, min(config.images, len(images)))
     denominator = max(totals["parent"], totals["child"])
     match_rate = totals["matched"] / denominator if denominator else 1.0
@@ -106,15 +107,23 @@ def compare(parent_runner, child_runner, images: list[Path], config: ParityConfi
     ok = match_rate >= config.min_match_rate and mean_iou >= config.min_mean_iou
     worst = sorted(per_image, key=lambda r: (r["match_rate"], r["mean_iou"], -r["max_abs_diff"]))[: config.worst]
     return ParityResult(
-        images=len(per_image), max_abs_diff=max_diff, mean_abs_diff=float(np.mean(diffs)),
-        cosine=float(min(cosines)), parent_boxes=totals["parent"], child_boxes=totals["child"],
-        match_rate=match_rate, mean_iou=mean_iou,
+        images=len(per_image),
+        max_abs_diff=max_diff,
+        mean_abs_diff=float(np.mean(diffs)),
+        cosine=float(min(cosines)),
+        parent_boxes=totals["parent"],
+        child_boxes=totals["child"],
+        match_rate=match_rate,
+        mean_iou=mean_iou,
         score_mae=float(np.mean(score_errors)) if score_errors else 0.0,
         class_agreement=totals["same_class"] / totals["matched"] if totals["matched"] else 1.0,
         verdict="pass" if ok else "fail",
-        reason=(f"match rate {match_rate:.3f} (needs >= {config.min_match_rate}), mean IoU {mean_iou:.3f} "
-                f"(needs >= {config.min_mean_iou})"),
-        worst_images=worst)
+        reason=(
+            f"match rate {match_rate:.3f} (needs >= {config.min_match_rate}), mean IoU {mean_iou:.3f} "
+            f"(needs >= {config.min_mean_iou})"
+        ),
+        worst_images=worst,
+    )
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

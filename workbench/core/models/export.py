@@ -4,26 +4,36 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
 from ..data.checks import check_dataset
-from ..errors import ConfigError, WorkbenchError
+from ..environment import torch_threads
+from ..errors import ConfigError, WorkbenchError, check_imgsz
 from ..progress import ProgressFn, emit
+from ..store.records import Format
 
 
 class ExportFormat(StrEnum):
-    ONNX = "onnx"
-    OPENVINO = "openvino"
-    TORCHSCRIPT = "torchscript"
+    """The formats Ultralytics' exporter writes here (spelled as `Format`)."""
+
+    ONNX = Format.ONNX.value
+    OPENVINO = Format.OPENVINO.value
+    TORCHSCRIPT = Format.TORCHSCRIPT.value
 
 
 # What Ultralytics writes next to the .pt for each format, and the suffix the artifact keeps in the workspace.
-_OUTPUT = {ExportFormat.ONNX: ".onnx", ExportFormat.OPENVINO: "_openvino_model",
-           ExportFormat.TORCHSCRIPT: ".torchscript"}
-_PRECISIONS = {ExportFormat.ONNX: ("fp32", "fp16", "int8"), ExportFormat.OPENVINO: ("fp32", "fp16", "int8"),
-               ExportFormat.TORCHSCRIPT: ("fp32",)}
+_OUTPUT = {
+    ExportFormat.ONNX: ".onnx",
+    ExportFormat.OPENVINO: "_openvino_model",
+    ExportFormat.TORCHSCRIPT: ".torchscript",
+}
+_PRECISIONS = {
+    ExportFormat.ONNX: ("fp32", "fp16", "int8"),
+    ExportFormat.OPENVINO: ("fp32", "fp16", "int8"),
+    ExportFormat.TORCHSCRIPT: ("fp32",),
+}
 
 
 class ExportError(WorkbenchError):
@@ -35,7 +45,7 @@ class ExportConfig:
     """Export options; `precision` is what the artifact stores (fp16 IR weights, int8 through NNCF calibration)."""
 
     format: ExportFormat = ExportFormat.ONNX
-    imgsz: int = 640
+    imgsz: int | None = None  # None: the size the parent model was trained at
     batch: int = 1
     dynamic: bool = False
     precision: str = "fp32"
@@ -48,10 +58,11 @@ class ExportConfig:
         object.__setattr__(self, "format", ExportFormat(self.format))
         allowed = _PRECISIONS[self.format]
         if self.precision not in allowed:
-            raise ConfigError(f"{self.format} export does not store {self.precision}",
-                              f"choose precision from {', '.join(allowed)}")
-        if self.imgsz < 32 or self.imgsz % 32:
-            raise ConfigError(f"imgsz must be a multiple of 32, got {self.imgsz}", "use e.g. 320 or 640")
+            raise ConfigError(
+                f"{self.format} export does not store {self.precision}", f"choose precision from {', '.join(allowed)}"
+            )
+        if self.imgsz is not None:
+            check_imgsz(self.imgsz)
         if self.batch < 1:
             raise ConfigError(f"batch must be >= 1, got {self.batch}", "use batch=1 for latency")
         if self.precision == "int8" and not self.data:
@@ -59,8 +70,15 @@ class ExportConfig:
 
     def arguments(self) -> dict:
         quantize = {"fp32": None, "fp16": 16, "int8": 8}[self.precision]
-        args = {"format": self.format.value, "imgsz": self.imgsz, "batch": self.batch, "dynamic": self.dynamic,
-                "device": "cpu", "quantize": quantize, "verbose": False}
+        args = {
+            "format": self.format.value,
+            "imgsz": self.imgsz,
+            "batch": self.batch,
+            "dynamic": self.dynamic,
+            "device": "cpu",
+            "quantize": quantize,
+            "verbose": False,
+        }
         if self.format is ExportFormat.ONNX:
             args["simplify"] = self.simplify
         if self.precision == "int8":
@@ -77,18 +95,21 @@ def export_artifact(weights: Path, config: ExportConfig, out: Path, *, progress:
 
     The caller stages `out`; nothing is written beside `weights`.
     """
-    from .sources import load_model
+    from .checkpoints import load_checkpoint
 
     emit(progress, f"export {config.format}", 0, 1, config.name_suffix())
     with tempfile.TemporaryDirectory(prefix="workbench-export-") as tmp:
         local = Path(tmp) / Path(weights).name
         shutil.copy2(weights, local)
-        model = load_model(local)
+        model = load_checkpoint(local)
         try:
-            produced = Path(model.export(**config.arguments()))
+            with torch_threads():  # Ultralytics' exporter lowers torch's thread count for the process
+                produced = Path(model.export(**config.arguments()))
         except Exception as exc:  # Ultralytics raises AssertionError, RuntimeError, ... from its converters
-            raise ExportError(f"{config.format} export of {weights} failed: {type(exc).__name__}: {exc}",
-                              "check the export options; the runtime may not support this precision or shape") from exc
+            raise ExportError(
+                f"{config.format} export of {weights} failed: {type(exc).__name__}: {exc}",
+                "check the export options; the runtime may not support this precision or shape",
+            ) from exc
         if not produced.exists():
             raise ExportError(f"Ultralytics reported {produced} but did not write it", "re-run the export")
         shutil.move(str(produced), out)
@@ -104,6 +125,7 @@ def export(workspace, parent_id: int, config: ExportConfig, *, progress: Progres
     Returns:
         the child variant id.
     """
+    from .checkpoints import DEFAULT_IMGSZ, checkpoint_imgsz
     from .runners import check_loads
 
     parent = workspace.artifact_path(parent_id)
@@ -111,10 +133,18 @@ def export(workspace, parent_id: int, config: ExportConfig, *, progress: Progres
         check_dataset(config.data, splits=(config.split,))  # calibration images: fail now, not after loading
     if parent.suffix != ".pt":
         raise ConfigError(f"variant {parent_id} is {parent.name}, not a PyTorch .pt model", "export a .pt variant")
+    if config.imgsz is None:
+        config = replace(config, imgsz=checkpoint_imgsz(parent) or DEFAULT_IMGSZ)
     earlier = workspace.ledger.find_variant(step="export", parent_id=parent_id, params=asdict(config))
-    if earlier is not None and workspace.artifact_path(earlier).exists():
-        return earlier
+    if earlier is not None and workspace.artifact_path(earlier.id).exists():
+        return earlier.id
     name = f"{parent.stem.rsplit('-', 1)[0]}-{config.name_suffix()}{_OUTPUT[config.format]}"
-    return workspace.add_artifact(lambda path: export_artifact(parent, config, path, progress=progress), name,
-                                  step="export", params=asdict(config), parent_id=parent_id,
-                                  format=config.format.value, check=check_loads)
+    return workspace.add_artifact(
+        lambda path: export_artifact(parent, config, path, progress=progress),
+        name,
+        step="export",
+        params=asdict(config),
+        parent_id=parent_id,
+        format=config.format.value,
+        check=check_loads,
+    )

@@ -9,14 +9,32 @@ from __future__ import annotations
 import importlib.util
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 
-from ..environment import usable_cores
+from ..environment import torch_threads, usable_cores
 from ..errors import ConfigError, ModelLoadError, WorkbenchError
+from ..store.records import Format
 
-RUNTIMES = ("pytorch", "torchscript", "onnxruntime", "openvino")
+
+class Runtime(StrEnum):
+    """What runs an artifact, spelled one way everywhere (the `runtime` of every measurement)."""
+
+    PYTORCH = "pytorch"
+    TORCHSCRIPT = "torchscript"
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+
+
+RUNTIME_OF_FORMAT = {
+    Format.PYTORCH: Runtime.PYTORCH,
+    Format.TORCHSCRIPT: Runtime.TORCHSCRIPT,
+    Format.ONNX: Runtime.ONNXRUNTIME,
+    Format.OPENVINO: Runtime.OPENVINO,
+}
+RUNTIMES = tuple(r.value for r in Runtime)
 _PACKAGES = {"pytorch": "torch", "torchscript": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
 _OV_PRECISIONS = ("f32", "bf16", "f16")
 _ORT_LEVELS = ("disable", "basic", "extended", "all")
@@ -76,21 +94,18 @@ class Runner:
             raise ArtifactLoadError(
                 f"{self.runtime} could not run {self.path.name} on input {tuple(batch.shape)} "
                 f"(it expects {self.input_shape}): {type(exc).__name__}: {str(exc)[:300]}",
-                "export the model for this image size and batch, or with dynamic=True") from exc
+                "export the model for this image size and batch, or with dynamic=True",
+            ) from exc
 
 
-def runtime_for(path: Path) -> str:
+def runtime_for(path: Path) -> Runtime:
     """The runtime an artifact belongs to, from its name."""
-    path = Path(path)
-    if path.suffix == ".pt":
-        return "pytorch"
-    if path.suffix == ".torchscript":
-        return "torchscript"
-    if path.suffix == ".onnx":
-        return "onnxruntime"
-    if path.suffix == ".xml" or path.name.endswith("_openvino_model"):
-        return "openvino"
-    raise ConfigError(f"no runtime runs {path.name}", "pass a .pt, .torchscript, .onnx or OpenVINO model folder")
+    try:
+        return RUNTIME_OF_FORMAT[Format.of_path(path)]
+    except ValueError:
+        raise ConfigError(
+            f"no runtime runs {Path(path).name}", "pass a .pt, .torchscript, .onnx or OpenVINO model folder"
+        ) from None
 
 
 def installed(runtime: str) -> bool:
@@ -107,8 +122,10 @@ def open_runner(path: Path | str, options: RuntimeOptions = RuntimeOptions()) ->
     path = Path(path)
     runtime = runtime_for(path)
     if not installed(runtime):
-        raise RuntimeNotInstalled(f"{runtime} is not installed, so {path.name} cannot run",
-                                  f"pip install {_PACKAGES[runtime]}  (or: pip install -e '.[runtimes]')")
+        raise RuntimeNotInstalled(
+            f"{runtime} is not installed, so {path.name} cannot run",
+            f"pip install {_PACKAGES[runtime]}  (or: pip install -e '.[runtimes]')",
+        )
     if not path.exists():
         raise ArtifactLoadError(f"artifact {path} does not exist", "export it first, or check the path")
     start = time.perf_counter()
@@ -117,28 +134,34 @@ def open_runner(path: Path | str, options: RuntimeOptions = RuntimeOptions()) ->
     except WorkbenchError:
         raise
     except Exception as exc:
-        raise ArtifactLoadError(f"{runtime} could not load {path.name}: {type(exc).__name__}: {str(exc)[:300]}",
-                                "re-export the artifact; it may be truncated or from an incompatible version") from exc
+        raise ArtifactLoadError(
+            f"{runtime} could not load {path.name}: {type(exc).__name__}: {str(exc)[:300]}",
+            "re-export the artifact; it may be truncated or from an incompatible version",
+        ) from exc
     runner.load_ms = (time.perf_counter() - start) * 1000
     return runner
 
 
-def _open_pytorch(path: Path, options: RuntimeOptions) -> Runner:
+def _torch_call(net, threads: int):
+    """Call a torch module on a numpy batch with `threads` CPU threads for that call only."""
     import torch
 
-    from .sources import load_model
-
-    torch.set_num_threads(options.thread_count)
-    net = load_model(path).model.float().eval()
-    for module in net.modules():  # Ultralytics' export mode: raw (1, 4 + nc, anchors) output, as exports have
-        if hasattr(module, "export") and type(module).__name__ in ("Detect", "v10Detect"):
-            module.export, module.format = True, "onnx"
-
     def call(batch):
-        with torch.inference_mode():
+        with torch_threads(threads), torch.inference_mode():
             out = net(torch.from_numpy(batch))
         return [t.numpy() for t in (out if isinstance(out, (list, tuple)) else [out])]
 
+    return call
+
+
+def _open_pytorch(path: Path, options: RuntimeOptions) -> Runner:
+    from .checkpoints import load_checkpoint
+
+    net = load_checkpoint(path).model.float().eval()
+    for module in net.modules():  # Ultralytics' export mode: raw (1, 4 + nc, anchors) output, as exports have
+        if hasattr(module, "export") and type(module).__name__ in ("Detect", "v10Detect"):
+            module.export, module.format = True, "onnx"
+    call = _torch_call(net, options.thread_count)
     return Runner("pytorch", path, "fp32", (-1, 3, -1, -1), 0.0, {"threads": options.thread_count}, call)
 
 
@@ -147,18 +170,12 @@ def _open_torchscript(path: Path, options: RuntimeOptions) -> Runner:
 
     import torch
 
-    torch.set_num_threads(options.thread_count)
     extra = {"config.txt": ""}  # Ultralytics stores its export metadata here
     net = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
     meta = json.loads(extra["config.txt"] or "{}")
     imgsz = meta.get("imgsz") or [-1, -1]
     shape = (-1, 3, -1, -1) if meta.get("args", {}).get("dynamic") else (meta.get("batch", 1), 3, *imgsz)
-
-    def call(batch):
-        with torch.inference_mode():
-            out = net(torch.from_numpy(batch))
-        return [t.numpy() for t in (out if isinstance(out, (list, tuple)) else [out])]
-
+    call = _torch_call(net, options.thread_count)
     return Runner("torchscript", path, "fp32", shape, 0.0, {"threads": options.thread_count}, call)
 
 
@@ -181,9 +198,11 @@ def _open_onnxruntime(path: Path, options: RuntimeOptions) -> Runner:
     session_options.intra_op_num_threads = options.thread_count
     session_options.inter_op_num_threads = 1
     session_options.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[options.graph_optimization]
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[options.graph_optimization]
     session = ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
     feed = session.get_inputs()[0]
     shape = tuple(d if isinstance(d, int) else -1 for d in feed.shape)
@@ -192,8 +211,13 @@ def _open_onnxruntime(path: Path, options: RuntimeOptions) -> Runner:
     def call(batch):
         return session.run(None, {feed.name: batch.astype(dtype, copy=False)})
 
-    context = {"threads": options.thread_count, "inter_op_threads": 1, "provider": "CPUExecutionProvider",
-               "graph_optimization": options.graph_optimization, "onnxruntime": ort.__version__}
+    context = {
+        "threads": options.thread_count,
+        "inter_op_threads": 1,
+        "provider": "CPUExecutionProvider",
+        "graph_optimization": options.graph_optimization,
+        "onnxruntime": ort.__version__,
+    }
     return Runner("onnxruntime", path, _onnx_precision(path), shape, 0.0, context, call)
 
 
@@ -228,11 +252,16 @@ def _open_openvino(path: Path, options: RuntimeOptions) -> Runner:
     def async_queue(jobs: int):
         return ov.AsyncInferQueue(compiled, jobs)
 
-    context = {"threads": options.thread_count, "hint": options.hint, "precision_hint": options.precision,
-               "inference_precision_property": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
-               "node_precisions": counts, "streams": int(compiled.get_property("NUM_STREAMS")),
-               "optimal_requests": int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")),
-               "openvino": ov.get_version()}
+    context = {
+        "threads": options.thread_count,
+        "hint": options.hint,
+        "precision_hint": options.precision,
+        "inference_precision_property": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+        "node_precisions": counts,
+        "streams": int(compiled.get_property("NUM_STREAMS")),
+        "optimal_requests": int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")),
+        "openvino": ov.get_version(),
+    }
     return Runner("openvino", path, used, shape, 0.0, context, call, async_queue, internal)
 
 
@@ -254,8 +283,12 @@ def _openvino_precision(counts: dict[str, int]) -> str:
     return f"int8+{floating}" if counts.get("i8") or counts.get("u8") else floating
 
 
-_OPENERS = {"pytorch": _open_pytorch, "torchscript": _open_torchscript, "onnxruntime": _open_onnxruntime,
-            "openvino": _open_openvino}
+_OPENERS = {
+    "pytorch": _open_pytorch,
+    "torchscript": _open_torchscript,
+    "onnxruntime": _open_onnxruntime,
+    "openvino": _open_openvino,
+}
 
 
 def example_input(runner: Runner, imgsz: int = 640, batch: int = 1, seed: int = 0) -> np.ndarray:

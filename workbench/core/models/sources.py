@@ -1,18 +1,19 @@
-"""Model sources: the shipped demo model, a .pt file, an Ultralytics model name, or a model YAML."""
+"""Model sources: the shipped demo model or student, a .pt file, an Ultralytics name, a YAML or an exported file;
+and recording a trained model as the source variant a study starts from."""
 
 from __future__ import annotations
 
-import json
 import re
-import zipfile
 from dataclasses import dataclass
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 
 from ..errors import ModelLoadError, ModelNotFoundError
+from .cards import demo_weights, student_weights
+from .checkpoints import DEFAULT_IMGSZ, load_checkpoint, load_yolo, training_imgsz
 
 DEMO = "demo"
+STUDENT = "student"
 _NAME = re.compile(r"^(yolo|yolov|rtdetr)[\w.-]*\.pt$", re.IGNORECASE)
 _YAML = re.compile(r"^(yolo|yolov|rtdetr)[\w.-]*\.ya?ml$", re.IGNORECASE)
 EXPORTED_SUFFIXES = (".onnx", ".torchscript", "_openvino_model")
@@ -36,26 +37,6 @@ class ModelSource:
         return self.kind is not SourceKind.YAML
 
 
-def demo_weights() -> Path:
-    """The shipped demo model: a YOLO11n trained on the generated shapes dataset."""
-    return Path(str(resources.files("workbench") / "assets" / "demo" / "yolo11n-shapes.pt"))
-
-
-def demo_card() -> dict:
-    """The JSON card of the shipped demo model: recipe, dataset, versions, accuracy, sha256."""
-    return json.loads(demo_weights().with_suffix(".json").read_text())
-
-
-def student_weights() -> Path:
-    """The shipped pruned student: the demo model pruned 30% and trained back (recipe demo-best)."""
-    return demo_weights().with_name("yolo11n-shapes-p30-student.pt")
-
-
-def student_card() -> dict:
-    """The student's card: the recipe that made it, its parent's sha256, training history, accuracy."""
-    return json.loads(student_weights().with_suffix(".json").read_text())
-
-
 def resolve(spec: str | Path) -> ModelSource:
     """Classify a model spec without loading anything.
 
@@ -66,6 +47,8 @@ def resolve(spec: str | Path) -> ModelSource:
     text = str(spec).strip()
     if text == DEMO:
         return ModelSource(SourceKind.DEMO, str(demo_weights()))
+    if text == STUDENT:
+        return ModelSource(SourceKind.DEMO, str(student_weights()))
     path = Path(text).expanduser()
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
@@ -73,83 +56,64 @@ def resolve(spec: str | Path) -> ModelSource:
             return ModelSource(SourceKind.YAML, str(path.resolve()))
         if _YAML.match(path.name) and path.name == text:
             return ModelSource(SourceKind.YAML, text)
-        raise ModelNotFoundError(f"model YAML {text!r} not found",
-                                 "pass an existing YAML path or an Ultralytics architecture such as 'yolo11n.yaml'")
+        raise ModelNotFoundError(
+            f"model YAML {text!r} not found",
+            "pass an existing YAML path or an Ultralytics architecture such as 'yolo11n.yaml'",
+        )
     if path.exists() and path.name.endswith(EXPORTED_SUFFIXES):
         return ModelSource(SourceKind.EXPORTED, str(path.resolve()))
     if path.is_file():
         if suffix != ".pt":
-            raise ModelLoadError(f"{path} is not a model file the workbench knows ({suffix or 'no suffix'})",
-                                 "pass a .pt, .onnx or .torchscript file, an OpenVINO model folder, a YAML or 'demo'")
+            raise ModelLoadError(
+                f"{path} is not a model file the workbench knows ({suffix or 'no suffix'})",
+                "pass a .pt, .onnx or .torchscript file, an OpenVINO model folder, a YAML or 'demo'",
+            )
         return ModelSource(SourceKind.WEIGHTS, str(path.resolve()))
     if path.exists():
         raise ModelLoadError(f"{path} is a folder, not a model file", "pass the .pt file inside it")
     if _NAME.match(text):
         return ModelSource(SourceKind.NAME, text)
-    raise ModelNotFoundError(f"model file {text!r} does not exist",
-                             "check the path, or use 'demo' for the shipped model")
-
-
-def check_checkpoint(path: Path) -> None:
-    """Fail early and clearly on a missing, empty, truncated or foreign file before pickle sees it."""
-    if not path.is_file():
-        hint = ("reinstall the workbench, or rebuild it with `workbench demo-model --train`"
-                if path == demo_weights() else "check the path")
-        raise ModelNotFoundError(f"model file {path} does not exist", hint)
-    if path.stat().st_size == 0:
-        raise ModelLoadError(f"{path} is empty", "re-copy or re-export the checkpoint")
-    if not zipfile.is_zipfile(path):
-        raise ModelLoadError(f"{path} is not a PyTorch checkpoint (no zip archive inside; corrupt or not a model)",
-                             "re-copy or re-export the checkpoint, or use 'demo' for the shipped model")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelLoadError(f"{path} is truncated or corrupt ({exc})", "re-copy or re-export the checkpoint") from exc
-    if bad is not None:
-        raise ModelLoadError(f"{path} is corrupt (entry {bad} fails its CRC check)", "re-copy or re-export it")
+    raise ModelNotFoundError(
+        f"model file {text!r} does not exist", "check the path, or use 'demo' (or 'student') for a shipped model"
+    )
 
 
 def load_model(spec: str | Path):
     """Load a detector as an Ultralytics `YOLO` object.
 
     Args:
-        spec: 'demo', a .pt path, an Ultralytics name such as 'yolo11n.pt' (needs the network, or a local
-            copy in Ultralytics' weights folder), or a model YAML such as 'yolov8s.yaml' (random weights).
+        spec: 'demo' or 'student' (the shipped models), a .pt path, an Ultralytics name such as 'yolo11n.pt' (needs
+            the network, or a local copy in Ultralytics' weights folder), a model YAML such as 'yolov8s.yaml'
+            (random weights), or an exported ONNX / OpenVINO / TorchScript artifact.
     Raises:
         ModelNotFoundError, ModelLoadError: with the cause and the fix.
     """
     source = resolve(spec)
     if source.kind in (SourceKind.DEMO, SourceKind.WEIGHTS):
-        check_checkpoint(Path(source.ref))
+        shipped = source.kind is SourceKind.DEMO
+        fix = (
+            "reinstall the workbench, or rebuild it with `workbench demo-model --train`"
+            if shipped
+            else "check the path"
+        )
+        return load_checkpoint(source.ref, missing_fix=fix)
     if source.kind is SourceKind.NAME:
         return _load_name(source.ref)
-    from .ultralytics_offline import YOLO
-
-    try:
-        model = YOLO(source.ref) if source.kind is not SourceKind.EXPORTED else _exported(source.ref)
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # Ultralytics and torch raise many types; name the file and the cause
-        raise ModelLoadError(f"could not load {source.ref}: {type(exc).__name__}: {exc}",
-                             "check that it is an Ultralytics YOLO checkpoint or YAML") from exc
-    if model.task != "detect":
-        raise ModelLoadError(f"{source.ref} is a {model.task} model; the workbench handles detection models",
-                             "pass a YOLO detection model (e.g. yolo11n.pt)")
-    return model
+    if source.kind is SourceKind.EXPORTED:
+        return _exported(source.ref)
+    return load_yolo(source.ref)
 
 
 def _exported(path: str):
     """Ultralytics loads exported models lazily; open it with its runtime first so a broken file fails here."""
     from .runners import open_runner
-    from .ultralytics_offline import ultralytics
 
     open_runner(path)
-    return ultralytics().YOLO(path, task="detect")
+    return load_yolo(path, task="detect")
 
 
 def _load_name(name: str):
-    from .ultralytics_offline import YOLO, ultralytics
+    from .ultralytics_offline import ultralytics
 
     ultralytics()
     from ultralytics.utils import SETTINGS
@@ -160,7 +124,7 @@ def _load_name(name: str):
     try:
         from ultralytics.utils.downloads import attempt_download_asset
 
-        return YOLO(attempt_download_asset(name))
+        return load_yolo(attempt_download_asset(name))
     except Exception as exc:
         raise ModelNotFoundError(
             f"{name!r} is an Ultralytics release that is not on this machine and could not be downloaded ({exc})",
@@ -168,16 +132,47 @@ def _load_name(name: str):
         ) from exc
 
 
-def model_info(model, imgsz: int = 640) -> dict:
-    """Parameters, GFLOPs at `imgsz`, layer count, class names."""
-    from ultralytics.utils.torch_utils import get_flops, get_num_params
+@dataclass(frozen=True)
+class SourceModel:
+    """A trained PyTorch detector, checked and ready to be recorded as the variant a study starts from."""
 
-    net = model.model
-    return {
-        "params": int(get_num_params(net)),
-        "gflops": round(float(get_flops(net, imgsz)), 3),
-        "imgsz": imgsz,
-        "layers": len(list(net.modules())),
-        "names": dict(net.names),
-        "task": model.task,
-    }
+    spec: str  # as the user gave it: 'demo', 'student', a path, a name
+    kind: SourceKind
+    path: Path  # the .pt file
+    model: object  # the loaded Ultralytics YOLO
+    imgsz: int  # the size it was trained at (its checkpoint's train_args), the default for every measurement
+
+    @property
+    def names(self) -> dict[int, str]:
+        return dict(self.model.names)
+
+
+def open_source(spec: str | Path, *, data_yaml: Path | str | None = None) -> SourceModel:
+    """Load and check a trained detector (and, with `data_yaml`, that the dataset fits it); writes nothing.
+
+    Raises:
+        ModelLoadError: not a trained .pt checkpoint (a YAML or an exported file cannot be optimized).
+        DatasetError: the data YAML or its val split is unsound, or its class count differs from the model's.
+    """
+    from ..data.checks import check_dataset
+
+    source = resolve(spec)
+    if source.kind in (SourceKind.YAML, SourceKind.EXPORTED):
+        raise ModelLoadError(
+            f"{spec} is {'an architecture without trained weights' if source.kind is SourceKind.YAML else 'an export'}"
+            ", not a trained PyTorch checkpoint",
+            "start from a trained .pt ('demo', 'student' or a path); the workbench exports variants from it",
+        )
+    model = load_model(spec)
+    path = Path(model.ckpt_path or source.ref)
+    if path.suffix != ".pt" or not path.is_file():
+        raise ModelLoadError(f"{spec} did not load from a .pt file ({path})", "pass the path of a trained .pt")
+    if data_yaml is not None:
+        check_dataset(data_yaml, splits=("val",), model_names=dict(model.names))
+    return SourceModel(str(spec), source.kind, path, model, training_imgsz(model) or DEFAULT_IMGSZ)
+
+
+def record_source(workspace, source: SourceModel) -> int:
+    """Record a checked model as a 'source' variant (the same file recorded again keeps its id)."""
+    params = {"source": source.spec, "kind": source.kind.value, "train_imgsz": source.imgsz}
+    return workspace.add_artifact(source.path, source.path.name, step="source", params=params, format="pytorch")

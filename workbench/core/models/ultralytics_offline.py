@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..offline import decline_openvino_telemetry, set_environment
+from ..offline import decline_openvino_telemetry
 
 _OFF = ("sync", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb", "vscode_msg", "openvino_msg")
 
@@ -14,8 +14,7 @@ def ultralytics():
     """Return the `ultralytics` module, imported with the offline environment and integrations off."""
     import sys
 
-    if "ultralytics" not in sys.modules:
-        set_environment()
+    if "ultralytics" not in sys.modules:  # the switches were set when workbench.core was imported
         Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
     decline_openvino_telemetry()  # Ultralytics' OpenVINO and INT8 exports run OpenVINO's converter and NNCF
     import ultralytics as ul

@@ -1,18 +1,19 @@
-"""Structured (channel) pruning with Torch-Pruning's dependency graph, and unstructured pruning with NNCF.
+"""Structured (channel) pruning with Torch-Pruning's dependency graph, as a recorded step.
 
 Structured pruning removes whole channels: the model gets smaller and, on a dense runtime, faster where the
 new widths suit the hardware (hence `round_to`). The Detect head's outputs are kept intact and the attention
 blocks' heads are not cut. A pruned model stays an Ultralytics model: it trains, validates, exports and reloads.
-Unstructured pruning zeroes single weights: the file compresses, but a dense runtime does the same work.
+Unstructured pruning (single weights set to zero) is `sparsify`.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, WorkbenchError
+from ..errors import ConfigError, WorkbenchError, check_imgsz
+from ..models.checkpoints import check_reloads, checkpoint_imgsz, load_checkpoint, save_checkpoint
+from ..models.summary import model_stats
 from ..progress import ProgressFn, emit
 
 
@@ -39,23 +40,32 @@ class PruneConfig:
     importance: str = "l2"
     imgsz: int = 640  # example input for the dependency graph and the FLOPs count
     finetune_epochs: int = 0
-    finetune_imgsz: int = 320
+    finetune_imgsz: int | None = None  # None: the size the parent was trained at
 
     def __post_init__(self):
         object.__setattr__(self, "stage_ratios", {str(k): float(v) for k, v in self.stage_ratios.items()})
         if not 0 < self.ratio < 1:
-            raise ConfigError(f"pruning ratio must be between 0 and 1 (exclusive), got {self.ratio}",
-                              "use e.g. ratio=0.3 to remove 30% of the channels")
+            raise ConfigError(
+                f"pruning ratio must be between 0 and 1 (exclusive), got {self.ratio}",
+                "use e.g. ratio=0.3 to remove 30% of the channels",
+            )
         for index, value in self.stage_ratios.items():
             if not 0 <= value < 1:
-                raise ConfigError(f"stage_ratios[{index}] must be in [0, 1), got {value}",
-                                  "use 0 to keep a layer whole, e.g. stage_ratios={'10': 0}")
+                raise ConfigError(
+                    f"stage_ratios[{index}] must be in [0, 1), got {value}",
+                    "use 0 to keep a layer whole, e.g. stage_ratios={'10': 0}",
+                )
         if self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}", "use steps=1 for one-shot pruning")
         if self.round_to < 1:
             raise ConfigError(f"round_to must be >= 1, got {self.round_to}", "use 8 or 16")
         if self.importance not in _IMPORTANCE:
             raise ConfigError(f"unknown importance {self.importance!r}", f"choose from {', '.join(_IMPORTANCE)}")
+        check_imgsz(self.imgsz)
+        if self.finetune_imgsz is not None:
+            check_imgsz(self.finetune_imgsz, "finetune_imgsz")
+        if self.finetune_epochs < 0:
+            raise ConfigError(f"finetune_epochs cannot be negative, got {self.finetune_epochs}", "use 0 for none")
 
 
 _IMPORTANCE = ("l2", "l1", "bn")
@@ -75,11 +85,15 @@ def check_prunable(net) -> None:
     from ultralytics.nn.tasks import DetectionModel
 
     if not isinstance(net, DetectionModel) or not isinstance(net.model[-1], Detect):
-        raise PruningError(f"{type(net).__name__} is not an Ultralytics detection model with a Detect head",
-                           "prune a YOLOv8 / YOLO11 detection model (.pt or YAML)")
+        raise PruningError(
+            f"{type(net).__name__} is not an Ultralytics detection model with a Detect head",
+            "prune a YOLOv8 / YOLO11 detection model (.pt or YAML)",
+        )
     if getattr(net.model[-1], "end2end", False):
-        raise PruningError("end-to-end (NMS-free) heads such as YOLO26 / YOLOv10 are not supported by the pruner",
-                           "prune a YOLOv8 or YOLO11 model")
+        raise PruningError(
+            "end-to-end (NMS-free) heads such as YOLO26 / YOLOv10 are not supported by the pruner",
+            "prune a YOLOv8 or YOLO11 model",
+        )
 
 
 def _ignored(net) -> list:
@@ -113,9 +127,11 @@ def channel_prune(net, config: PruneConfig, *, finetune=None, progress: Progress
     check_prunable(net)
     for index in config.stage_ratios:
         if not str(index).isdigit() or int(index) >= len(net.model) - 1:
-            raise ConfigError(f"stage_ratios names layer {index!r}, which is not a prunable layer index",
-                              f"use layer indices 0..{len(net.model) - 2} (the Detect head follows the global ratio; "
-                              "its outputs are never cut)")
+            raise ConfigError(
+                f"stage_ratios names layer {index!r}, which is not a prunable layer index",
+                f"use layer indices 0..{len(net.model) - 2} (the Detect head follows the global ratio; "
+                "its outputs are never cut)",
+            )
     net.eval()
     for p in net.parameters():
         p.requires_grad_(True)
@@ -123,9 +139,15 @@ def channel_prune(net, config: PruneConfig, *, finetune=None, progress: Progress
     example = torch.zeros(1, 3, config.imgsz, config.imgsz)
     try:
         pruner = tp.pruner.MetaPruner(
-            net, example, importance=_importance(config.importance), pruning_ratio=config.ratio,
-            pruning_ratio_dict=_ratio_dict(net, config) or None, iterative_steps=config.steps,
-            ignored_layers=_ignored(net), round_to=config.round_to)
+            net,
+            example,
+            importance=_importance(config.importance),
+            pruning_ratio=config.ratio,
+            pruning_ratio_dict=_ratio_dict(net, config) or None,
+            iterative_steps=config.steps,
+            ignored_layers=_ignored(net),
+            round_to=config.round_to,
+        )
         for step in range(config.steps):
             emit(progress, "prune", step, config.steps, f"step {step + 1}/{config.steps}")
             pruner.step()
@@ -137,113 +159,61 @@ def channel_prune(net, config: PruneConfig, *, finetune=None, progress: Progress
     except WorkbenchError:
         raise
     except (RuntimeError, IndexError, ValueError) as exc:
-        raise PruningError(f"Torch-Pruning could not prune this model: {type(exc).__name__}: {exc}",
-                           "lower the ratio, or keep the failing stage with stage_ratios={'N': 0}") from exc
+        raise PruningError(
+            f"Torch-Pruning could not prune this model: {type(exc).__name__}: {exc}",
+            "lower the ratio, or keep the failing stage with stage_ratios={'N': 0}",
+        ) from exc
     emit(progress, "prune", config.steps, config.steps, "done")
     return net
 
 
-def magnitude_prune(net, ratio: float, *, local: bool = False, imgsz: int = 640):
-    """Zero the smallest-magnitude weights with `nncf.prune`; returns a plain copy of `net` with the zeros baked in.
-
-    The Detect head's output convolutions are left dense. The masks NNCF computes are multiplied into the
-    weights of a copy, so the result is an ordinary module that exports like any other.
-    """
-    import nncf
-    import torch
-    from nncf.torch.function_hook.pruning.magnitude.modules import UnstructuredPruningMask
-    from nncf.torch.function_hook.wrapper import get_hook_storage
-
-    if not 0 < ratio < 1:
-        raise ConfigError(f"sparsity ratio must be between 0 and 1 (exclusive), got {ratio}", "use e.g. ratio=0.5")
-    check_prunable(net)
-    mode = nncf.PruneMode.UNSTRUCTURED_MAGNITUDE_LOCAL if local else nncf.PruneMode.UNSTRUCTURED_MAGNITUDE_GLOBAL
-    head = len(net.model) - 1
-    outputs = [f"model.{head}.{branch}.{i}.{len(seq) - 1}.weight"
-               for branch in ("cv2", "cv3") for i, seq in enumerate(getattr(net.model[-1], branch))]
-    masked = nncf.prune(copy.deepcopy(net).eval(), mode, ratio=ratio, examples_inputs=torch.zeros(1, 3, imgsz, imgsz),
-                        ignored_scope=nncf.IgnoredScope(names=outputs, validate=False))
-    baked = copy.deepcopy(net).eval()
-    for name, module in get_hook_storage(masked).named_modules():
-        if isinstance(module, UnstructuredPruningMask):
-            parameter = name.split(".", 1)[1].rsplit("__", 1)[0].replace(":", ".")
-            with torch.no_grad():
-                baked.get_parameter(parameter).mul_(module.binary_mask)
-    return baked
-
-
-def sparsity(net) -> dict:
-    """Share of exactly-zero weights in convolution kernels, and the gzip-compressed size of the weights."""
-    import gzip
-    import io
-
-    import torch
-
-    total = zeros = 0
-    for p in net.parameters():
-        if p.dim() > 1:
-            total += p.numel()
-            zeros += int((p == 0).sum())
-    buffer = io.BytesIO()
-    torch.save({k: v.half() for k, v in net.state_dict().items() if v.is_floating_point()}, buffer)
-    return {"sparsity": round(zeros / max(total, 1), 4), "weights_fp16_bytes": buffer.tell(),
-            "weights_fp16_gzip_bytes": len(gzip.compress(buffer.getvalue(), 6))}
-
-
-def model_stats(net, imgsz: int) -> dict:
-    """Parameters and GFLOPs (Ultralytics' counter) of a module at a square input size."""
-    from ultralytics.utils.torch_utils import get_flops, get_num_params
-
-    return {"params": int(get_num_params(net)), "gflops": round(float(get_flops(net, imgsz)), 3)}
-
-
-def save_checkpoint(net, path: Path, *, note: dict | None = None) -> Path:
-    """Write an Ultralytics-style checkpoint (the module itself, fp32) that `YOLO(path)` reloads."""
-    import torch
-
-    model = copy.deepcopy(net).float().eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    args = dict(getattr(net, "args", {}) or {})
-    torch.save({"model": model, "ema": None, "epoch": -1, "optimizer": None, "train_args": args,
-                "workbench": note or {}}, path)
-    return path
-
-
-
-
-def _load_net(workspace, parent_id: int):
-    from ..models.sources import load_model
-
+def load_net(workspace, parent_id: int):
+    """The float PyTorch module of a recorded .pt variant, in eval mode, and its path."""
     path = workspace.artifact_path(parent_id)
     if path.suffix != ".pt":
-        raise ConfigError(f"variant {parent_id} is {path.name}; pruning works on PyTorch models",
-                          "prune the .pt variant, then export it")
-    return load_model(path).model.float().eval(), path
+        raise ConfigError(
+            f"variant {parent_id} is {path.name}; pruning works on PyTorch models",
+            "prune the .pt variant, then export it",
+        )
+    return load_checkpoint(path).model.float().eval(), path
 
 
-def prune(workspace, parent_id: int, config: PruneConfig = PruneConfig(), *, data_yaml: Path | str | None = None,
-          progress: ProgressFn | None = None) -> int:
+def prune(
+    workspace,
+    parent_id: int,
+    config: PruneConfig = PruneConfig(),
+    *,
+    data_yaml: Path | str | None = None,
+    progress: ProgressFn | None = None,
+) -> int:
     """Channel-prune a recorded .pt variant; record the pruned model (params, GFLOPs before and after) as its child.
 
     With `config.steps` > 1 and `config.finetune_epochs` > 0 the model is fine-tuned on `data_yaml` between steps.
     """
     if config.steps > 1 and config.finetune_epochs and data_yaml is None:
         raise ConfigError("fine-tuning between pruning steps needs a dataset", "pass data_yaml=")
-    net, path = _load_net(workspace, parent_id)
+    net, path = load_net(workspace, parent_id)
     check_prunable(net)
     before = model_stats(net, config.imgsz)
     finetune = None
     if config.steps > 1 and config.finetune_epochs:
+        imgsz = config.finetune_imgsz or checkpoint_imgsz(path) or config.imgsz
+
         def finetune(module):
-            _finetune_in_place(module, data_yaml, config.finetune_epochs, config.finetune_imgsz, progress)
+            _finetune_in_place(module, data_yaml, config.finetune_epochs, imgsz, progress)
+
     net = channel_prune(net, config, finetune=finetune, progress=progress)
     after = model_stats(net, config.imgsz)
     params = {**asdict(config), "before": before, "after": after}
-    return workspace.add_artifact(lambda out: save_checkpoint(net, out, note=params),
-                                  f"{path.stem.rsplit('-', 1)[0]}-pruned{round(config.ratio * 100)}.pt",
-                                  step="prune", params=params, parent_id=parent_id, format="pytorch",
-                                  check=check_reloads)
+    return workspace.add_artifact(
+        lambda out: save_checkpoint(net, out, note=params),
+        f"{path.stem.rsplit('-', 1)[0]}-pruned{round(config.ratio * 100)}.pt",
+        step="prune",
+        params=params,
+        parent_id=parent_id,
+        format="pytorch",
+        check=check_reloads,
+    )
 
 
 def _finetune_in_place(net, data_yaml, epochs: int, imgsz: int, progress) -> None:
@@ -251,56 +221,11 @@ def _finetune_in_place(net, data_yaml, epochs: int, imgsz: int, progress) -> Non
 
     import torch
 
-    from ..models.ultralytics_offline import YOLO
     from .train import TrainConfig, train
 
     with tempfile.TemporaryDirectory(prefix="workbench-prune-ft-") as tmp:
         start, tuned = Path(tmp) / "step.pt", Path(tmp) / "tuned.pt"
         save_checkpoint(net, start)
-        train(YOLO(start), data_yaml, tuned, TrainConfig(epochs=epochs, imgsz=imgsz), progress=progress)
+        train(load_checkpoint(start), data_yaml, tuned, TrainConfig(epochs=epochs, imgsz=imgsz), progress=progress)
         state = torch.load(tuned, weights_only=False)
         net.load_state_dict((state.get("ema") or state["model"]).float().state_dict())
-
-
-@dataclass(frozen=True)
-class SparsifyConfig:
-    """Unstructured magnitude pruning (`nncf.prune`): `ratio` of the weights set to zero, globally or per layer."""
-
-    ratio: float = 0.5
-    local: bool = False
-    imgsz: int = 640
-
-    def __post_init__(self):
-        if not 0 < self.ratio < 1:
-            raise ConfigError(f"sparsity ratio must be between 0 and 1 (exclusive), got {self.ratio}",
-                              "use e.g. ratio=0.5 to zero half the weights")
-
-
-NO_SPEEDUP = ("Unstructured sparsity zeroes single weights but keeps every tensor's shape: dense runtimes "
-              "(ONNX Runtime, OpenVINO on CPU) do the same multiply-adds, so latency does not drop; the weights "
-              "compress better (see weights_fp16_gzip_bytes). Compare the measured latency rows.")
-
-
-def sparsify(workspace, parent_id: int, config: SparsifyConfig = SparsifyConfig(), *,
-             progress: ProgressFn | None = None) -> int:
-    """Magnitude-prune a recorded .pt variant with NNCF; record sparsity and compressed size before and after."""
-    net, path = _load_net(workspace, parent_id)
-    emit(progress, "sparsify", 0, 1, f"ratio {config.ratio}")
-    baked = magnitude_prune(net, config.ratio, local=config.local, imgsz=config.imgsz)
-    params = {**asdict(config), "before": sparsity(net), "after": sparsity(baked), "note": NO_SPEEDUP}
-    emit(progress, "sparsify", 1, 1, f"sparsity {params['after']['sparsity']}")
-    return workspace.add_artifact(lambda out: save_checkpoint(baked, out, note=params),
-                                  f"{path.stem.rsplit('-', 1)[0]}-sparse{round(config.ratio * 100)}.pt",
-                                  step="sparsify", params=params, parent_id=parent_id, format="pytorch",
-                                  check=check_reloads)
-
-
-def check_reloads(path: Path) -> None:
-    """A pruned checkpoint must load back through Ultralytics and run."""
-    import torch
-
-    from ..models.sources import load_model
-
-    net = load_model(path).model.float().eval()
-    with torch.no_grad():
-        net(torch.zeros(1, 3, 64, 64))

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..data.calibration import MIN_CALIBRATION_IMAGES, ImageSet
+from ..errors import ConfigError, check_imgsz
+from ..models.checkpoints import DEFAULT_IMGSZ, check_reloads, checkpoint_imgsz, load_checkpoint, save_checkpoint
 from ..progress import ProgressFn, emit
-from .quantize import MIN_CALIBRATION_IMAGES, ImageSet
 
 
 @dataclass(frozen=True)
@@ -23,13 +24,13 @@ class QATConfig:
     """Quantize with NNCF, then fine-tune `epochs` with Ultralytics' loss; export at `export_imgsz`."""
 
     epochs: int = 2
-    imgsz: int = 320
+    imgsz: int | None = None  # training size; None: the size the parent was trained at
     batch: int = 16
     lr0: float = 1e-4
     calibration_images: int = 300
     calibration_split: str = "train"
     preset: str = "mixed"
-    export_imgsz: int = 640
+    export_imgsz: int | None = None  # None: the size the parent was trained at
     formats: tuple = ("openvino", "onnx")
     compare_ptq: bool = True  # also post-training INT8 of the same parent with the same calibration, side by side
     seed: int = 0
@@ -39,15 +40,18 @@ class QATConfig:
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}", "use e.g. epochs=2")
         if self.calibration_images < MIN_CALIBRATION_IMAGES:
-            raise ConfigError(f"{self.calibration_images} calibration images are too few",
-                              f"use at least {MIN_CALIBRATION_IMAGES}")
-        for size in (self.imgsz, self.export_imgsz):
-            if size < 32 or size % 32:
-                raise ConfigError(f"image sizes must be multiples of 32, got {size}", "use e.g. 320 or 640")
+            raise ConfigError(
+                f"{self.calibration_images} calibration images are too few", f"use at least {MIN_CALIBRATION_IMAGES}"
+            )
+        for name in ("imgsz", "export_imgsz"):
+            if getattr(self, name) is not None:
+                check_imgsz(getattr(self, name), name)
         unknown = set(self.formats) - {"openvino", "onnx"}
         if unknown or not self.formats:
-            raise ConfigError(f"QAT exports to openvino and/or onnx, not {sorted(unknown) or 'nothing'}",
-                              "use formats=('openvino', 'onnx')")
+            raise ConfigError(
+                f"QAT exports to openvino and/or onnx, not {sorted(unknown) or 'nothing'}",
+                "use formats=('openvino', 'onnx')",
+            )
 
 
 def _raw_view():
@@ -115,8 +119,16 @@ def _loader(data_yaml: Path, config: QATConfig):
     from ultralytics.data import build_dataloader, build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
 
-    args = get_cfg(overrides={"imgsz": config.imgsz, "batch": config.batch, "mosaic": 0.0, "seed": config.seed,
-                              "cache": False, "workers": 0})
+    args = get_cfg(
+        overrides={
+            "imgsz": config.imgsz,
+            "batch": config.batch,
+            "mosaic": 0.0,
+            "seed": config.seed,
+            "cache": False,
+            "workers": 0,
+        }
+    )
     data = check_det_dataset(str(data_yaml))
     dataset = build_yolo_dataset(args, data["train"], config.batch, data, mode="train")
     return args, build_dataloader(dataset, config.batch, 0, shuffle=True, pin_memory=False, device="cpu")
@@ -152,14 +164,22 @@ def finetune_quantized(qmodel, data_yaml: Path, config: QATConfig, *, progress: 
     return history
 
 
-EXPORT_NOTE = ("The QAT-trained weights are exported through NNCF post-training INT8 on the same calibration "
-               "images: converting NNCF's fake-quantized PyTorch graph to OpenVINO fails on this stack (tracing "
-               "shifts the quantizer positions in the attention block; torch.export stops on a data-dependent "
-               "guard), so the learned quantizer ranges are recalibrated rather than carried over.")
+EXPORT_NOTE = (
+    "The QAT-trained weights are exported through NNCF post-training INT8 on the same calibration "
+    "images: converting NNCF's fake-quantized PyTorch graph to OpenVINO fails on this stack (tracing "
+    "shifts the quantizer positions in the attention block; torch.export stops on a data-dependent "
+    "guard), so the learned quantizer ranges are recalibrated rather than carried over."
+)
 
 
-def qat(workspace, parent_id: int, data_yaml: Path | str, config: QATConfig = QATConfig(), *,
-        progress: ProgressFn | None = None) -> dict:
+def qat(
+    workspace,
+    parent_id: int,
+    data_yaml: Path | str,
+    config: QATConfig = QATConfig(),
+    *,
+    progress: ProgressFn | None = None,
+) -> dict:
     """Quantization-aware training of a recorded .pt variant, then INT8 exports.
 
     Records the QAT-trained weights (step "qat") and one INT8 child per format (step "quantize"); with
@@ -168,31 +188,47 @@ def qat(workspace, parent_id: int, data_yaml: Path | str, config: QATConfig = QA
         {"qat": id, "openvino": id, "onnx": id, "ptq_openvino": id, ...} for the formats asked for.
     """
     from ..data.checks import check_dataset
-    from ..models.sources import load_model
-    from .prune import check_reloads, save_checkpoint
     from .quantize import QuantizeConfig, quantize
 
     path = workspace.artifact_path(parent_id)
     if path.suffix != ".pt":
         raise ConfigError(f"variant {parent_id} is {path.name}; QAT trains PyTorch models", "pick a .pt variant")
-    net = load_model(path).model.float().eval()
+    net = load_checkpoint(path).model.float().eval()
+    trained_at = checkpoint_imgsz(path) or DEFAULT_IMGSZ
+    config = replace(config, imgsz=config.imgsz or trained_at, export_imgsz=config.export_imgsz or trained_at)
     summary = check_dataset(data_yaml, splits=("train", "val"), model_names=net.names)
-    calibration = ImageSet.from_data(data_yaml, config.calibration_split, config.calibration_images,
-                                     minimum=MIN_CALIBRATION_IMAGES)
+    calibration = ImageSet.from_data(
+        data_yaml, config.calibration_split, config.calibration_images, minimum=MIN_CALIBRATION_IMAGES
+    )
     start = time.perf_counter()
     qmodel = quantize_for_training(net, calibration, config.imgsz, config.preset, progress)
     with tempfile.TemporaryDirectory(prefix="workbench-qat-") as tmp:
         history = finetune_quantized(qmodel, summary.write_resolved(Path(tmp)), config, progress=progress)
-    params = {**asdict(config), "calibration": calibration.record(), "history": history,
-              "seconds": round(time.perf_counter() - start, 1), "export": EXPORT_NOTE}
-    trained = workspace.add_artifact(lambda out: save_checkpoint(qmodel.net, out, note=params),
-                                     f"{path.stem.rsplit('-', 1)[0]}-qat{config.epochs}.pt", step="qat",
-                                     params=params, parent_id=parent_id, format="pytorch", check=check_reloads)
+    params = {
+        **asdict(config),
+        "calibration": calibration.record(),
+        "history": history,
+        "seconds": round(time.perf_counter() - start, 1),
+        "export": EXPORT_NOTE,
+    }
+    trained = workspace.add_artifact(
+        lambda out: save_checkpoint(qmodel.net, out, note=params),
+        f"{path.stem.rsplit('-', 1)[0]}-qat{config.epochs}.pt",
+        step="qat",
+        params=params,
+        parent_id=parent_id,
+        format="pytorch",
+        check=check_reloads,
+    )
     ids = {"qat": trained}
     for fmt in config.formats:
-        options = QuantizeConfig(format=fmt, imgsz=config.export_imgsz, preset=config.preset,
-                                 calibration_images=config.calibration_images,
-                                 calibration_split=config.calibration_split)
+        options = QuantizeConfig(
+            format=fmt,
+            imgsz=config.export_imgsz,
+            preset=config.preset,
+            calibration_images=config.calibration_images,
+            calibration_split=config.calibration_split,
+        )
         ids[fmt] = quantize(workspace, trained, data_yaml, options, progress=progress)
         if config.compare_ptq:
             ids[f"ptq_{fmt}"] = quantize(workspace, parent_id, data_yaml, options, progress=progress)

@@ -8,19 +8,18 @@ default, as Ultralytics' own OpenVINO INT8 export does; so do the sigmoids insid
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, WorkbenchError
+from ..data.calibration import MIN_CALIBRATION_IMAGES, ImageSet
+from ..errors import ConfigError, WorkbenchError, check_imgsz
 from ..progress import ProgressFn, emit
 
-MIN_CALIBRATION_IMAGES = 8
 FORMATS = ("openvino", "onnx")
 PRESETS = ("mixed", "performance")
 
@@ -39,7 +38,7 @@ class QuantizeConfig:
     """
 
     format: str = "openvino"
-    imgsz: int = 640
+    imgsz: int | None = None  # None: the parent's own size (a static export's, or the training size)
     preset: str = "mixed"
     calibration_images: int = 300
     calibration_split: str = "train"
@@ -52,52 +51,33 @@ class QuantizeConfig:
 
     def __post_init__(self):
         if self.format not in FORMATS:
-            raise ConfigError(f"NNCF post-training INT8 handles {', '.join(FORMATS)}, not {self.format!r}",
-                              "quantize an ONNX or OpenVINO variant (a .pt parent is exported first)")
+            raise ConfigError(
+                f"NNCF post-training INT8 handles {', '.join(FORMATS)}, not {self.format!r}",
+                "quantize an ONNX or OpenVINO variant (a .pt parent is exported first)",
+            )
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}", f"choose from {', '.join(PRESETS)}")
-        if self.imgsz < 32 or self.imgsz % 32:
-            raise ConfigError(f"imgsz must be a multiple of 32, got {self.imgsz}", "use e.g. 320 or 640")
+        if self.imgsz is not None:
+            check_imgsz(self.imgsz)
         if self.calibration_images < MIN_CALIBRATION_IMAGES:
-            raise ConfigError(f"{self.calibration_images} calibration images are too few for stable ranges",
-                              f"use at least {MIN_CALIBRATION_IMAGES} (NNCF's default is 300)")
+            raise ConfigError(
+                f"{self.calibration_images} calibration images are too few for stable ranges",
+                f"use at least {MIN_CALIBRATION_IMAGES} (NNCF's default is 300)",
+            )
         if self.max_drop is not None:
             if not 0 < self.max_drop < 1:
-                raise ConfigError(f"max_drop is an absolute mAP50-95 drop in (0, 1), got {self.max_drop}",
-                                  "use e.g. max_drop=0.01")
+                raise ConfigError(
+                    f"max_drop is an absolute mAP50-95 drop in (0, 1), got {self.max_drop}", "use e.g. max_drop=0.01"
+                )
             if self.format != "openvino":
-                raise ConfigError("accuracy-controlled quantization is run on OpenVINO models here",
-                                  "use format='openvino' with max_drop, or drop max_drop for ONNX")
+                raise ConfigError(
+                    "accuracy-controlled quantization is run on OpenVINO models here",
+                    "use format='openvino' with max_drop, or drop max_drop for ONNX",
+                )
         if self.calibration_split == self.validation_split and self.max_drop is not None:
-            raise ConfigError("calibration and validation use the same split",
-                              "calibrate on 'train' and validate on 'val'")
-
-
-@dataclass(frozen=True)
-class ImageSet:
-    """A recorded subset of a split: paths and the sha256 of each file (first `count` in sorted order)."""
-
-    split: str
-    paths: tuple[Path, ...]
-    hashes: tuple[str, ...] = field(default=())
-
-    @classmethod
-    def from_data(cls, data_yaml: Path | str, split: str, count: int, minimum: int = 1) -> ImageSet:
-        from ..data.checks import list_images
-
-        images = list_images(data_yaml, split)
-        if len(images) < minimum:
-            raise ConfigError(f"the '{split}' split of {data_yaml} has {len(images)} images, "
-                              f"fewer than the {minimum} needed",
-                              f"add images to '{split}' or calibrate on a larger split")
-        paths = tuple(images[:count])
-        return cls(split, paths, tuple(hashlib.sha256(p.read_bytes()).hexdigest() for p in paths))
-
-    def record(self) -> dict:
-        """What the ledger keeps: the split, the count, one digest over all files, and each file's short hash."""
-        digest = hashlib.sha256("".join(self.hashes).encode()).hexdigest()
-        return {"split": self.split, "count": len(self.paths), "sha256": digest,
-                "images": {p.name: h[:12] for p, h in zip(self.paths, self.hashes, strict=True)}}
+            raise ConfigError(
+                "calibration and validation use the same split", "calibrate on 'train' and validate on 'val'"
+            )
 
 
 def _batch(path: Path, imgsz: int) -> np.ndarray:
@@ -131,8 +111,10 @@ def head_float_names(op_names: list[str], fmt: str) -> list[str]:
     pattern = r"__module\.model\.(\d+)[./]" if fmt == "openvino" else r"^/model\.(\d+)/"
     indices = [int(m.group(1)) for name in op_names if (m := re.search(pattern, name))]
     if not indices:
-        raise QuantizationError("no Ultralytics layer names found in the graph; the head cannot be kept in float",
-                                "quantize a model exported by Ultralytics, or set keep_head_float=False")
+        raise QuantizationError(
+            "no Ultralytics layer names found in the graph; the head cannot be kept in float",
+            "quantize a model exported by Ultralytics, or set keep_head_float=False",
+        )
     head = max(indices)
     if fmt == "openvino":
         return [n for n in op_names if n.startswith((f"__module.model.{head}/", f"__module.model.{head}.dfl"))]
@@ -160,8 +142,11 @@ def _read(source: Path, fmt: str):
 
         model = ov.Core().read_model(next(source.glob("*.xml")) if source.is_dir() else source)
         ops = model.get_ordered_ops()
-        return (model, [op.get_friendly_name() for op in ops],
-                [op.get_friendly_name() for op in ops if op.get_type_name() == "Sigmoid"])
+        return (
+            model,
+            [op.get_friendly_name() for op in ops],
+            [op.get_friendly_name() for op in ops if op.get_type_name() == "Sigmoid"],
+        )
     import onnx
 
     model = onnx.load(str(source))
@@ -183,8 +168,15 @@ def _save(model, source: Path, out: Path, fmt: str) -> None:
         shutil.copy2(extra, out / extra.name)
 
 
-def quantize_artifact(source: Path, out: Path, config: QuantizeConfig, calibration: ImageSet,
-                      validation: list | None = None, *, progress: ProgressFn | None = None) -> dict:
+def quantize_artifact(
+    source: Path,
+    out: Path,
+    config: QuantizeConfig,
+    calibration: ImageSet,
+    validation: list | None = None,
+    *,
+    progress: ProgressFn | None = None,
+) -> dict:
     """Quantize the float model at `source` into `out`; returns what was done (ignored and reverted ops)."""
     import nncf
 
@@ -193,9 +185,12 @@ def quantize_artifact(source: Path, out: Path, config: QuantizeConfig, calibrati
     ignored = head_float_names(names, config.format) if config.keep_head_float else []
     if config.float_sigmoids:
         ignored = list(dict.fromkeys(ignored + sigmoids))
-    kwargs = {"preset": getattr(nncf.QuantizationPreset, config.preset.upper()),
-              "subset_size": len(calibration.paths), "fast_bias_correction": config.fast_bias_correction,
-              "ignored_scope": nncf.IgnoredScope(names=ignored, validate=False)}
+    kwargs = {
+        "preset": getattr(nncf.QuantizationPreset, config.preset.upper()),
+        "subset_size": len(calibration.paths),
+        "fast_bias_correction": config.fast_bias_correction,
+        "ignored_scope": nncf.IgnoredScope(names=ignored, validate=False),
+    }
     dataset = calibration_dataset(calibration, config.imgsz, input_name, progress)
     reverted = _RevertedOps()
     try:
@@ -205,19 +200,27 @@ def quantize_artifact(source: Path, out: Path, config: QuantizeConfig, calibrati
             logging.getLogger("nncf").addHandler(reverted)
             try:
                 quantized = nncf.quantize_with_accuracy_control(
-                    model, dataset, nncf.Dataset(validation, lambda item: _batch(item.path, config.imgsz)),
-                    _validation_fn(config.imgsz), max_drop=config.max_drop, **kwargs)
+                    model,
+                    dataset,
+                    nncf.Dataset(validation, lambda item: _batch(item.path, config.imgsz)),
+                    _validation_fn(config.imgsz),
+                    max_drop=config.max_drop,
+                    **kwargs,
+                )
             finally:
                 logging.getLogger("nncf").removeHandler(reverted)
     except (RuntimeError, ValueError, nncf.errors.ValidationError) as exc:
-        raise QuantizationError(f"NNCF could not quantize {source.name}: {type(exc).__name__}: {exc}",
-                                "check that the model is a float export; try keep_head_float=False") from exc
+        raise QuantizationError(
+            f"NNCF could not quantize {source.name}: {type(exc).__name__}: {exc}",
+            "check that the model is a float export; try keep_head_float=False",
+        ) from exc
     _save(quantized, source, out, config.format)
     return {"ignored_ops": len(ignored), "reverted_ops": reverted.names if config.max_drop is not None else None}
 
 
 def _validation_fn(imgsz: int):
     """mAP50-95 of a compiled OpenVINO model over labelled images (what the accuracy restorer maximises)."""
+    from ..data.labels import LabelledImage
     from ..measure.mean_ap import map50_95
     from ..models.inference import decode, postprocess, preprocess
 
@@ -230,15 +233,22 @@ def _validation_fn(imgsz: int):
                 boxed_cache[item.path] = preprocess(decode(item.path.read_bytes(), str(item.path)), imgsz)
             boxed = boxed_cache[item.path]
             raw = compiled(boxed.batch)[0]
-            detections.append(postprocess([raw], boxed, conf=0.001, iou=0.7))
-            truths.append(item)
+            # scored as the measurement path scores accuracy: validator NMS, in the model's input pixels
+            detections.append(postprocess([raw], boxed, conf=0.001, iou=0.7, multi_label=True, to_original=False))
+            truths.append(LabelledImage(item.path, boxed.to_input(item.boxes), item.classes))
         return map50_95(detections, truths)["map50_95"]
 
     return validate
 
 
-def quantize(workspace, parent_id: int, data_yaml: Path | str, config: QuantizeConfig = QuantizeConfig(), *,
-             progress: ProgressFn | None = None) -> int:
+def quantize(
+    workspace,
+    parent_id: int,
+    data_yaml: Path | str,
+    config: QuantizeConfig = QuantizeConfig(),
+    *,
+    progress: ProgressFn | None = None,
+) -> int:
     """INT8-quantize a recorded variant with NNCF and record the result as its child.
 
     A .pt parent is first exported to a float `config.format` model at `config.imgsz` (recorded too).
@@ -250,16 +260,19 @@ def quantize(workspace, parent_id: int, data_yaml: Path | str, config: QuantizeC
     from ..models.export import ExportConfig, export
     from ..models.runners import check_loads
 
-    calibration = ImageSet.from_data(data_yaml, config.calibration_split, config.calibration_images,
-                                     minimum=MIN_CALIBRATION_IMAGES)
+    config = replace(config, imgsz=_quantize_imgsz(workspace, parent_id, config))
+    calibration = ImageSet.from_data(
+        data_yaml, config.calibration_split, config.calibration_images, minimum=MIN_CALIBRATION_IMAGES
+    )
     validation = None
     if config.max_drop is not None:
         held_out = ImageSet.from_data(data_yaml, config.validation_split, config.validation_images)
         validation = read_labelled(list(held_out.paths))
     source = workspace.artifact_path(parent_id)
     if source.suffix == ".pt":
-        parent_id = export(workspace, parent_id, ExportConfig(format=config.format, imgsz=config.imgsz),
-                           progress=progress)
+        parent_id = export(
+            workspace, parent_id, ExportConfig(format=config.format, imgsz=config.imgsz), progress=progress
+        )
         source = workspace.artifact_path(parent_id)
     _check_float_source(source, config)
     params = {**asdict(config), "calibration": calibration.record()}
@@ -271,11 +284,30 @@ def quantize(workspace, parent_id: int, data_yaml: Path | str, config: QuantizeC
     suffix = "_openvino_model" if config.format == "openvino" else ".onnx"
     tag = "int8ac" if config.max_drop is not None else "int8"
     emit(progress, "quantize", 0, 1, f"{config.format} {tag}")
-    variant = workspace.add_artifact(write, f"{stem}-nncf-{tag}{suffix}", step="quantize",
-                                     params=params,
-                                     parent_id=parent_id, format=config.format, check=check_loads)
+    variant = workspace.add_artifact(
+        write,
+        f"{stem}-nncf-{tag}{suffix}",
+        step="quantize",
+        params=params,
+        parent_id=parent_id,
+        format=config.format,
+        check=check_loads,
+    )
     emit(progress, "quantize", 1, 1, f"{config.format} {tag}")
     return variant
+
+
+def _quantize_imgsz(workspace, parent_id: int, config: QuantizeConfig) -> int:
+    """The size to calibrate and export at: the config's, which a static float parent must match, else the parent's."""
+    from ..measure.measure import native_imgsz, static_imgsz
+
+    static = static_imgsz(workspace.variant(parent_id))
+    if static and config.imgsz not in (None, static):
+        raise ConfigError(
+            f"variant {parent_id} is exported for {static} px, so it cannot be quantized at {config.imgsz}",
+            f"leave imgsz unset (or {static}), or quantize its PyTorch parent at {config.imgsz}",
+        )
+    return config.imgsz or static or native_imgsz(workspace, parent_id)
 
 
 def _check_float_source(source: Path, config: QuantizeConfig) -> None:
@@ -283,7 +315,9 @@ def _check_float_source(source: Path, config: QuantizeConfig) -> None:
 
     expected = {"openvino": "openvino", "onnx": "onnxruntime"}[config.format]
     if runtime_for(source) != expected:
-        raise ConfigError(f"{source.name} is not a{'n' if config.format == 'onnx' else ''} {config.format} model",
-                          f"quantize a .pt variant or a float {config.format} export of it")
+        raise ConfigError(
+            f"{source.name} is not a{'n' if config.format == 'onnx' else ''} {config.format} model",
+            f"quantize a .pt variant or a float {config.format} export of it",
+        )
     if "int8" in open_runner(source, RuntimeOptions(precision="f32")).precision:
         raise ConfigError(f"{source.name} is already quantized to INT8", "quantize its float parent instead")

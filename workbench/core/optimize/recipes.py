@@ -8,7 +8,10 @@ leaves the earlier variants in place and names itself and the cause.
       - prune: {ratio: 0.3, round_to: 16}
       - distill: {epochs: 3, teacher: parent}
       - quantize: {format: openvino, imgsz: 640}
-    measure: {latency_imgsz: [640], accuracy: true}
+    measure: {imgsz: [640], accuracy: true}
+
+`measure` is a `MeasurePlan` (the one plan type every caller uses); left out, each variant is measured at the size
+its model was trained at (a static export at its own size), latency and mAP50-95 in the same row.
 """
 
 from __future__ import annotations
@@ -19,15 +22,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import Cancelled, ConfigError, WorkbenchError
+from ..measure.plan import MeasurePlan
 from ..models.export import ExportConfig
 from ..progress import ProgressFn, emit
 from .distill import DistillConfig
-from .prune import PruneConfig, SparsifyConfig
+from .prune import PruneConfig
 from .qat import QATConfig
 from .quantize import QuantizeConfig
+from .sparsify import SparsifyConfig
 
-STEP_CONFIGS = {"prune": PruneConfig, "sparsify": SparsifyConfig, "finetune": DistillConfig,
-                "distill": DistillConfig, "quantize": QuantizeConfig, "qat": QATConfig, "export": ExportConfig}
+STEP_CONFIGS = {
+    "prune": PruneConfig,
+    "sparsify": SparsifyConfig,
+    "finetune": DistillConfig,
+    "distill": DistillConfig,
+    "quantize": QuantizeConfig,
+    "qat": QATConfig,
+    "export": ExportConfig,
+}
 TEACHER_KEY = "teacher"  # distill only: "parent" (the recipe's input model), or a model spec (path, 'demo', name)
 
 
@@ -47,26 +59,9 @@ class Step:
 
 
 @dataclass(frozen=True)
-class MeasureSpec:
-    """Measured after every step: latency of each new variant (at its own static size, or at each of
-    `latency_imgsz` for PyTorch models) and mAP50-95 on the val split at `accuracy_imgsz` where the variant allows."""
-
-    latency_imgsz: tuple = (640,)
-    accuracy: bool = True
-    accuracy_imgsz: int = 320
-    threads: int | None = None
-    latency_s: float = 3.0  # timed seconds per latency measurement (after a 1 s warm-up)
-
-    def __post_init__(self):
-        object.__setattr__(self, "latency_imgsz", tuple(int(s) for s in self.latency_imgsz))
-        if self.latency_s <= 0:
-            raise ConfigError(f"latency_s must be > 0, got {self.latency_s}", "use e.g. 3")
-
-
-@dataclass(frozen=True)
 class Recipe:
     steps: tuple
-    measure: MeasureSpec = MeasureSpec()
+    measure: MeasurePlan | None = MeasurePlan()  # None: the steps' variants are recorded, not measured
     name: str = "recipe"
 
     @classmethod
@@ -77,11 +72,14 @@ class Recipe:
         unknown = set(data) - {"steps", "measure", "name"}
         if unknown:
             raise ConfigError(f"{source} has unknown keys {sorted(unknown)}", "use name, steps and measure")
+        if not isinstance(data.get("measure") or {}, dict):
+            raise ConfigError(f"{source}: 'measure' must be a mapping", "write measure: {imgsz: [640]}")
         try:
-            measure = MeasureSpec(**(data.get("measure") or {}))
-        except TypeError as exc:
-            raise ConfigError(f"{source}: bad 'measure' entry ({exc})",
-                              "use latency_imgsz, accuracy, accuracy_imgsz, threads, latency_s") from exc
+            measure = MeasurePlan.from_dict(data.get("measure"), source=f"{source}: measure")
+        except ConfigError as exc:
+            raise ConfigError(
+                exc.problem if exc.problem.startswith(source) else f"{source}: measure: {exc.problem}", exc.fix
+            ) from exc
         return cls(tuple(steps), measure, str(data.get("name", Path(source).stem)))
 
     @classmethod
@@ -91,8 +89,10 @@ class Recipe:
         if not path.suffix and not path.exists():
             shipped = shipped_recipes()
             if str(name_or_path) not in shipped:
-                raise ConfigError(f"no recipe file or shipped recipe named {name_or_path!r}",
-                                  f"pass a YAML path or one of: {', '.join(shipped)}")
+                raise ConfigError(
+                    f"no recipe file or shipped recipe named {name_or_path!r}",
+                    f"pass a YAML path or one of: {', '.join(shipped)}",
+                )
             path = shipped[str(name_or_path)]
         return cls.from_yaml(path)
 
@@ -116,7 +116,9 @@ class Recipe:
             if step.teacher is not None:
                 options[TEACHER_KEY] = step.teacher
             steps.append({step.kind: options})
-        data = {"name": self.name, "steps": steps, "measure": asdict(self.measure)}
+        data = {"name": self.name, "steps": steps}
+        if self.measure is not None:
+            data["measure"] = self.measure.to_dict()
         return json.loads(json.dumps(data))  # plain types (enums become strings, tuples lists): YAML-safe
 
 
@@ -133,22 +135,27 @@ def parse_step(entry, index: int, source: str = "recipe") -> Step:
     if isinstance(entry, str):
         entry = {entry: {}}
     if not isinstance(entry, dict) or len(entry) != 1:
-        raise ConfigError(f"{source}: step {index} must be a single 'kind: {{options}}' mapping, got {entry!r}",
-                          f"write e.g. '- prune: {{ratio: 0.3}}'; kinds: {', '.join(STEP_CONFIGS)}")
+        raise ConfigError(
+            f"{source}: step {index} must be a single 'kind: {{options}}' mapping, got {entry!r}",
+            f"write e.g. '- prune: {{ratio: 0.3}}'; kinds: {', '.join(STEP_CONFIGS)}",
+        )
     kind, options = next(iter(entry.items()))
     if kind not in STEP_CONFIGS:
-        raise ConfigError(f"{source}: step {index} has unknown kind {kind!r}",
-                          f"use one of {', '.join(STEP_CONFIGS)}")
+        raise ConfigError(f"{source}: step {index} has unknown kind {kind!r}", f"use one of {', '.join(STEP_CONFIGS)}")
     options = dict(options or {})
     teacher = options.pop(TEACHER_KEY, None) if kind == "distill" else None
     if kind == "distill" and teacher is None:
-        raise ConfigError(f"{source}: step {index} (distill) names no teacher",
-                          "add teacher: parent (the model the recipe starts from) or a model path")
+        raise ConfigError(
+            f"{source}: step {index} (distill) names no teacher",
+            "add teacher: parent (the model the recipe starts from) or a model path",
+        )
     try:
         config = STEP_CONFIGS[kind](**options)
     except TypeError as exc:
-        raise ConfigError(f"{source}: step {index} ({kind}) has an unknown option ({exc})",
-                          f"options of {kind}: {', '.join(STEP_CONFIGS[kind].__dataclass_fields__)}") from exc
+        raise ConfigError(
+            f"{source}: step {index} ({kind}) has an unknown option ({exc})",
+            f"options of {kind}: {', '.join(STEP_CONFIGS[kind].__dataclass_fields__)}",
+        ) from exc
     except ConfigError as exc:
         raise ConfigError(f"{source}: step {index} ({kind}): {exc.problem}", exc.fix) from exc
     return Step(kind, config, teacher)
@@ -186,19 +193,21 @@ def preflight(workspace, recipe: Recipe, model_id: int, data_yaml: Path | str) -
         the pruner cannot handle, a teacher of another family, too few calibration images, a bad dataset.
     """
     from ..data.checks import check_dataset
-    from ..models.sources import load_model
+    from ..models.checkpoints import load_checkpoint
 
     path = workspace.artifact_path(model_id)
     if path.suffix != ".pt":
         raise ConfigError(f"a recipe starts from a PyTorch model, not {path.name}", "start from the .pt variant")
-    net = load_model(path).model
+    net = load_checkpoint(path).model
     check_dataset(data_yaml, splits=("train", "val"), model_names=net.names)
     teachers, produced = {}, "pytorch"
     for index, step in enumerate(recipe.steps, 1):
         where = f"step {index} ({step.kind})"
         if step.kind in _NEEDS_PYTORCH and produced != "pytorch":
-            raise ConfigError(f"{where} needs a PyTorch model, but an earlier step already produced {produced}",
-                              "put prune / distill / finetune / qat before quantize and export")
+            raise ConfigError(
+                f"{where} needs a PyTorch model, but an earlier step already produced {produced}",
+                "put prune / distill / finetune / qat before quantize and export",
+            )
         try:
             _check_step(workspace, step, index, net, model_id, data_yaml, teachers)
         except WorkbenchError as exc:
@@ -209,19 +218,20 @@ def preflight(workspace, recipe: Recipe, model_id: int, data_yaml: Path | str) -
 
 
 def _check_step(workspace, step: Step, index: int, net, model_id: int, data_yaml, teachers: dict) -> None:
-    from ..models.sources import load_model
+    from ..data.calibration import MIN_CALIBRATION_IMAGES, ImageSet
+    from ..models.checkpoints import load_checkpoint
     from .distill import check_teacher
     from .prune import check_prunable
-    from .quantize import MIN_CALIBRATION_IMAGES, ImageSet
 
     if step.kind in ("prune", "sparsify"):
         check_prunable(net)
     if step.kind == "distill":
         teachers[index] = _teacher_variant(workspace, step.teacher, model_id)
-        check_teacher(net, load_model(workspace.artifact_path(teachers[index])).model)
+        check_teacher(net, load_checkpoint(workspace.artifact_path(teachers[index])).model)
     if step.kind in ("quantize", "qat"):
-        ImageSet.from_data(data_yaml, step.config.calibration_split, step.config.calibration_images,
-                           minimum=MIN_CALIBRATION_IMAGES)
+        ImageSet.from_data(
+            data_yaml, step.config.calibration_split, step.config.calibration_images, minimum=MIN_CALIBRATION_IMAGES
+        )
 
 
 def _teacher_variant(workspace, teacher: str, model_id: int) -> int:
@@ -231,38 +241,54 @@ def _teacher_variant(workspace, teacher: str, model_id: int) -> int:
 
     source = resolve(teacher)
     if not Path(source.ref).is_file() or Path(source.ref).suffix != ".pt":
-        raise ConfigError(f"teacher {teacher!r} is not a local .pt checkpoint",
-                          "use teacher: parent, 'demo', or the path of a trained .pt")
+        raise ConfigError(
+            f"teacher {teacher!r} is not a local .pt checkpoint",
+            "use teacher: parent, 'demo', or the path of a trained .pt",
+        )
     return workspace.add_artifact(Path(source.ref), Path(source.ref).name, step="import", format="pytorch")
 
 
-def run_recipe(workspace, recipe: Recipe, model_id: int, data_yaml: Path | str, *, measure_input: bool = True,
-               progress: ProgressFn | None = None) -> PipelineResult:
+def run_recipe(
+    workspace,
+    recipe: Recipe,
+    model_id: int,
+    data_yaml: Path | str,
+    *,
+    measure_input: bool = True,
+    progress: ProgressFn | None = None,
+) -> PipelineResult:
     """Run the steps in order; each step's variants are recorded and measured before the next starts.
 
     Args:
         measure_input: measure the starting model too (skip when the caller already has).
     """
+    from ..measure.measure import measure
+
     teachers = preflight(workspace, recipe, model_id, data_yaml)
     result = PipelineResult(recipe, model_id)
-    if measure_input:
-        result.input_measurements = measure_variant(workspace, model_id, recipe.measure, data_yaml,
-                                                    progress=progress)
+    if measure_input and recipe.measure is not None:
+        result.input_measurements = measure(workspace, model_id, recipe.measure, data_yaml, progress=progress)
     current, total = model_id, len(recipe.steps)
     for index, step in enumerate(recipe.steps, 1):
         emit(progress, "pipeline", index - 1, total, f"step {index}/{total}: {step.kind}")
         start = time.perf_counter()
         try:
             variants = _run_step(workspace, step, current, data_yaml, teachers.get(index), progress)
-            measured = [m for v in variants for m in measure_variant(workspace, v, recipe.measure, data_yaml,
-                                                                     progress=progress)]
+            plan = recipe.measure
+            measured = (
+                [m for v in variants for m in measure(workspace, v, plan, data_yaml, progress=progress)] if plan else []
+            )
         except Cancelled:
             raise
         except Exception as exc:  # any library error: name the step, keep what earlier steps made
             problem = getattr(exc, "problem", f"{type(exc).__name__}: {exc}")
-            raise PipelineError(f"step {index} ({step.kind}) failed: {problem}",
-                                getattr(exc, "fix", "") or "fix this step's options and run the recipe again; "
-                                "earlier steps' variants are kept in the workspace", result.steps) from exc
+            raise PipelineError(
+                f"step {index} ({step.kind}) failed: {problem}",
+                getattr(exc, "fix", "")
+                or "fix this step's options and run the recipe again; "
+                "earlier steps' variants are kept in the workspace",
+                result.steps,
+            ) from exc
         result.steps.append(StepResult(index, step.kind, variants, round(time.perf_counter() - start, 1), measured))
         current = variants[-1] if step.kind != "qat" else variants[1]
     emit(progress, "pipeline", total, total, "done")
@@ -271,13 +297,13 @@ def run_recipe(workspace, recipe: Recipe, model_id: int, data_yaml: Path | str, 
 
 def _run_step(workspace, step: Step, current: int, data_yaml, teacher_id: int | None, progress) -> list[int]:
     from ..models import export
-    from . import distill, prune, qat, quantize
+    from . import distill, prune, qat, quantize, sparsify
 
     config = step.config
     if step.kind == "prune":
         return [prune.prune(workspace, current, config, data_yaml=data_yaml, progress=progress)]
     if step.kind == "sparsify":
-        return [prune.sparsify(workspace, current, config, progress=progress)]
+        return [sparsify.sparsify(workspace, current, config, progress=progress)]
     if step.kind == "finetune":
         return [distill.finetune(workspace, current, data_yaml, config, progress=progress)]
     if step.kind == "distill":
@@ -291,51 +317,3 @@ def _run_step(workspace, step: Step, current: int, data_yaml, teacher_id: int | 
         ids = qat.qat(workspace, current, data_yaml, config, progress=progress)
         return [ids["qat"], *(ids[f] for f in config.formats), *(ids[k] for k in ids if k.startswith("ptq_"))]
     return [export.export(workspace, current, config, progress=progress)]
-
-
-def variant_imgsz(workspace, variant_id: int) -> int | None:
-    """The static input size an exported variant was made for (None for PyTorch models)."""
-    if workspace.artifact_path(variant_id).suffix == ".pt":
-        return None
-    for row in workspace.ledger.rows("variants"):
-        if row["id"] == variant_id:
-            return row["params"].get("imgsz")
-    return None
-
-
-def measure_variant(workspace, variant_id: int, spec: MeasureSpec, data_yaml, *,
-                    progress: ProgressFn | None = None) -> list[int]:
-    """Latency (and accuracy) of one variant as the recipe's `measure` asks; returns measurement ids."""
-    from ..measure.accuracy import AccuracyConfig
-    from ..measure.latency import LatencyConfig
-    from ..measure.measure import evaluate_variant, measure_latency
-    from ..models.runners import RuntimeOptions, runtime_for
-
-    static = variant_imgsz(workspace, variant_id)
-    runtime = runtime_for(workspace.artifact_path(variant_id))
-    options = RuntimeOptions(threads=spec.threads, precision="f32" if runtime == "openvino" else None)
-    timing = LatencyConfig(min_time_s=spec.latency_s)
-    ids = [measure_latency(workspace, variant_id, options, imgsz=size, config=timing, progress=progress)
-           for size in ((static,) if static else spec.latency_imgsz)]
-    if spec.accuracy:
-        config = AccuracyConfig(imgsz=static or spec.accuracy_imgsz)
-        ids.append(evaluate_variant(workspace, variant_id, data_yaml, config, options, progress=progress))
-    return ids
-
-
-def pipeline_table(workspace, result: PipelineResult) -> list[dict]:
-    """One row per measured variant of a run (the input first): step, variant, runtime, precision, p50, mAP50-95."""
-    latency, accuracy = workspace.measurements("latency"), workspace.measurements("accuracy")
-    produced = [("input", result.input_id)] + [(f"{s.index}:{s.kind}", v) for s in result.steps for v in s.variants]
-    rows = []
-    for step, variant in produced:
-        mine = latency[(latency["variant_id"] == variant) & (latency["ctx_status"] == "ok")]
-        acc = accuracy[(accuracy["variant_id"] == variant) & (accuracy["ctx_status"] == "ok")]
-        row = {"step": step, "variant_id": variant, "variant": workspace.artifact_path(variant).name,
-               "map50_95": float(acc["map50_95"].iloc[-1]) if len(acc) else None,
-               "map_imgsz": int(acc["ctx_imgsz"].iloc[-1]) if len(acc) else None}
-        for _, m in mine.iterrows():
-            row.update(runtime=m["ctx_runtime"], precision=m["ctx_precision"], gflops=m.get("gflops"))
-            row[f"p50_ms_{int(m['ctx_imgsz'])}"] = float(m["p50_ms"])
-        rows.append(row)
-    return rows

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..data.checks import check_dataset
-from ..environment import usable_cores
-from ..errors import ConfigError
+from ..environment import torch_threads, usable_cores
+from ..errors import ConfigError, check_imgsz
 from ..progress import ProgressFn, emit
 from ..store.atomic import staged
 
@@ -35,8 +35,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}", "use e.g. 10")
-        if self.imgsz < 32 or self.imgsz % 32:
-            raise ConfigError(f"imgsz must be a multiple of 32, got {self.imgsz}", "use e.g. 320")
+        check_imgsz(self.imgsz)
         if self.batch < 1:
             raise ConfigError(f"batch must be >= 1, got {self.batch}", "use e.g. 16")
 
@@ -68,17 +67,27 @@ def keeping_trainer():
             if isinstance(weights, torch.nn.Module):
                 head = weights.model[-1]
                 if getattr(head, "nc", self.data["nc"]) != self.data["nc"]:
-                    raise ConfigError(f"the model detects {head.nc} classes but the dataset has {self.data['nc']}",
-                                      "fine-tune on a dataset with the model's classes, or retrain from its YAML")
+                    raise ConfigError(
+                        f"the model detects {head.nc} classes but the dataset has {self.data['nc']}",
+                        "fine-tune on a dataset with the model's classes, or retrain from its YAML",
+                    )
                 return self.set_model_names_for_load(weights.float())
             return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
 
     return KeepArchitectureTrainer
 
 
-def train(model, data_yaml: Path | str, out: Path, config: TrainConfig = TrainConfig(), *,
-          device: str = "cpu", teacher: Path | str | None = None, distill_weight: float = 6.0,
-          progress: ProgressFn | None = None) -> TrainResult:
+def train(
+    model,
+    data_yaml: Path | str,
+    out: Path,
+    config: TrainConfig = TrainConfig(),
+    *,
+    device: str = "cpu",
+    teacher: Path | str | None = None,
+    distill_weight: float = 6.0,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
     """Train `model` (an Ultralytics YOLO) on `data_yaml`; the best weights land at `out` (a .pt path).
 
     A model loaded from a checkpoint keeps its architecture (pruned widths included). With `teacher` (a .pt of
@@ -112,11 +121,24 @@ def train(model, data_yaml: Path | str, out: Path, config: TrainConfig = TrainCo
         model.add_callback(event, callback)
     start = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix="workbench-train-") as tmp, staged(Path(out)) as target:
+        with (
+            tempfile.TemporaryDirectory(prefix="workbench-train-") as tmp,
+            staged(Path(out)) as target,
+            torch_threads(),  # Ultralytics' trainer lowers torch's thread count for the process: put it back after
+        ):
             data = summary.write_resolved(Path(tmp))
             distill = {"distill_model": str(teacher), "dis": distill_weight} if teacher else {}
-            model.train(data=str(data), device=device, project=tmp, name="run", exist_ok=True, verbose=False,
-                        trainer=keeping_trainer(), **config.arguments(), **distill)
+            model.train(
+                data=str(data),
+                device=device,
+                project=tmp,
+                name="run",
+                exist_ok=True,
+                verbose=False,
+                trainer=keeping_trainer(),
+                **config.arguments(),
+                **distill,
+            )
             best = Path(tmp) / "run" / "weights" / "best.pt"
             shutil.move(best, target)  # may cross file systems
     finally:

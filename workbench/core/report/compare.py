@@ -4,30 +4,85 @@ from __future__ import annotations
 
 import numpy as np
 
-_METRICS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "first_ms", "load_ms", "runs",
-            "gflops", "gops_per_s", "machine_gemm_gflops", "runtime_internal_p50_ms", "call_overhead_ms", "stages",
-            "samples_ms", "error")
-COLUMNS = ("measurement_id", "variant_id", "variant", "step", "format", "runtime", "precision_hint", "precision",
-           "imgsz", "batch", "threads", "size_mb", "status", "throughput_fps", *_METRICS)
+from ..store.records import Measurement, Variant
+
+_METRICS = (
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "std_ms",
+    "min_ms",
+    "max_ms",
+    "first_ms",
+    "load_ms",
+    "runs",
+    "stable",
+    "spread",
+    "gflops",
+    "gops_per_s",
+    "machine_gemm_gflops",
+    "runtime_internal_p50_ms",
+    "call_overhead_ms",
+    "stages",
+    "samples_ms",
+    "error",
+)
+COLUMNS = (
+    "measurement_id",
+    "variant_id",
+    "variant",
+    "step",
+    "format",
+    "runtime",
+    "precision_hint",
+    "precision",
+    "imgsz",
+    "batch",
+    "threads",
+    "size_mb",
+    "status",
+    "throughput_fps",
+    *_METRICS,
+)
+_NOT_TECHNIQUES = ("source", "import", "export")
+_TRAINING_STEPS = ("distill", "finetune", "qat")
 
 
-def _latency_row(measurement: dict, variant: dict) -> dict:
-    ctx, met = measurement["context"], measurement["metrics"]
-    return {"measurement_id": measurement["id"], "variant_id": variant["id"], "variant": variant["name"],
-            "step": variant["step"], "format": variant["format"] or "pt", "runtime": ctx.get("runtime"),
-            "precision_hint": (ctx.get("options") or {}).get("precision"), "precision": ctx.get("precision"),
-            "imgsz": ctx.get("imgsz"), "batch": ctx.get("batch"), "threads": ctx.get("threads"),
-            "size_mb": (variant["size_bytes"] or 0) / 2**20, "status": ctx.get("status", "ok"),
-            "throughput_fps": (met.get("throughput") or {}).get("fps"), **{k: met.get(k) for k in _METRICS}}
+def precision_hint(measurement: Measurement) -> str | None:
+    """The OpenVINO precision hint a row asked for ('default' when it left the choice to OpenVINO); None elsewhere."""
+    if measurement.context.get("runtime") != "openvino":
+        return None
+    return (measurement.context.get("options") or {}).get("precision") or "default"
+
+
+def _latency_row(measurement: Measurement, variant: Variant) -> dict:
+    ctx, met = measurement.context, measurement.metrics
+    return {
+        "measurement_id": measurement.id,
+        "variant_id": variant.id,
+        "variant": variant.name,
+        "step": variant.step,
+        "format": variant.format.value if variant.format else None,
+        "runtime": ctx.get("runtime"),
+        "precision_hint": precision_hint(measurement),
+        "precision": ctx.get("precision"),
+        "imgsz": ctx.get("imgsz"),
+        "batch": ctx.get("batch"),
+        "threads": ctx.get("threads"),
+        "size_mb": (variant.size_bytes or 0) / 2**20,
+        "status": measurement.status,
+        "throughput_fps": (met.get("throughput") or {}).get("fps"),
+        **{k: met.get(k) for k in _METRICS},
+    }
 
 
 def latency_table(workspace):
     """The newest latency measurement of each variant x runtime x precision x imgsz x batch x threads setting."""
     import pandas as pd
 
-    variants = {v["id"]: v for v in workspace.ledger.rows("variants")}
-    rows = [_latency_row(m, variants[m["variant_id"]]) for m in workspace.ledger.rows("measurements")
-            if m["kind"] == "latency"]
+    variants = {v.id: v for v in workspace.ledger.variants()}
+    rows = [_latency_row(m, variants[m.variant_id]) for m in workspace.ledger.measurements(kind="latency")]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if frame.empty:
         return frame
@@ -35,53 +90,50 @@ def latency_table(workspace):
     return frame.sort_values("measurement_id").groupby(keys, dropna=False).tail(1).reset_index(drop=True)
 
 
-def _family(variant: dict) -> tuple:
-    """Variants that differ only in the export imgsz share a family (and their accuracy at the training imgsz)."""
-    params = {k: v for k, v in (variant["params"] or {}).items() if k != "imgsz"}
-    return variant["parent_id"], variant["step"], variant["format"], tuple(sorted(map(str, params.items())))
-
-
 def accuracy_lookup(workspace) -> dict[tuple, dict]:
-    """Newest successful accuracy per (variant, precision) and per (family, precision), with its imgsz."""
-    variants = {v["id"]: v for v in workspace.ledger.rows("variants")}
+    """Newest successful accuracy of each variant and precision: at an imgsz, measured for a latency imgsz, any."""
     found = {}
-    for m in workspace.ledger.rows("measurements"):
-        if m["kind"] == "accuracy" and m["context"].get("status", "ok") == "ok":
-            value = {"map50": m["metrics"]["map50"], "map50_95": m["metrics"]["map50_95"],
-                     "map_imgsz": m["context"].get("imgsz"), "map_variant_id": m["variant_id"]}
-            precision = m["context"].get("precision")
-            found[(m["variant_id"], precision)] = value
-            found[(_family(variants[m["variant_id"]]), precision)] = value
+    for m in workspace.ledger.measurements(kind="accuracy"):
+        if not m.ok:
+            continue
+        ctx, met = m.context, m.metrics
+        value = {"map50": met["map50"], "map50_95": met["map50_95"], "map_imgsz": ctx.get("imgsz")}
+        key = (m.variant_id, ctx.get("precision"))
+        found[(*key, "at", ctx.get("imgsz"))] = value
+        found[(*key, "for", ctx.get("latency_imgsz", ctx.get("imgsz")))] = value
+        found[key] = value
     return found
 
 
-def accuracy_of(lookup: dict, variant: dict, precision: str | None) -> dict:
-    """Accuracy for a row: the variant's own at this precision, else its family's (same export at another imgsz)."""
-    for key in ((variant["id"], precision), (_family(variant), precision)):
+def accuracy_of(lookup: dict, variant_id: int, precision: str | None, imgsz: int | None) -> dict:
+    """A row's accuracy: at its own imgsz, else the one its plan measured for it, else the variant's at any size
+    (`map_imgsz` then says which)."""
+    for key in ((variant_id, precision, "at", imgsz), (variant_id, precision, "for", imgsz), (variant_id, precision)):
         if key in lookup:
             return lookup[key]
     return {}
 
 
 def comparison_table(workspace, *, baseline: dict | None = None):
-    """Latency rows with mAP (measured once at the training imgsz, as `map_imgsz`), speed-up and mAP delta.
+    """Latency rows with mAP (`map_imgsz` says at which size), speed-up and mAP delta against a baseline row.
 
     Args:
         baseline: column values that pick the baseline row, e.g. {"runtime": "pytorch", "imgsz": 640};
-            default: the PyTorch row of the first variant at each imgsz.
+            default: the PyTorch row of the source model at each imgsz (any PyTorch row if there is none).
     """
     table = latency_table(workspace)
     if table.empty:
         return table
     lookup = accuracy_lookup(workspace)
-    variants = {v["id"]: v for v in workspace.ledger.rows("variants")}
+    variants = {v.id: v for v in workspace.ledger.variants()}
     table["technique"] = [technique(variants, int(v)) for v in table["variant_id"]]
-    accuracy = [accuracy_of(lookup, variants[int(r.variant_id)], r.precision) for r in table.itertuples()]
-    for key in ("map50", "map50_95", "map_imgsz", "map_variant_id"):
+    accuracy = [accuracy_of(lookup, int(r.variant_id), r.precision, r.imgsz) for r in table.itertuples()]
+    for key in ("map50", "map50_95", "map_imgsz"):
         table[key] = [a.get(key, np.nan) for a in accuracy]
     ok = table["status"] == "ok"
     table["speedup"] = np.nan
     table["map50_95_delta"] = np.nan
+    table["baseline"] = None
     for _, group in table[ok].groupby("imgsz"):
         base = _pick(group, baseline)
         if base is None:
@@ -92,28 +144,32 @@ def comparison_table(workspace, *, baseline: dict | None = None):
     return table
 
 
-_NOT_TECHNIQUES = ("source", "import", "export")
+def technique(variants: dict[int, Variant], variant_id: int) -> str:
+    """The optimization steps behind a variant, oldest first ("prune+distill 2ep+quantize"), or "baseline".
 
-
-def technique(variants: dict[int, dict], variant_id: int) -> str:
-    """The optimization steps behind a variant, oldest first ("prune+distill+quantize"), or "baseline"."""
+    Training steps carry their epochs, so a two-epoch taste is not mistaken for a full recovery.
+    """
     steps, seen = [], set()
     while variant_id is not None and variant_id in variants and variant_id not in seen:
         seen.add(variant_id)
-        if variants[variant_id]["step"] not in _NOT_TECHNIQUES:
-            steps.append(variants[variant_id]["step"])
-        variant_id = variants[variant_id]["parent_id"]
+        variant = variants[variant_id]
+        if variant.step not in _NOT_TECHNIQUES:
+            epochs = variant.params.get("epochs")
+            steps.append(f"{variant.step} {epochs}ep" if variant.step in _TRAINING_STEPS and epochs else variant.step)
+        variant_id = variant.parent_id
     return "+".join(reversed(steps)) or "baseline"
 
 
 def _pick(group, baseline: dict | None):
-    rows = group
-    for key, value in (baseline or {"runtime": "pytorch"}).items():
-        if key != "imgsz":
-            rows = rows[rows[key] == value]
-    if rows.empty:
-        return None
-    return rows.iloc[0]
+    candidates = [baseline] if baseline else [{"runtime": "pytorch", "step": "source"}, {"runtime": "pytorch"}]
+    for wanted in candidates:
+        rows = group
+        for key, value in wanted.items():
+            if key != "imgsz":
+                rows = rows[rows[key] == value]
+        if not rows.empty:
+            return rows.iloc[0]
+    return None
 
 
 def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
@@ -129,23 +185,37 @@ def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
     return mask
 
 
-def filter_table(table, *, runtimes=(), precisions=(), imgsizes=()):
+def filter_table(table, *, runtimes=(), precisions=(), imgsizes=(), variant_ids=None):
     """Rows of a comparison table whose runtime, precision and imgsz are among the given ones (empty: any)."""
     keep = np.ones(len(table), bool)
     for column, allowed in (("runtime", runtimes), ("precision", precisions), ("imgsz", imgsizes)):
         if allowed:
             keep &= table[column].isin(list(allowed)).to_numpy()
+    if variant_ids is not None:
+        keep &= table["variant_id"].isin(list(variant_ids)).to_numpy()
     return table[keep]
 
 
 def variant_details(workspace, variant_id: int) -> dict:
     """A variant's lineage (root first: step, name, parameters) and its successful measurements, newest last."""
-    lineage = [{"id": v["id"], "name": v["name"], "step": v["step"], "format": v["format"], "params": v["params"]}
-               for v in reversed(workspace.ledger.lineage(variant_id))]
-    measurements = [{"id": m["id"], "kind": m["kind"], "context": m["context"],
-                     "metrics": {k: v for k, v in m["metrics"].items() if k not in ("samples_ms", "per_class")}}
-                    for m in workspace.ledger.rows("measurements")
-                    if m["variant_id"] == variant_id and m["context"].get("status", "ok") == "ok"]
-    return {"variant_id": variant_id, "technique": technique({v["id"]: v for v in workspace.ledger.rows("variants")},
-                                                             variant_id), "lineage": lineage,
-            "measurements": measurements}
+    lineage = [
+        {"id": v.id, "name": v.name, "step": v.step, "format": v.format, "params": v.params}
+        for v in reversed(workspace.lineage(variant_id))
+    ]
+    measurements = [
+        {
+            "id": m.id,
+            "kind": m.kind,
+            "context": m.context,
+            "metrics": {k: v for k, v in m.metrics.items() if k not in ("samples_ms", "per_class")},
+        }
+        for m in workspace.ledger.measurements(variant_id=variant_id)
+        if m.ok
+    ]
+    variants = {v.id: v for v in workspace.ledger.variants()}
+    return {
+        "variant_id": variant_id,
+        "technique": technique(variants, variant_id),
+        "lineage": lineage,
+        "measurements": measurements,
+    }

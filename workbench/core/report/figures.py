@@ -1,4 +1,5 @@
-"""Pure plotly figures of a study: latency vs accuracy with the Pareto front, distributions, stages, size.
+"""Pure plotly figures (functions returning go.Figure): latency vs accuracy with the Pareto front, latency
+distributions, stages, artifact size, accuracy per class, training history.
 
 Every latency figure shows the model's GFLOPs and the achieved GOP/s, so the distance to the machine's limit
 is visible.
@@ -6,9 +7,11 @@ is visible.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from ..models.inference import STAGES
+from ..measure.stages import STAGES
 from .compare import pareto_front
 
 
@@ -17,6 +20,14 @@ def _ops_text(row) -> str:
     if gflops is None or (isinstance(gflops, float) and np.isnan(gflops)):
         return ""
     return f"{gflops:.2f} GFLOPs/img, {row['gops_per_s']:.1f} GOP/s"
+
+
+def _stability_text(row) -> str:
+    """'(windows agreed within 4%)' or '(NOT stable: windows 18% apart)' for a latency row."""
+    spread, stable = row.get("spread"), row.get("stable")
+    if spread is None or (isinstance(spread, float) and np.isnan(spread)):
+        return ""
+    return f"(windows agreed within {spread:.0%})" if stable else f"(NOT stable: windows {spread:.0%} apart)"
 
 
 def row_label(row) -> str:
@@ -35,22 +46,46 @@ def pareto_figure(table, title: str = "Latency vs accuracy"):
         ok["technique"] = "baseline"
     for (technique, runtime, precision), group in ok.groupby(["technique", "runtime", "precision"], sort=False):
         fig.add_scatter(
-            x=group["p50_ms"], y=group["map50_95"], mode="markers", name=f"{technique}: {runtime} {precision}",
+            x=group["p50_ms"],
+            y=group["map50_95"],
+            mode="markers",
+            name=f"{technique}: {runtime} {precision}",
             marker={"size": 11, "symbol": ["circle" if s == min(ok["imgsz"]) else "diamond" for s in group["imgsz"]]},
-            customdata=np.stack([group["variant"], group["imgsz"], [_ops_text(r) for _, r in group.iterrows()],
-                                 group["map_imgsz"], group["variant_id"]], axis=1),
-            hovertemplate="%{customdata[0]}<br>%{customdata[1]} px: p50 %{x:.2f} ms<br>mAP50-95 %{y:.4f} "
-                          "(at %{customdata[3]} px)<br>%{customdata[2]}<extra>%{fullData.name}</extra>")
+            customdata=np.stack(
+                [
+                    group["variant"],
+                    group["imgsz"],
+                    [_ops_text(r) for _, r in group.iterrows()],
+                    group["map_imgsz"],
+                    group["variant_id"],
+                    [_stability_text(r) for _, r in group.iterrows()],
+                ],
+                axis=1,
+            ),
+            hovertemplate="%{customdata[0]}<br>latency at %{customdata[1]} px: p50 %{x:.2f} ms %{customdata[5]}"
+            "<br>mAP50-95 %{y:.4f} at %{customdata[3]} px<br>%{customdata[2]}<extra>%{fullData.name}</extra>",
+        )
     if len(ok):
         front = ok[pareto_front(ok["p50_ms"].to_numpy(), ok["map50_95"].to_numpy())].sort_values("p50_ms")
-        fig.add_scatter(x=front["p50_ms"], y=front["map50_95"], mode="lines", name="Pareto front",
-                        line={"dash": "dot", "color": "#555"}, hoverinfo="skip")
+        fig.add_scatter(
+            x=front["p50_ms"],
+            y=front["map50_95"],
+            mode="lines",
+            name="Pareto front",
+            line={"dash": "dot", "color": "#555"},
+            hoverinfo="skip",
+        )
     peak = ok["machine_gemm_gflops"].dropna() if "machine_gemm_gflops" in ok else []
     if len(peak):
         title += f"<br><sup>for scale: this machine's fp32 matrix multiply reaches {peak.max():.0f} GFLOP/s</sup>"
-    fig.update_layout(title=title, template="plotly_white", height=460,
-                      xaxis={"title": "p50 latency per batch (ms, log scale)", "type": "log"},
-                      yaxis={"title": "mAP50-95"}, legend={"title": "technique: runtime, precision"})
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        height=460,
+        xaxis={"title": "p50 latency per batch (ms, log scale)", "type": "log"},
+        yaxis={"title": "mAP50-95"},
+        legend={"title": "technique: runtime, precision"},
+    )
     return fig
 
 
@@ -61,8 +96,14 @@ def latency_distribution_figure(measurements: list[dict], title: str = "Latency 
     fig = go.Figure()
     for m in measurements:
         fig.add_box(x=m["samples_ms"], name=m["label"], boxpoints="outliers", orientation="h")
-    fig.update_layout(title=title, template="plotly_white", height=max(300, 60 + 34 * len(measurements)),
-                      xaxis={"title": "latency (ms)"}, showlegend=False, margin={"l": 320})
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        height=max(300, 60 + 34 * len(measurements)),
+        xaxis={"title": "latency (ms)"},
+        showlegend=False,
+        margin={"l": 320},
+    )
     return fig
 
 
@@ -74,11 +115,21 @@ def stage_figure(table, title: str = "End-to-end time per image by stage"):
     labels = [row_label(r) for _, r in rows.iterrows()]
     fig = go.Figure()
     for stage in STAGES:
-        fig.add_bar(y=labels, x=[r["stages"][stage]["p50_ms"] for _, r in rows.iterrows()], name=stage,
-                    orientation="h", hovertemplate="%{y}<br>" + stage + " %{x:.2f} ms<extra></extra>")
-    fig.update_layout(title=title, barmode="stack", template="plotly_white",
-                      height=max(300, 80 + 34 * len(labels)), xaxis={"title": "p50 per stage (ms)"},
-                      margin={"l": 320})
+        fig.add_bar(
+            y=labels,
+            x=[r["stages"][stage]["p50_ms"] for _, r in rows.iterrows()],
+            name=stage,
+            orientation="h",
+            hovertemplate="%{y}<br>" + stage + " %{x:.2f} ms<extra></extra>",
+        )
+    fig.update_layout(
+        title=title,
+        barmode="stack",
+        template="plotly_white",
+        height=max(300, 80 + 34 * len(labels)),
+        xaxis={"title": "p50 per stage (ms)"},
+        margin={"l": 320},
+    )
     return fig
 
 
@@ -86,8 +137,59 @@ def size_figure(variants, title: str = "Artifact size"):
     """Horizontal bars of artifact size in MB per variant."""
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Bar(y=variants["name"], x=variants["size_bytes"] / 2**20, orientation="h",
-                           hovertemplate="%{y}: %{x:.2f} MB<extra></extra>"))
-    fig.update_layout(title=title, template="plotly_white", height=max(260, 80 + 30 * len(variants)),
-                      xaxis={"title": "MB"}, margin={"l": 320})
+    fig = go.Figure(
+        go.Bar(
+            y=variants["name"],
+            x=variants["size_bytes"] / 2**20,
+            orientation="h",
+            hovertemplate="%{y}: %{x:.2f} MB<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        height=max(260, 80 + 30 * len(variants)),
+        xaxis={"title": "MB"},
+        margin={"l": 320},
+    )
+    return fig
+
+
+def per_class_figure(per_class: Sequence[dict], title: str = "Accuracy per class"):
+    """Grouped bars of mAP50 and mAP50-95 for each class, with the instance count in the hover."""
+    import plotly.graph_objects as go
+
+    classes = [row["class"] for row in per_class]
+    fig = go.Figure()
+    for key, label in (("map50", "mAP50"), ("map50_95", "mAP50-95")):
+        fig.add_bar(
+            name=label,
+            x=classes,
+            y=[row[key] for row in per_class],
+            customdata=[row["instances"] for row in per_class],
+            hovertemplate="%{x}: %{y:.3f}<br>%{customdata} instances<extra>" + label + "</extra>",
+        )
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        yaxis={"range": [0, 1], "title": "average precision"},
+        template="plotly_white",
+        height=380,
+        legend={"orientation": "h", "y": -0.15},
+    )
+    return fig
+
+
+def history_figure(history: Sequence[dict], title: str = "Training history"):
+    """Validation mAP and training losses per epoch."""
+    from plotly.subplots import make_subplots
+
+    epochs = [row["epoch"] for row in history]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("validation mAP", "training loss"))
+    for key, label in (("metrics/mAP50(B)", "mAP50"), ("metrics/mAP50-95(B)", "mAP50-95")):
+        fig.add_scatter(x=epochs, y=[row.get(key) for row in history], name=label, row=1, col=1)
+    for key in ("train/box_loss", "train/cls_loss", "train/dfl_loss"):
+        fig.add_scatter(x=epochs, y=[row.get(key) for row in history], name=key.split("/")[1], row=1, col=2)
+    fig.update_layout(title=title, template="plotly_white", height=360)
+    fig.update_xaxes(title_text="epoch")
     return fig

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from ..environment import fingerprint, fingerprint_id
 from ..errors import WorkspaceError
+from .records import Format, Measurement, Variant
 
 SCHEMA_VERSION = 1
+ANY = object()  # a filter that is not applied (None means SQL NULL)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS fingerprints (
     id TEXT PRIMARY KEY,
@@ -43,6 +45,8 @@ CREATE TABLE IF NOT EXISTS measurements (
 );
 CREATE INDEX IF NOT EXISTS variants_sha ON variants(sha256);
 CREATE INDEX IF NOT EXISTS measurements_variant ON measurements(variant_id);
+CREATE INDEX IF NOT EXISTS measurements_kind ON measurements(kind);
+CREATE INDEX IF NOT EXISTS variants_parent ON variants(parent_id);
 """
 
 
@@ -62,8 +66,10 @@ class Ledger:
                 db.executescript(_SCHEMA)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
-            raise WorkspaceError(f"ledger {self.path} cannot be opened: {exc}",
-                                 "move the damaged file aside, or choose another workspace") from exc
+            raise WorkspaceError(
+                f"ledger {self.path} cannot be opened: {exc}",
+                "move the damaged file aside, or choose another workspace",
+            ) from exc
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -92,31 +98,56 @@ class Ledger:
         db.execute("INSERT OR IGNORE INTO fingerprints VALUES (?, ?, ?)", (fid, json.dumps(data), now()))
         return fid
 
-    def add_variant(self, name: str, *, step: str, params: dict | None = None, parent_id: int | None = None,
-                    format: str | None = None, path: str | None = None, sha256: str | None = None,
-                    size_bytes: int | None = None) -> int:
+    def add_variant(
+        self,
+        name: str,
+        *,
+        step: str,
+        params: dict | None = None,
+        parent_id: int | None = None,
+        format: str | None = None,
+        path: str | None = None,
+        sha256: str | None = None,
+        size_bytes: int | None = None,
+    ) -> int:
         """Record a variant; the same artifact made by the same step from the same parent is recorded once."""
+        stored_format = None if format is None else Format.parse(str(format)).value
         params_json = json.dumps(params or {}, sort_keys=True, default=str)
         with self._write() as db:
             if sha256 is not None:
                 row = db.execute(
                     "SELECT id FROM variants WHERE sha256=? AND step=? AND parent_id IS ? AND params=?",
-                    (sha256, step, parent_id, params_json)).fetchone()
+                    (sha256, step, parent_id, params_json),
+                ).fetchone()
                 if row:
                     return int(row["id"])
             cursor = db.execute(
                 "INSERT INTO variants (name, parent_id, step, params, format, path, sha256, size_bytes,"
                 " fingerprint_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, parent_id, step, params_json, format, path, sha256, size_bytes, self._fingerprint(db), now()))
+                (
+                    name,
+                    parent_id,
+                    step,
+                    params_json,
+                    stored_format,
+                    path,
+                    sha256,
+                    size_bytes,
+                    self._fingerprint(db),
+                    now(),
+                ),
+            )
             return int(cursor.lastrowid)
 
-    def find_variant(self, *, step: str, parent_id: int | None, params: dict) -> int | None:
+    def find_variant(self, *, step: str, parent_id: int | None, params: dict) -> Variant | None:
         """The latest variant made by `step` from `parent_id` with exactly `params`, if any."""
         params_json = json.dumps(params or {}, sort_keys=True, default=str)
-        with self._connect() as db:
-            row = db.execute("SELECT id FROM variants WHERE step=? AND parent_id IS ? AND params=? ORDER BY id DESC",
-                             (step, parent_id, params_json)).fetchone()
-        return int(row["id"]) if row else None
+        found = self._select(
+            "variants",
+            "step=? AND parent_id IS ? AND params=? ORDER BY id DESC LIMIT 1",
+            (step, parent_id, params_json),
+        )
+        return Variant.from_row(found[0]) if found else None
 
     def add_measurement(self, variant_id: int, kind: str, metrics: dict, context: dict | None = None) -> int:
         """Record one measurement of `variant_id` (kind: accuracy, latency, parity, ...) with its context."""
@@ -124,8 +155,15 @@ class Ledger:
             cursor = db.execute(
                 "INSERT INTO measurements (variant_id, kind, metrics, context, fingerprint_id, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (variant_id, kind, json.dumps(metrics, default=str), json.dumps(context or {}, default=str),
-                 self._fingerprint(db), now()))
+                (
+                    variant_id,
+                    kind,
+                    json.dumps(metrics, default=str),
+                    json.dumps(context or {}, default=str),
+                    self._fingerprint(db),
+                    now(),
+                ),
+            )
             return int(cursor.lastrowid)
 
     def remove_measurements(self, ids: list[int]) -> None:
@@ -133,23 +171,74 @@ class Ledger:
         with self._write() as db:
             db.executemany("DELETE FROM measurements WHERE id=?", [(int(i),) for i in ids])
 
-    def rows(self, table: str) -> list[dict]:
-        """All rows of `variants`, `measurements` or `fingerprints`, JSON columns decoded."""
-        if table not in ("variants", "measurements", "fingerprints"):
-            raise ValueError(f"unknown table {table!r}")
-        with self._connect() as db:
-            rows = [dict(r) for r in db.execute(f"SELECT * FROM {table} ORDER BY rowid")]  # noqa: S608 - fixed names
-        for row in rows:
-            for key in ("params", "metrics", "context", "data"):
-                if key in row:
-                    row[key] = json.loads(row[key])
-        return rows
+    def variant(self, variant_id: int) -> Variant:
+        """One variant by id.
 
-    def lineage(self, variant_id: int) -> list[dict]:
-        """The variant and its ancestors, root last."""
-        by_id = {row["id"]: row for row in self.rows("variants")}
-        chain, current = [], by_id.get(variant_id)
-        while current is not None:
-            chain.append(current)
-            current = by_id.get(current["parent_id"])
-        return chain
+        Raises:
+            WorkspaceError: no variant has that id.
+        """
+        found = self._select("variants", "id=?", (int(variant_id),))
+        if not found:
+            raise WorkspaceError(f"no variant {variant_id} in {self.path}", "pick an id from the ledger's variants")
+        return Variant.from_row(found[0])
+
+    def variants(
+        self, *, step: str | None = None, parent_id: int | None | object = ANY, newest_first: bool = False
+    ) -> list[Variant]:
+        """Variants, oldest first, filtered in SQL by `step` and `parent_id` (None: the roots)."""
+        where, args = ["1=1"], []
+        if step is not None:
+            where.append("step=?")
+            args.append(step)
+        if parent_id is not ANY:
+            where.append("parent_id IS ?")
+            args.append(parent_id)
+        order = "DESC" if newest_first else "ASC"
+        return [
+            Variant.from_row(r) for r in self._select("variants", f"{' AND '.join(where)} ORDER BY id {order}", args)
+        ]
+
+    def children(self, variant_id: int) -> list[Variant]:
+        return self.variants(parent_id=int(variant_id))
+
+    def lineage(self, variant_id: int) -> list[Variant]:
+        """The variant and its ancestors, root last (one recursive query)."""
+        with self._connect() as db:
+            rows = db.execute(
+                "WITH RECURSIVE chain(id, depth) AS (SELECT ?, 0 UNION ALL SELECT v.parent_id, c.depth + 1 "
+                "FROM variants v JOIN chain c ON v.id = c.id WHERE v.parent_id IS NOT NULL) "
+                "SELECT v.* FROM chain JOIN variants v ON v.id = chain.id ORDER BY chain.depth",
+                (int(variant_id),),
+            ).fetchall()
+        return [Variant.from_row(r) for r in rows]
+
+    def measurement(self, measurement_id: int) -> Measurement:
+        found = self._select("measurements", "id=?", (int(measurement_id),))
+        if not found:
+            raise WorkspaceError(f"no measurement {measurement_id} in {self.path}", "pick an id from the ledger")
+        return Measurement.from_row(found[0])
+
+    def measurements(
+        self, *, variant_id: int | None = None, kind: str | None = None, ids: list[int] | None = None
+    ) -> list[Measurement]:
+        """Measurements, oldest first, filtered in SQL by variant, kind or a list of ids."""
+        where, args = ["1=1"], []
+        if variant_id is not None:
+            where.append("variant_id=?")
+            args.append(int(variant_id))
+        if kind is not None:
+            where.append("kind=?")
+            args.append(kind)
+        if ids is not None:
+            where.append(f"id IN ({','.join('?' * len(ids))})")
+            args += [int(i) for i in ids]
+        rows = self._select("measurements", f"{' AND '.join(where)} ORDER BY id", args)
+        return [Measurement.from_row(r) for r in rows]
+
+    def fingerprints(self) -> list[dict]:
+        """Every environment fingerprint seen: id, data (decoded), first_seen."""
+        return [{**dict(r), "data": json.loads(r["data"])} for r in self._select("fingerprints", "1=1 ORDER BY rowid")]
+
+    def _select(self, table: str, where: str, args=()) -> list[sqlite3.Row]:
+        with self._connect() as db:
+            return db.execute(f"SELECT * FROM {table} WHERE {where}", tuple(args)).fetchall()  # noqa: S608 - fixed names

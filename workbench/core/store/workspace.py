@@ -11,16 +11,28 @@ from pathlib import Path
 from ..errors import WorkspaceError
 from .atomic import remove, sha256, size_bytes, staged
 from .ledger import Ledger
+from .records import Variant
 
-DEFAULT_ROOT = Path("workbench-runs")
+DEFAULT_NAME = "workbench-runs"
+WORKSPACE_VARIABLE = "WORKBENCH_WORKSPACE"  # `make demo`, `make lab` and `make app` set it, so they share one
 LEDGER_NAME = "workbench.db"
+
+
+def default_root() -> Path:
+    """The workspace used when none is named: `$WORKBENCH_WORKSPACE` if set, else ./workbench-runs."""
+    return Path(os.environ.get(WORKSPACE_VARIABLE) or DEFAULT_NAME)
+
+
+def default_workspace() -> Path:
+    """The folder `Workspace()` opens when given none (absolute): `$WORKBENCH_WORKSPACE`, else ./workbench-runs."""
+    return default_root().expanduser().resolve()
 
 
 class Workspace:
     """Everything a study produces, under `root`: `workbench.db`, `artifacts/`, `datasets/`, `reports/`."""
 
-    def __init__(self, root: Path | str = DEFAULT_ROOT):
-        self.root = Path(root).expanduser().resolve()
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root if root is not None else default_root()).expanduser().resolve()
         _check_writable(self.root)
         for sub in ("artifacts", "datasets", "reports"):
             (self.root / sub).mkdir(exist_ok=True)
@@ -41,9 +53,17 @@ class Workspace:
     def reports(self) -> Path:
         return self.root / "reports"
 
-    def add_artifact(self, write: Callable[[Path], None] | Path | str, name: str, *, step: str,
-                     params: dict | None = None, parent_id: int | None = None, format: str | None = None,
-                     check: Callable[[Path], None] | None = None) -> int:
+    def add_artifact(
+        self,
+        write: Callable[[Path], None] | Path | str,
+        name: str,
+        *,
+        step: str,
+        params: dict | None = None,
+        parent_id: int | None = None,
+        format: str | None = None,
+        check: Callable[[Path], None] | None = None,
+    ) -> int:
         """Store an artifact (staged, checked, renamed) and record it as a variant.
 
         Args:
@@ -73,39 +93,64 @@ class Workspace:
                 os.replace(staging, final)
         finally:
             remove(staging)
-        return self.ledger.add_variant(final.name, step=step, params=params, parent_id=parent_id, format=format,
-                                       path=str(final.relative_to(self.root)), sha256=digest,
-                                       size_bytes=size_bytes(final))
+        return self.ledger.add_variant(
+            final.name,
+            step=step,
+            params=params,
+            parent_id=parent_id,
+            format=format,
+            path=str(final.relative_to(self.root)),
+            sha256=digest,
+            size_bytes=size_bytes(final),
+        )
+
+    def variant(self, variant_id: int) -> Variant:
+        """One recorded variant (raises WorkspaceError when there is none with that id)."""
+        return self.ledger.variant(variant_id)
+
+    def lineage(self, variant_id: int) -> list[Variant]:
+        """The variant and its ancestors, root last."""
+        return self.ledger.lineage(variant_id)
 
     def artifact_path(self, variant_id: int) -> Path:
         """Absolute path of a variant's artifact."""
-        for row in self.ledger.rows("variants"):
-            if row["id"] == variant_id and row["path"]:
-                return self.root / row["path"]
-        raise WorkspaceError(f"variant {variant_id} has no artifact in {self.root}", "pick a variant from variants()")
+        variant = self.ledger.variant(variant_id)
+        if not variant.path:
+            raise WorkspaceError(f"variant {variant_id} has no artifact in {self.root}", "pick a variant with a file")
+        return self.root / variant.path
 
     def variants(self):
         """Variants as a DataFrame: id, name, parent_id, step, params, format, path, sha256, size_bytes, ..."""
         import pandas as pd
 
-        return pd.DataFrame(self.ledger.rows("variants"))
+        return pd.DataFrame([v.as_dict() for v in self.ledger.variants()], columns=list(Variant.__dataclass_fields__))
 
     def measurements(self, kind: str | None = None):
         """Measurements as a DataFrame with metrics and context spread into columns, joined to variant names."""
         import pandas as pd
 
-        rows = [r for r in self.ledger.rows("measurements") if kind is None or r["kind"] == kind]
-        names = {v["id"]: v["name"] for v in self.ledger.rows("variants")}
-        flat = [{"id": r["id"], "variant_id": r["variant_id"], "variant": names.get(r["variant_id"]),
-                 "kind": r["kind"], **_scalars(r["metrics"]), **_scalars(r["context"], "ctx_"),
-                 "fingerprint_id": r["fingerprint_id"], "created_at": r["created_at"], "metrics": r["metrics"],
-                 "context": r["context"]} for r in rows]
+        names = {v.id: v.name for v in self.ledger.variants()}
+        flat = [
+            {
+                "id": m.id,
+                "variant_id": m.variant_id,
+                "variant": names.get(m.variant_id),
+                "kind": m.kind,
+                **_scalars(m.metrics),
+                **_scalars(m.context, "ctx_"),
+                "fingerprint_id": m.fingerprint_id,
+                "created_at": m.created_at,
+                "metrics": m.metrics,
+                "context": m.context,
+            }
+            for m in self.ledger.measurements(kind=kind)
+        ]
         return pd.DataFrame(flat)
 
     def fingerprints(self):
         import pandas as pd
 
-        return pd.DataFrame(self.ledger.rows("fingerprints"))
+        return pd.DataFrame(self.ledger.fingerprints())
 
     def export_csv(self, folder: Path | str | None = None) -> list[Path]:
         """Write variants.csv, measurements.csv and fingerprints.csv (nested fields as JSON text)."""
@@ -145,8 +190,10 @@ def _check_writable(root: Path) -> None:
     """Create `root` if needed and prove it is writable, or raise WorkspaceError; leaves nothing behind."""
     existing = next((p for p in (root, *root.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
-        raise WorkspaceError(f"workspace {root} cannot be created: {existing} is a file",
-                             "choose a workspace folder whose parents are folders (--workspace DIR)")
+        raise WorkspaceError(
+            f"workspace {root} cannot be created: {existing} is a file",
+            "choose a workspace folder whose parents are folders (--workspace DIR)",
+        )
     created = not root.exists()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -156,5 +203,7 @@ def _check_writable(root: Path) -> None:
     except OSError as exc:
         if created and root.exists() and not any(root.iterdir()):
             root.rmdir()
-        raise WorkspaceError(f"workspace {root} is not writable ({exc.strerror or exc})",
-                             "choose a folder you can write to (--workspace DIR) or fix its permissions") from exc
+        raise WorkspaceError(
+            f"workspace {root} is not writable ({exc.strerror or exc})",
+            "choose a folder you can write to (--workspace DIR) or fix its permissions",
+        ) from exc

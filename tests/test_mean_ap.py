@@ -1,4 +1,4 @@
-"""The mAP used inside accuracy-controlled quantization agrees with what it should count."""
+"""The mAP of raw detections (what accuracy runs and accuracy-controlled quantization score) counts what it should."""
 
 from pathlib import Path
 
