@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv demo test lab app bench browser-deps clean
+.PHONY: venv demo test lint lab app bench browser-deps clean
+
+# demo, lab and app share one workspace, so the demo's runs appear in the dashboard and the notebooks
+SHARED_WORKSPACE := $(CURDIR)/workbench-runs
 
 venv: $(STAMP)
 
@@ -16,9 +19,15 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/workbench demo
+	WORKBENCH_WORKSPACE=$(SHARED_WORKSPACE) $(BIN)/workbench demo
 
-test: $(STAMP) browser-deps
+# lint: ruff (rules and formatting) and the layer contracts of pyproject.toml (import-linter)
+lint: $(STAMP)
+	$(BIN)/ruff check workbench tests
+	$(BIN)/ruff format --check workbench tests
+	$(BIN)/lint-imports
+
+test: lint browser-deps
 	$(BIN)/python -m pytest
 
 # The browser tests drive Debian's chromium through Playwright (never `playwright install`).
@@ -31,10 +40,11 @@ bench: $(STAMP)
 	$(BIN)/workbench bench --out bench
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --no-browser $(ROOT_FLAG)
+	WORKBENCH_WORKSPACE=$(SHARED_WORKSPACE) $(BIN)/jupyter lab --notebook-dir=notebooks --no-browser $(ROOT_FLAG)
 
 app: $(STAMP)
-	cd notebooks && $(abspath $(BIN))/voila app.ipynb --no-browser --Voila.ip=127.0.0.1
+	cd notebooks && WORKBENCH_WORKSPACE=$(SHARED_WORKSPACE) $(abspath $(BIN))/voila app.ipynb --no-browser \
+	  --Voila.ip=127.0.0.1
 
 clean:
 	rm -rf workbench-runs .pytest_cache

@@ -19,7 +19,7 @@
 # lands in the workspace's ledger, shared with the guided notebooks and the `workbench` command.
 
 # %% tags=["parameters"]
-WORKSPACE = "workbench-runs"
+WORKSPACE = None  # None: the shared workspace (`make app` sets it; else ./workbench-runs)
 OPEN_DEMO = True  # on an empty workspace, open the shipped demo model and generate its dataset
 TRAIN_IMAGES = 160  # a quick start; the demo model's card used 800 / 200 (reopen in "Model & data")
 VAL_IMAGES = 80

@@ -19,12 +19,17 @@ def test_bracket_averages_the_checks_around_a_row_and_reports_their_drift():
     assert _bracket({"bare_loop_p50_ms": 5.0}, {"cross_check_error": "x"})["bare_loop_p50_ms"] == 5.0
 
 
-def test_markdown_table_has_a_row_per_record():
-    text = markdown_table(
-        [{"variant": "a", "p50_ms": 1.23456, "benchmark_app_ratio": None}, {"variant": "b", "p50_ms": 2.0}]
-    )
-    lines = text.splitlines()
-    assert len(lines) == 4 and "| a |" in lines[2] and "1.235" in lines[2] and lines[1].startswith("|---|")
+def test_markdown_table_has_a_row_per_record_and_no_nan():
+    rows = [{"variant": "a", "p50_ms": 1.23456, "benchmark_app_ratio": None}, {"variant": "b", "p50_ms": float("nan")}]
+    lines = markdown_table(rows, ["variant", "p50_ms", "benchmark_app_ratio"]).splitlines()
+    assert len(lines) == 4 and lines[2] == "| a | 1.235 |  |" and lines[3] == "| b |  |  |"
+    assert lines[1].startswith("|---|") and "nan" not in "\n".join(lines)
+
+
+@pytest.mark.parametrize("changes", [{"threads": 0}, {"imgsizes": (-5,)}, {"imgsizes": (100,)}, {"seconds": 0}])
+def test_bad_bench_settings_are_refused_before_any_work(changes):
+    with pytest.raises(ConfigError):
+        BenchConfig(**changes)
 
 
 def test_optimized_verdict_reads_the_rows_it_names(monkeypatch):

@@ -7,15 +7,15 @@ import threading
 import pytest
 
 from workbench.core.errors import Cancelled, ConfigError, WorkbenchError
+from workbench.core.measure.plan import MeasurePlan
 from workbench.core.models.cards import demo_weights
 from workbench.core.models.export import ExportConfig
 from workbench.core.optimize.distill import DistillConfig
 from workbench.core.optimize.prune import PruneConfig
-from workbench.core.optimize.sparsify import SparsifyConfig
 from workbench.core.optimize.qat import QATConfig
 from workbench.core.optimize.quantize import QuantizeConfig
-from workbench.core.measure.plan import MeasurePlan
 from workbench.core.optimize.recipes import Recipe
+from workbench.core.optimize.sparsify import SparsifyConfig
 from workbench.core.progress import emit
 from workbench.core.services.session import ModelChoice, Session
 from workbench.core.store.workspace import Workspace

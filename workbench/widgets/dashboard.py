@@ -16,7 +16,7 @@ from ..core.report.compare import comparison_table, filter_table, variant_detail
 from ..core.report.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
 from ..core.report.tables import table_html
 from ..core.services.session import Session
-from .common import WIDE
+from .controls import WIDE
 
 LEDGER_COLUMNS = ["id", "name", "step", "format", "parent_id", "size_bytes", "created_at"]
 

@@ -22,7 +22,7 @@ from ..core.optimize.sparsify import NO_SPEEDUP, SparsifyConfig
 from ..core.report.tables import pipeline_table, table_html
 from ..core.services.session import Session
 from .base import Panel
-from .common import WIDE, VariantPicker, checkbox, dropdown, float_box, int_box, model_size_box, note, variant_label
+from .controls import WIDE, VariantPicker, checkbox, dropdown, float_box, int_box, model_size_box, note, variant_label
 from .panels import measurement_table_html
 
 

@@ -12,7 +12,7 @@ from ..core.report.tables import table_html
 from ..core.services import session as session_core
 from ..core.services.session import ModelChoice, Session
 from .base import Panel
-from .common import (
+from .controls import (
     WIDE,
     VariantPicker,
     checkbox,

@@ -27,6 +27,8 @@ from .parity import ParityConfig, compare
 from .plan import MeasurePlan
 from .stages import stage_breakdown
 
+CONVERSIONS = ("export", "quantize")  # steps whose output should compute what its parent computes: parity applies
+
 
 @dataclass(frozen=True)
 class Row:
@@ -112,7 +114,7 @@ def _measure_row(workspace, variant, path, row, plan, data_yaml, done_ids, progr
     if plan.accuracy and not _accuracy_done(workspace, done_ids + ids, row, plan, context):
         ids.append(_accuracy(workspace, variant, runner, row, plan, data_yaml, context, progress))
     parents = workspace.lineage(variant.id)[1:2]
-    if plan.parity and parents:
+    if plan.parity and parents and variant.step in CONVERSIONS:
         ids.append(_parity(workspace, variant, parents[0], runner, row, plan, data_yaml, context, progress))
     return ids
 

@@ -102,9 +102,12 @@ def export_artifact(weights: Path, config: ExportConfig, out: Path, *, progress:
         local = Path(tmp) / Path(weights).name
         shutil.copy2(weights, local)
         model = load_checkpoint(local)
+        arguments = config.arguments()
+        if config.data:  # Ultralytics resolves a relative `path:` against the working folder: give it absolute paths
+            arguments["data"] = str(check_dataset(config.data, splits=(config.split,)).write_resolved(Path(tmp)))
         try:
             with torch_threads():  # Ultralytics' exporter lowers torch's thread count for the process
-                produced = Path(model.export(**config.arguments()))
+                produced = Path(model.export(**arguments))
         except Exception as exc:  # Ultralytics raises AssertionError, RuntimeError, ... from its converters
             raise ExportError(
                 f"{config.format} export of {weights} failed: {type(exc).__name__}: {exc}",

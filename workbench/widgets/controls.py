@@ -1,4 +1,4 @@
-"""Small building blocks shared by the panels: a variant picker that follows the ledger, labelled inputs."""
+"""Controls the panels share: labelled boxes and dropdowns, size boxes that follow the model, a variant picker."""
 
 from __future__ import annotations
 
