@@ -27,7 +27,11 @@ def ws_parent(tmp_path):
         ({"steps": [{"distill": {"epochs": 1}}]}, "names no teacher"),
         ({"steps": [{"prune": {}, "distill": {}}]}, "single"),
         ({"steps": ["prune"], "extra": 1}, "unknown keys"),
-        ({"steps": ["prune"], "measure": {"latency": 1}}, "measure"),
+        ({"steps": ["prune"], "measure": {"latency": 1}}, "measure: latency must be bool"),
+        ({"steps": ["prune"], "measure": {"imgsz": "abc"}}, "measure: imgsz must be tuple"),
+        ({"steps": ["prune"], "measure": {"imgsz": [-5]}}, "imgsz must be a multiple of 32"),
+        ({"steps": ["prune"], "measure": {"latency_imgsz": [640]}}, "unknown key\\(s\\) \\['latency_imgsz'\\]"),
+        ({"steps": ["prune"], "measure": [640]}, "'measure' must be a mapping"),
     ],
 )
 def test_bad_recipes_name_the_problem(data, problem):

@@ -58,10 +58,7 @@ class Workbench:
 
     @property
     def widget(self) -> widgets.VBox:
-        header = widgets.HTML(
-            f"{TABLE_CSS}<h2 style='margin:4px 0'>Deploy Workbench</h2>"
-            f"<div>workspace <code>{self.session.workspace.root}</code></div>"
-        )
+        header = widgets.HTML(f"{TABLE_CSS}<div>workspace <code>{self.session.workspace.root}</code></div>")
         return widgets.VBox([header, self.tabs])
 
     def _ipython_display_(self):

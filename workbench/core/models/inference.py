@@ -1,4 +1,4 @@
-"""End-to-end inference on real images: decode, preprocess (letterbox), run, postprocess (NMS), per stage.
+"""The pieces around a model on real images: decode, preprocess (letterbox), postprocess (NMS, boxes to pixels).
 
 Pre- and post-processing are Ultralytics' own (LetterBox, non_max_suppression, scale_boxes), so what is timed
 and compared here is what an Ultralytics deployment does.
