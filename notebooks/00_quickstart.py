@@ -25,8 +25,8 @@
 # 3. **A measurement.** Accuracy through Ultralytics' own validator, recorded in the workspace's ledger.
 # 4. **A first comparison.** The model exported to ONNX and OpenVINO, each timed and checked, on one chart.
 #
-# **How long:** about {T00_DEFAULT} with the defaults below, about {T00_SUGGESTED} with the values suggested in
-# their comments (measured on a 2-core machine; yours will differ).
+# **How long:** about 20 s with the defaults below, about 40 s with the values suggested in
+# their comments (measured on the 2-core development machine, the chapters run in order; yours will differ).
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs), or a folder of your own
@@ -98,7 +98,7 @@ HTML(wb.prediction_grid_html(model, val_images, imgsz=card["imgsz"]))
 onnx_id = wb.export(session.workspace, model_id, wb.ExportConfig(format="onnx", imgsz=IMGSZ))
 openvino_id = wb.export(session.workspace, model_id, wb.ExportConfig(format="openvino", imgsz=IMGSZ))
 plan = wb.MeasurePlan(imgsz=(IMGSZ,), seconds=SECONDS)
-wb.measure_variants(session, [model_id, onnx_id, openvino_id], plan)
+measured = wb.measure_variants(session, [model_id, onnx_id, openvino_id], plan)  # measurement ids
 
 # %% [markdown]
 # The chart below reads the ledger: every point is one variant in one runtime; lower latency is to the left,
@@ -113,7 +113,7 @@ dashboard
 
 # %%
 table = wb.comparison_table(session.workspace)
-mine = table[(table["status"] == "ok") & table["variant_id"].isin([model_id, onnx_id, openvino_id])]
+mine = table[(table["status"] == "ok") & table["measurement_id"].isin(measured)]  # this notebook's rows
 mine[["variant", "runtime", "precision", "imgsz", "p50_ms", "stable", "map50_95", "map_imgsz", "speedup"]]
 
 # %% [markdown]

@@ -28,8 +28,8 @@
 # accurate. Latency and mAP of a point are measured at the same image size, in the same runtime and precision.
 # Click a point for its lineage and every measurement behind it.
 #
-# **How long:** about {T02_DEFAULT} with the defaults below, about {T02_SUGGESTED} with the values suggested in
-# their comments (measured on a 2-core machine).
+# **How long:** about 35 s with the defaults below, about 1 minute with the values suggested in
+# their comments (measured on the 2-core development machine, the chapters run in order).
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs)
@@ -74,7 +74,7 @@ MeasurePanel(session)
 # %%
 variants = [model_id, *exported.values()]
 plan = wb.MeasurePlan(imgsz=(IMGSZ,), seconds=SECONDS, parity=True, precisions=("f32", None))
-wb.measure_variants(session, variants, plan)
+measured = wb.measure_variants(session, variants, plan)  # the ids of this chapter's measurements
 
 # %% [markdown]
 # ## 3 · Compare
@@ -84,14 +84,14 @@ Dashboard(session)
 
 # %%
 table = wb.comparison_table(session.workspace)
-ok = table[(table["status"] == "ok") & table["variant_id"].isin(variants) & (table["imgsz"] == IMGSZ)]
+ok = table[(table["status"] == "ok") & table["measurement_id"].isin(measured)]
 columns = ["variant", "runtime", "precision_hint", "precision", "threads", "p50_ms", "p90_ms", "stable", "map50_95",
            "map_imgsz", "speedup"]
 ok[columns]
 
 # %%
 parity = session.workspace.measurements("parity")
-parity = parity[parity["variant_id"].isin(variants)]
+parity = parity[parity["id"].isin(measured)]
 parity[["variant", "ctx_precision", "verdict", "match_rate", "mean_iou", "max_abs_diff"]]
 
 # %% [markdown]
@@ -108,7 +108,8 @@ print(f"Parity: the weakest export ({worst['variant']}) matches {worst['match_ra
 
 # %% [markdown]
 # A runtime that is faster but fails parity is not a deployment candidate until you know why (the parity row
-# lists the worst images). Timings wobble by 10-30% on a busy or virtual machine: a `stable` row agreed with
-# itself, not with tomorrow's run, so measure again before trusting a small difference, and compare at the size
-# you will deploy (`IMGSZ = 640` shows how the runtimes scale). With the default 40 validation images the mAP
-# differences between runtimes are within noise; parity is the sharper test of an export.
+# lists the worst images). Timings wobble: the development machine's speed moved by up to 30% within a minute
+# during `make bench`. A `stable` row agreed with itself, not with tomorrow's run: measure again before trusting a
+# small difference, and compare at the size you will deploy (`IMGSZ = 640` shows how the runtimes scale). With
+# the default 40 validation images the mAP differences between runtimes are within noise; parity is the sharper
+# test of an export.

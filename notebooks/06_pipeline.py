@@ -25,8 +25,8 @@
 # The workbench ships recipes: `demo-short` (what `workbench demo` runs), `demo-best` (the shipped student),
 # `distill-vs-finetune`, `qat-vs-ptq`. From a terminal: `workbench optimize --recipe demo-short`.
 #
-# **How long:** about {T06_DEFAULT} with the defaults below; with the values suggested in their comments about
-# {T06_SUGGESTED} (measured on a 2-core machine).
+# **How long:** about 30 s with the defaults below; with the values suggested in their comments about
+# 3.5 minutes (measured on the 2-core development machine, the chapters run in order).
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs)
@@ -98,10 +98,12 @@ first, last = rows.iloc[0], rows.iloc[-1]
 column = f"p50_ms_{IMGSZ}"
 print(f"input: {first[column]:.2f} ms, mAP50-95 {first['map50_95']:.3f}; after {len(result.steps)} steps: "
       f"{last[column]:.2f} ms (input / output p50 = {first[column] / last[column]:.2f}), mAP50-95 "
-      f"{last['map50_95']:.3f} after {EPOCHS} epoch(s) on {TRAIN_IMAGES} images: a tiny run")
+      f"{last['map50_95']:.3f} after {EPOCHS} epoch(s) on {TRAIN_IMAGES} images"
+      + (": a tiny run" if TRAIN_IMAGES < 200 or VAL_IMAGES < 100 else ""))
 
 # %% [markdown]
 # One epoch on a few images cannot recover the pruned model's accuracy; the latency gain is already real. The
 # `demo-best` recipe fine-tunes the same pruned student for 120 epochs on 800 images; in the README's `make bench`
-# run its INT8 ran at 0.73x the latency of Ultralytics' own INT8 export at 640 (0.67x in the paired check), with
-# mAP50-95 0.873 against the unpruned FP32 parent's 0.845.
+# run its INT8 ran at 0.68x the latency of Ultralytics' own INT8 export at 640 (timed in alternating rounds; one
+# row after the other gave 0.90, on a machine whose speed moved by 15-25% between minutes), with mAP50-95 0.873
+# against the unpruned FP32 parent's 0.847.

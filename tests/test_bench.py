@@ -72,3 +72,7 @@ def test_optimized_verdict_reads_the_rows_it_names(monkeypatch):
     assert "| pruned-student-openvino-int8 | 999164 | 2.447 | 3.00 | 10.50 | 0.8380 |" in text and "PASS" in text
     records[3]["p50_ms"] = 12.0  # 0.8x the reference: slower than the target allows
     assert not optimized.summary(records, stats)["pass"]
+    paired = {"ratio": 0.69, "ratio_min": 0.66, "ratio_max": 0.71, "rounds": 10, "calls_per_round": 25}
+    judged = optimized.summary(records, stats, paired)  # the two rows drifted apart; alternating rounds did not
+    assert judged["pass"] and judged["verdict_ratio"] == 0.69 and judged["ratio_640"] == pytest.approx(0.8)
+    assert "0.690 from the paired check; the two rows give 0.800" in optimized_markdown(judged)

@@ -33,7 +33,7 @@ def test_paired_stripped_parametrised_and_public_api_only(path):
     assert "%pip" not in source and "sys.path" not in source and "!pip" not in source
     assert "workbench.core" not in source, "notebooks use the public API: import workbench as wb"
     prose = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
-    assert "{T0" not in prose, "a placeholder for a measured time is left in the prose"
+    assert "{T0" not in prose and "{BENCH" not in prose, "a placeholder for a measured figure is left in the prose"
 
 
 @pytest.mark.notebook

@@ -113,8 +113,8 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
         "benchmark_app": f"-hint none -nstreams 1 -nthreads {config.threads} -api sync -t "
                          f"{config.benchmark_app_seconds}"}}
     if student is not None:
-        result["optimized"] = summary(records, _family_stats(workspace, base, student))
-        result["optimized"]["paired_640"] = _paired(workspace, rows, config)
+        stats = _family_stats(workspace, base, student)
+        result["optimized"] = summary(records, stats, _paired(workspace, rows, config))
     text = markdown_table(records, TABLE_COLUMNS)
     if "optimized" in result:
         text += "\n\n" + optimized_markdown(result["optimized"])
@@ -176,6 +176,7 @@ def _records(workspace, rows: list[Row], checks: list[dict], config: BenchConfig
             continue
         found = match.iloc[-1].to_dict()
         record = {k: _plain(found.get(k)) for k in RECORD_KEYS}
+        record["map_imgsz"] = int(record["map_imgsz"]) if record.get("map_imgsz") else None
         suffix = f"-{row.precision}" if row.key == "openvino" else ""
         record.update(variant=f"{names[row.key]}{suffix}-{row.imgsz}", artifact=found["variant"],
                       status=found["status"], precision_hint=row.precision,

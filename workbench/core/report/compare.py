@@ -46,6 +46,7 @@ COLUMNS = (
     *_METRICS,
 )
 _NOT_TECHNIQUES = ("source", "import", "export")
+_CONVERSIONS = ("export", "quantize")
 _TRAINING_STEPS = ("distill", "finetune", "qat")
 
 
@@ -90,8 +91,20 @@ def latency_table(workspace):
     return frame.sort_values("measurement_id").groupby(keys, dropna=False).tail(1).reset_index(drop=True)
 
 
+def family(variants: dict[int, Variant], variant_id: int) -> tuple:
+    """What a variant is apart from the size it was exported for: exports and INT8 models of one model that differ
+    only in imgsz share a family (their ancestors' conversions are followed up to the PyTorch model)."""
+    variant = variants[variant_id]
+    options = tuple(sorted((k, str(v)) for k, v in variant.params.items() if k not in ("imgsz", "export_imgsz")))
+    parent = variants.get(variant.parent_id)
+    origin = family(variants, parent.id) if parent is not None and parent.step in _CONVERSIONS else variant.parent_id
+    return (origin, variant.step, variant.format, options)
+
+
 def accuracy_lookup(workspace) -> dict[tuple, dict]:
-    """Newest successful accuracy of each variant and precision: at an imgsz, measured for a latency imgsz, any."""
+    """Newest successful accuracy of each variant and precision: at an imgsz, measured for a latency imgsz, at any
+    size, and of the same export at another size (its family)."""
+    variants = {v.id: v for v in workspace.ledger.variants()}
     found = {}
     for m in workspace.ledger.measurements(kind="accuracy"):
         if not m.ok:
@@ -102,16 +115,19 @@ def accuracy_lookup(workspace) -> dict[tuple, dict]:
         found[(*key, "at", ctx.get("imgsz"))] = value
         found[(*key, "for", ctx.get("latency_imgsz", ctx.get("imgsz")))] = value
         found[key] = value
+        if variants[m.variant_id].step in _CONVERSIONS:
+            found[("family", family(variants, m.variant_id), ctx.get("precision"))] = value
     return found
 
 
-def accuracy_of(lookup: dict, variant_id: int, precision: str | None, imgsz: int | None) -> dict:
-    """A row's accuracy: at its own imgsz, else the one its plan measured for it, else the variant's at any size
-    (`map_imgsz` then says which)."""
-    for key in ((variant_id, precision, "at", imgsz), (variant_id, precision, "for", imgsz), (variant_id, precision)):
-        if key in lookup:
-            return lookup[key]
-    return {}
+def accuracy_of(lookup: dict, variant: Variant, precision: str | None, imgsz: int | None, variants: dict) -> dict:
+    """A row's accuracy: at its own imgsz, else the one its plan measured for it, else the variant's at any size,
+    else its family's (the same export at another size); `map_imgsz` says which size it was measured at."""
+    own = variant.id, precision
+    keys = [(*own, "at", imgsz), (*own, "for", imgsz), own]
+    if variant.step in _CONVERSIONS:
+        keys.append(("family", family(variants, variant.id), precision))
+    return next((lookup[key] for key in keys if key in lookup), {})
 
 
 def comparison_table(workspace, *, baseline: dict | None = None):
@@ -127,7 +143,9 @@ def comparison_table(workspace, *, baseline: dict | None = None):
     lookup = accuracy_lookup(workspace)
     variants = {v.id: v for v in workspace.ledger.variants()}
     table["technique"] = [technique(variants, int(v)) for v in table["variant_id"]]
-    accuracy = [accuracy_of(lookup, int(r.variant_id), r.precision, r.imgsz) for r in table.itertuples()]
+    accuracy = [
+        accuracy_of(lookup, variants[int(r.variant_id)], r.precision, r.imgsz, variants) for r in table.itertuples()
+    ]
     for key in ("map50", "map50_95", "map_imgsz"):
         table[key] = [a.get(key, np.nan) for a in accuracy]
     ok = table["status"] == "ok"
