@@ -1,0 +1,88 @@
+"""Cross-checks of a bench row: a bare timing loop and OpenVINO's benchmark_app around it, and paired timing of two
+artifacts in alternating rounds, so that a machine whose speed drifts is compared with itself."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..models.runners import RuntimeOptions, example_input, open_runner
+
+
+def bare_loop(path: Path, options: RuntimeOptions, imgsz: int, runs: int) -> float:
+    """The simplest possible timing of the same artifact: load, 10 calls, then `runs` timed calls; the median."""
+    runner = open_runner(path, options)
+    x = example_input(runner, imgsz)
+    for _ in range(10):
+        runner(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        runner(x)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def benchmark_app(path: Path, precision: str | None, threads: int, seconds: int) -> float | None:
+    """Median latency from OpenVINO's benchmark_app, sync API, one stream, `threads`; None if unavailable."""
+    tool = shutil.which("benchmark_app", path=str(Path(sys.executable).parent)) or shutil.which("benchmark_app")
+    if tool is None:
+        return None
+    xml = next(Path(path).glob("*.xml"))
+    command = [tool, "-m", str(xml), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nthreads", str(threads),
+               "-api", "sync", "-t", str(seconds)]
+    if precision:
+        command += ["-infer_precision", precision]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=seconds * 6 + 120)
+    found = re.search(r"Median:\s+([\d.]+)\s*ms", run.stdout)
+    return float(found.group(1)) if found else None
+
+
+def bracket(before: dict, after: dict) -> dict:
+    """Mean of the checks before and after a row, and how far they drifted apart (a noise gauge)."""
+    merged = {**before, **after}
+    for key in ("bare_loop_p50_ms", "benchmark_app_median_ms"):
+        pair = [c[key] for c in (before, after) if c.get(key)]
+        if pair:
+            merged[key] = sum(pair) / len(pair)
+            merged[key.replace("_ms", "_drift")] = abs(pair[0] - pair[-1]) / merged[key]
+    return merged
+
+
+def paired_ratio(path_a, path_b, options: RuntimeOptions, imgsz: int, *, rounds: int = 10, calls: int = 25) -> dict:
+    """Time two artifacts in alternating rounds on the same input; the median of the per-round p50 ratios a / b.
+
+    On a machine whose speed drifts from minute to minute, rows measured one after the other can disagree by
+    more than the effect; alternating rounds compare the two under the same conditions.
+    """
+    runners = [open_runner(path_a, options), open_runner(path_b, options)]
+    x = example_input(runners[0], imgsz)
+    for runner in runners:
+        for _ in range(10):
+            runner(x)
+    p50 = [[], []]
+    for round_index in range(rounds):
+        for which in (0, 1) if round_index % 2 == 0 else (1, 0):
+            times = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                runners[which](x)
+                times.append((time.perf_counter() - start) * 1000)
+            p50[which].append(float(np.median(times)))
+    ratios = np.array(p50[0]) / np.array(p50[1])
+    return {
+        "ratio": float(np.median(ratios)),
+        "ratio_min": float(ratios.min()),
+        "ratio_max": float(ratios.max()),
+        "a_p50_ms": float(np.median(p50[0])),
+        "b_p50_ms": float(np.median(p50[1])),
+        "rounds": rounds,
+        "calls_per_round": calls,
+        "imgsz": imgsz,
+    }
