@@ -35,8 +35,23 @@ def benchmark_app(path: Path, precision: str | None, threads: int, seconds: int)
     if tool is None:
         return None
     xml = next(Path(path).glob("*.xml"))
-    command = [tool, "-m", str(xml), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nthreads", str(threads),
-               "-api", "sync", "-t", str(seconds)]
+    command = [
+        tool,
+        "-m",
+        str(xml),
+        "-d",
+        "CPU",
+        "-hint",
+        "none",
+        "-nstreams",
+        "1",
+        "-nthreads",
+        str(threads),
+        "-api",
+        "sync",
+        "-t",
+        str(seconds),
+    ]
     if precision:
         command += ["-infer_precision", precision]
     run = subprocess.run(command, capture_output=True, text=True, timeout=seconds * 6 + 120)

@@ -27,12 +27,49 @@ from ..report.tables import markdown_table
 from .cross_check import bare_loop, benchmark_app, bracket, paired_ratio
 from .optimized import NAMES, Row, optimized_markdown, optimized_rows, summary
 
-RECORD_KEYS = ("variant", "runtime", "precision", "imgsz", "batch", "threads", "p50_ms", "p90_ms", "p99_ms",
-               "mean_ms", "first_ms", "load_ms", "stable", "spread", "map50", "map50_95", "map_imgsz", "size_mb",
-               "runtime_internal_p50_ms", "call_overhead_ms")
-TABLE_COLUMNS = ["variant", "runtime", "precision", "imgsz", "threads", "p50_ms", "p90_ms", "p99_ms", "first_ms",
-                 "load_ms", "speedup_vs_pytorch", "map50_95", "map_imgsz", "size_mb", "bare_loop_ratio",
-                 "benchmark_app_ratio", "benchmark_app_ratio_internal", "benchmark_app_median_drift", "attempts"]
+RECORD_KEYS = (
+    "variant",
+    "runtime",
+    "precision",
+    "imgsz",
+    "batch",
+    "threads",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "first_ms",
+    "load_ms",
+    "stable",
+    "spread",
+    "map50",
+    "map50_95",
+    "map_imgsz",
+    "size_mb",
+    "runtime_internal_p50_ms",
+    "call_overhead_ms",
+)
+TABLE_COLUMNS = [
+    "variant",
+    "runtime",
+    "precision",
+    "imgsz",
+    "threads",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "first_ms",
+    "load_ms",
+    "speedup_vs_pytorch",
+    "map50_95",
+    "map_imgsz",
+    "size_mb",
+    "bare_loop_ratio",
+    "benchmark_app_ratio",
+    "benchmark_app_ratio_internal",
+    "benchmark_app_median_drift",
+    "attempts",
+]
 
 
 @dataclass(frozen=True)
@@ -101,17 +138,31 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
     student = record_student(workspace, base, progress).student if config.model == DEMO else None
     rows += optimized_rows(workspace, base, student, data_yaml, sizes, progress)
     measured = [r for r in rows if r.imgsz in config.imgsizes]
-    checks = [_measure_row(workspace, row, config, index, len(measured), progress) for index, row in
-              enumerate(measured)]
+    checks = [
+        _measure_row(workspace, row, config, index, len(measured), progress) for index, row in enumerate(measured)
+    ]
     for row in rows:  # accuracy once per variant and precision, at the training imgsz
         if row.imgsz == map_imgsz:
-            measure(workspace, row.variant_id, config.plan(row.precision, map_imgsz, latency=False), data_yaml,
-                    progress=progress)
+            measure(
+                workspace,
+                row.variant_id,
+                config.plan(row.precision, map_imgsz, latency=False),
+                data_yaml,
+                progress=progress,
+            )
     records = _records(workspace, measured, checks, config)
-    result = {"records": records, "fingerprint": fingerprint(), "config": {
-        **asdict(config), "batch": 1, "map_imgsz": map_imgsz, "data_yaml": str(data_yaml),
-        "benchmark_app": f"-hint none -nstreams 1 -nthreads {config.threads} -api sync -t "
-                         f"{config.benchmark_app_seconds}"}}
+    result = {
+        "records": records,
+        "fingerprint": fingerprint(),
+        "config": {
+            **asdict(config),
+            "batch": 1,
+            "map_imgsz": map_imgsz,
+            "data_yaml": str(data_yaml),
+            "benchmark_app": f"-hint none -nstreams 1 -nthreads {config.threads} -api sync -t "
+            f"{config.benchmark_app_seconds}",
+        },
+    }
     if student is not None:
         stats = _family_stats(workspace, base, student)
         result["optimized"] = summary(records, stats, _paired(workspace, rows, config))
@@ -130,8 +181,13 @@ def _reference_rows(workspace, base: int, data_yaml, imgsz: int, progress) -> li
     ir = export(workspace, base, ExportConfig(format="openvino", imgsz=imgsz), progress=progress)
     int8_config = ExportConfig(format="openvino", imgsz=imgsz, precision="int8", data=str(data_yaml), split="train")
     int8 = export(workspace, base, int8_config, progress=progress)
-    return [Row("pytorch", base, None, imgsz), Row("onnx", onnx, None, imgsz), Row("openvino", ir, "f32", imgsz),
-            Row("openvino", ir, "bf16", imgsz), Row("ultralytics-int8", int8, None, imgsz)]
+    return [
+        Row("pytorch", base, None, imgsz),
+        Row("onnx", onnx, None, imgsz),
+        Row("openvino", ir, "f32", imgsz),
+        Row("openvino", ir, "bf16", imgsz),
+        Row("ultralytics-int8", int8, None, imgsz),
+    ]
 
 
 def _measure_row(workspace, row: Row, config: BenchConfig, index: int, total: int, progress) -> dict:
@@ -158,15 +214,21 @@ def _cross_check(path: Path, row: Row, config: BenchConfig) -> dict:
     except Exception as exc:  # noqa: BLE001 - the harness row records the cause; the cross-check stays empty
         return {"cross_check_error": f"{type(exc).__name__}: {exc}"}
     if row.openvino:
-        check["benchmark_app_median_ms"] = benchmark_app(path, row.precision, config.threads,
-                                                         config.benchmark_app_seconds)
+        check["benchmark_app_median_ms"] = benchmark_app(
+            path, row.precision, config.threads, config.benchmark_app_seconds
+        )
     return check
 
 
 def _records(workspace, rows: list[Row], checks: list[dict], config: BenchConfig) -> list[dict]:
     table = comparison_table(workspace, baseline={"runtime": "pytorch"})
-    names = {"pytorch": "pytorch", "onnx": "onnx-fp32", "openvino": "openvino",
-             "ultralytics-int8": "ultralytics-openvino-int8", **NAMES}
+    names = {
+        "pytorch": "pytorch",
+        "onnx": "onnx-fp32",
+        "openvino": "openvino",
+        "ultralytics-int8": "ultralytics-openvino-int8",
+        **NAMES,
+    }
     records = []
     for row, check in zip(rows, checks, strict=True):
         hint = (row.precision or "default") if row.openvino else None
@@ -178,11 +240,18 @@ def _records(workspace, rows: list[Row], checks: list[dict], config: BenchConfig
         record = {k: _plain(found.get(k)) for k in RECORD_KEYS}
         record["map_imgsz"] = int(record["map_imgsz"]) if record.get("map_imgsz") else None
         suffix = f"-{row.precision}" if row.key == "openvino" else ""
-        record.update(variant=f"{names[row.key]}{suffix}-{row.imgsz}", artifact=found["variant"],
-                      status=found["status"], precision_hint=row.precision,
-                      speedup_vs_pytorch=_plain(found.get("speedup")), gflops=_plain(found.get("gflops")),
-                      gops_per_s=_plain(found.get("gops_per_s")), error=found.get("error"),
-                      fingerprint=fingerprint(), **check)
+        record.update(
+            variant=f"{names[row.key]}{suffix}-{row.imgsz}",
+            artifact=found["variant"],
+            status=found["status"],
+            precision_hint=row.precision,
+            speedup_vs_pytorch=_plain(found.get("speedup")),
+            gflops=_plain(found.get("gflops")),
+            gops_per_s=_plain(found.get("gops_per_s")),
+            error=found.get("error"),
+            fingerprint=fingerprint(),
+            **check,
+        )
         _ratios(record, check)
         records.append(record)
     return records
@@ -198,7 +267,9 @@ def _ratios(record: dict, check: dict) -> None:
         # an application makes. Both ratios are kept: wall clock, and like for like.
         record["benchmark_app_ratio"] = check["benchmark_app_median_ms"] / record["p50_ms"]
         if record.get("runtime_internal_p50_ms"):
-            record["benchmark_app_ratio_internal"] = check["benchmark_app_median_ms"] / record["runtime_internal_p50_ms"]
+            record["benchmark_app_ratio_internal"] = (
+                check["benchmark_app_median_ms"] / record["runtime_internal_p50_ms"]
+            )
 
 
 def _paired(workspace, rows: list[Row], config: BenchConfig) -> dict | None:
@@ -208,8 +279,9 @@ def _paired(workspace, rows: list[Row], config: BenchConfig) -> dict | None:
         return None
     ours, theirs = pick["pipeline-int8"], pick["ultralytics-int8"]
     options = config.plan(None, 640).options(None)
-    return paired_ratio(workspace.artifact_path(ours.variant_id), workspace.artifact_path(theirs.variant_id),
-                        options, 640)
+    return paired_ratio(
+        workspace.artifact_path(ours.variant_id), workspace.artifact_path(theirs.variant_id), options, 640
+    )
 
 
 def _family_stats(workspace, parent: int, student: int) -> dict[str, dict]:
@@ -219,8 +291,15 @@ def _family_stats(workspace, parent: int, student: int) -> dict[str, dict]:
 
     parent_stats = model_stats(load_checkpoint(workspace.artifact_path(parent)).model, 640)
     student_stats = model_stats(load_checkpoint(workspace.artifact_path(student)).model, 640)
-    families = ["pytorch", "onnx-fp32", "openvino-f32", "openvino-bf16", "ultralytics-openvino-int8",
-                NAMES["nncf-int8"], NAMES["nncf-int8-onnx"]]
+    families = [
+        "pytorch",
+        "onnx-fp32",
+        "openvino-f32",
+        "openvino-bf16",
+        "ultralytics-openvino-int8",
+        NAMES["nncf-int8"],
+        NAMES["nncf-int8-onnx"],
+    ]
     return {**dict.fromkeys(families, parent_stats), NAMES["pipeline-int8"]: student_stats}
 
 
