@@ -30,7 +30,7 @@
 # float path: the notebook measures both, so you see which holds on yours. The YOLO
 # head's box decoding stays in float by default: quantizing coordinates costs accuracy and buys little time.
 #
-# **How long:** about 70 s with the defaults below; with the values suggested in their comments about
+# **How long:** 70 to 110 s with the defaults below (two runs); with the values suggested in their comments about
 # 4.5 minutes (measured on the 2-core development machine, the chapters run in order).
 
 # %% tags=["parameters"]
