@@ -100,3 +100,17 @@ def check_reloads(path: Path) -> None:
     net = load_checkpoint(path).model.float().eval()
     with torch.no_grad():
         net(torch.zeros(1, 3, 64, 64))
+
+
+def record_checkpoint(workspace, net, name: str, *, step: str, params: dict, parent_id: int) -> int:
+    """Write `net` into the workspace as a checkpoint (staged, reloaded and run once) and record it as the
+    PyTorch variant that `step` made from `parent_id`."""
+    return workspace.add_artifact(
+        lambda out: save_checkpoint(net, out, note=params),
+        name,
+        step=step,
+        params=params,
+        parent_id=parent_id,
+        format="pytorch",
+        check=check_reloads,
+    )

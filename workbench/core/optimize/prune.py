@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, WorkbenchError, check_imgsz
-from ..models.checkpoints import check_reloads, checkpoint_imgsz, load_checkpoint, save_checkpoint
+from ..models.checkpoints import checkpoint_imgsz, load_checkpoint, record_checkpoint, save_checkpoint
 from ..models.summary import model_stats
 from ..progress import ProgressFn, emit
 
@@ -205,14 +205,13 @@ def prune(
     net = channel_prune(net, config, finetune=finetune, progress=progress)
     after = model_stats(net, config.imgsz)
     params = {**asdict(config), "before": before, "after": after}
-    return workspace.add_artifact(
-        lambda out: save_checkpoint(net, out, note=params),
+    return record_checkpoint(
+        workspace,
+        net,
         f"{path.stem.rsplit('-', 1)[0]}-pruned{round(config.ratio * 100)}.pt",
         step="prune",
         params=params,
         parent_id=parent_id,
-        format="pytorch",
-        check=check_reloads,
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..data.calibration import MIN_CALIBRATION_IMAGES, ImageSet
 from ..errors import ConfigError, check_imgsz
-from ..models.checkpoints import DEFAULT_IMGSZ, check_reloads, checkpoint_imgsz, load_checkpoint, save_checkpoint
+from ..models.checkpoints import DEFAULT_IMGSZ, checkpoint_imgsz, load_checkpoint, record_checkpoint
 from ..progress import ProgressFn, emit
 
 
@@ -211,14 +211,13 @@ def qat(
         "seconds": round(time.perf_counter() - start, 1),
         "export": EXPORT_NOTE,
     }
-    trained = workspace.add_artifact(
-        lambda out: save_checkpoint(qmodel.net, out, note=params),
+    trained = record_checkpoint(
+        workspace,
+        qmodel.net,
         f"{path.stem.rsplit('-', 1)[0]}-qat{config.epochs}.pt",
         step="qat",
         params=params,
         parent_id=parent_id,
-        format="pytorch",
-        check=check_reloads,
     )
     ids = {"qat": trained}
     for fmt in config.formats:

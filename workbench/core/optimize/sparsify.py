@@ -11,7 +11,7 @@ import copy
 from dataclasses import asdict, dataclass
 
 from ..errors import ConfigError, check_imgsz
-from ..models.checkpoints import check_reloads, save_checkpoint
+from ..models.checkpoints import record_checkpoint
 from ..progress import ProgressFn, emit
 from .prune import check_prunable, load_net
 
@@ -107,12 +107,11 @@ def sparsify(
     baked = magnitude_prune(net, config.ratio, local=config.local, imgsz=config.imgsz)
     params = {**asdict(config), "before": sparsity(net), "after": sparsity(baked), "note": NO_SPEEDUP}
     emit(progress, "sparsify", 1, 1, f"sparsity {params['after']['sparsity']}")
-    return workspace.add_artifact(
-        lambda out: save_checkpoint(baked, out, note=params),
+    return record_checkpoint(
+        workspace,
+        baked,
         f"{path.stem.rsplit('-', 1)[0]}-sparse{round(config.ratio * 100)}.pt",
         step="sparsify",
         params=params,
         parent_id=parent_id,
-        format="pytorch",
-        check=check_reloads,
     )
