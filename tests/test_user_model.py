@@ -100,6 +100,15 @@ def test_demo_takes_the_users_data_and_refuses_to_run_their_model_on_the_shapes(
     assert (ws / "reports" / "demo.html").is_file()
 
 
+@pytest.mark.parametrize("command", ["optimize", "bench"])
+def test_optimize_and_bench_refuse_the_users_model_on_the_shapes_before_writing(user_model, tmp_path, capsys, command):
+    weights, _ = user_model
+    where = ["--workspace", str(tmp_path / "ws")] if command == "optimize" else ["--out", str(tmp_path / "ws")]
+    extra = ["--recipe", "demo-short"] if command == "optimize" else []
+    assert main([command, "--model", str(weights), *extra, *where]) == 2
+    assert "predicts 2 classes (cat, dog" in capsys.readouterr().err and not (tmp_path / "ws").exists()
+
+
 def test_the_model_panel_defaults_every_size_to_the_users_training_size(user_model, tmp_path):
     from workbench.core.services.session import Session
     from workbench.widgets import ExportPanel, MeasurePanel, ModelPanel, QuantizePanel

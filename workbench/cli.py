@@ -209,7 +209,7 @@ def _bench(args) -> int:
 
 
 def _optimize(args) -> int:
-    from .core.data.generate import generate_shapes
+    from .core.data.generate import check_fits_shapes, generate_shapes
     from .core.models.sources import open_source, record_source
     from .core.optimize.recipes import PipelineError, Recipe, run_recipe
     from .core.report.tables import markdown_table, pipeline_table
@@ -218,6 +218,8 @@ def _optimize(args) -> int:
     recipe = Recipe.load(args.recipe)  # a bad recipe, model or dataset fails here, before anything is written
     given = _given_data(args)
     source = open_source(args.model, data_yaml=given)
+    if given is None:
+        check_fits_shapes(source.names, args.model)
     workspace = Workspace(args.workspace)
     printer = ProgressPrinter()
     try:

@@ -122,13 +122,15 @@ class BenchConfig:
 
 def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress: ProgressFn | None = None) -> dict:
     """Export, measure, cross-check and write `out/results.json` and `out/results.md`; returns the JSON."""
-    from ..data.generate import generate_shapes
+    from ..data.generate import check_fits_shapes, generate_shapes
     from ..models.sources import open_source, record_source
     from ..services.shipped_models import record_student
     from ..store.workspace import Workspace
 
     given = Path(config.data).expanduser().resolve() if config.data else None
     source = open_source(config.model, data_yaml=given)  # model and data checked before anything is written
+    if given is None:
+        check_fits_shapes(source.names, config.model)
     out = Path(out)
     workspace = Workspace(out / "workspace")
     data_yaml = given or generate_shapes(workspace.datasets, config.shapes, progress=progress).data_yaml

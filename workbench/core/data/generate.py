@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetError
 from ..progress import ProgressFn, emit
 from ..store.atomic import staged
 from . import backgrounds, shapes
@@ -51,6 +51,21 @@ class ShapesDataset:
     @property
     def data_yaml(self) -> Path:
         return self.root / "data.yaml"
+
+
+def check_fits_shapes(names: dict[int, str], model: str) -> None:
+    """Refuse, before anything is generated, a model whose classes are not the shapes dataset's.
+
+    Raises:
+        DatasetError: naming the model's classes and the dataset's, and pointing to --data.
+    """
+    found = list(names.values())
+    if found != list(shapes.CLASSES):
+        raise DatasetError(
+            f"{model} predicts {len(found)} classes ({', '.join(map(str, found[:4]))}, ...), the generated demo "
+            f"dataset has {', '.join(shapes.CLASSES)}",
+            "pass your model's own data YAML (--data DATA.yaml), or use 'demo'",
+        )
 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:

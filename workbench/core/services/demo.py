@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..data.generate import ShapesConfig, generate_shapes
-from ..data.shapes import CLASSES
-from ..errors import Cancelled, ConfigError, DatasetError, WorkbenchError
+from ..data.generate import ShapesConfig, check_fits_shapes, generate_shapes
+from ..errors import Cancelled, ConfigError, WorkbenchError
 from ..measure.accuracy import AccuracyResult
 from ..measure.measure import measure
 from ..measure.plan import MeasurePlan
@@ -62,12 +61,8 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: ProgressFn | None =
     recipe = Recipe.load(config.recipe) if config.recipe else None  # a bad recipe fails before any work
     given = Path(config.data).expanduser().resolve() if config.data else None
     source = open_source(config.model, data_yaml=given)
-    if given is None and list(source.names.values()) != list(CLASSES):
-        raise DatasetError(
-            f"{config.model} predicts {len(source.names)} classes ({', '.join(list(source.names.values())[:4])}, "
-            f"...), the generated demo dataset has {', '.join(CLASSES)}",
-            "pass your model's own data YAML (--data DATA.yaml), or use 'demo'",
-        )
+    if given is None:
+        check_fits_shapes(source.names, config.model)
     workspace = Workspace(config.workspace)
     emit(progress, "dataset", 0, 1, config.shapes.name if given is None else str(given))
     data_yaml = given or generate_shapes(workspace.datasets, config.shapes, progress=progress).data_yaml

@@ -81,16 +81,16 @@ class ModelChoice:
 
 def open_model(session: Session, choice: ModelChoice = ModelChoice(), *, progress: ProgressFn | None = None) -> int:
     """Load and check the model, generate or check the dataset, record the model as a source variant."""
-    from ..data.generate import generate_shapes
+    from ..data.generate import check_fits_shapes, generate_shapes
     from ..models.sources import open_source, record_source
 
     emit(progress, "model", 0, 2, f"loading {choice.model}")
     given = None if choice.data == DEMO_DATA_CHOICE else Path(choice.data).expanduser().resolve()
     source = open_source(choice.model, data_yaml=given)  # checks model and data before anything is written
     if given is None:
+        check_fits_shapes(source.names, choice.model)
         emit(progress, "dataset", 0, 1, choice.shapes.name)
         data_yaml = generate_shapes(session.workspace.datasets, choice.shapes, progress=progress).data_yaml
-        source = open_source(choice.model, data_yaml=data_yaml)
     else:
         data_yaml = given
     variant_id = record_source(session.workspace, source)
