@@ -100,6 +100,7 @@ def _demo(args) -> int:
         shapes=_shapes(args),
         measure=not args.no_measure,
         recipe=None if args.no_optimize else args.recipe,
+        trust=args.trust_checkpoint,
     )
     start = time.perf_counter()
     result = _run(run_demo, config)
@@ -174,7 +175,7 @@ def _evaluate(args) -> int:
     from .core.models.sources import load_model
 
     config = AccuracyConfig(imgsz=args.imgsz, batch=args.batch)
-    model = load_model(args.model)
+    model = load_model(args.model, trust=args.trust_checkpoint)
     imgsz = args.imgsz or training_imgsz(model) or DEFAULT_IMGSZ
     result = _run(evaluate, model, args.data, AccuracyConfig(imgsz=imgsz, batch=config.batch))
     source = "as given" if args.imgsz else "the size the model was trained at"
@@ -200,6 +201,7 @@ def _bench(args) -> int:
         seconds=args.seconds,
         benchmark_app_seconds=args.benchmark_app_seconds,
         shapes=_shapes(args),
+        trust=args.trust_checkpoint,
     )
     start = time.perf_counter()
     result = _run(run_bench, args.out, config)
@@ -211,19 +213,21 @@ def _bench(args) -> int:
 def _optimize(args) -> int:
     from .core.data.generate import check_fits_shapes, generate_shapes
     from .core.models.sources import open_source, record_source
-    from .core.optimize.recipes import PipelineError, Recipe, run_recipe
+    from .core.optimize.recipes import PipelineError, Recipe, check_recipe, run_recipe
     from .core.report.tables import markdown_table, pipeline_table
     from .core.store.workspace import Workspace
 
     recipe = Recipe.load(args.recipe)  # a bad recipe, model or dataset fails here, before anything is written
     given = _given_data(args)
-    source = open_source(args.model, data_yaml=given)
+    source = open_source(args.model, data_yaml=given, trust=args.trust_checkpoint)
+    shapes = _shapes(args)
     if given is None:
         check_fits_shapes(source.names, args.model)
+    check_recipe(recipe, source.model.model, given, split_sizes={"train": shapes.train, "val": shapes.val})
     workspace = Workspace(args.workspace)
     printer = ProgressPrinter()
     try:
-        data_yaml = given or generate_shapes(workspace.datasets, _shapes(args), progress=printer).data_yaml
+        data_yaml = given or generate_shapes(workspace.datasets, shapes, progress=printer).data_yaml
         result = run_recipe(workspace, recipe, record_source(workspace, source), data_yaml, progress=printer)
     except PipelineError as exc:
         for step in exc.completed:
@@ -239,9 +243,18 @@ def _optimize(args) -> int:
     return 0
 
 
+def _trust_flag(command) -> None:
+    command.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load a .pt whose pickle names more than model classes: it may run code; only for a file you checked",
+    )
+
+
 def _common_data(command, *, model_help: str) -> None:
     """--model and --data, and the generated dataset's sizes: every command that takes a model takes its data."""
     command.add_argument("--model", default="demo", help=model_help)
+    _trust_flag(command)
     command.add_argument(
         "--data",
         default=None,
@@ -309,6 +322,7 @@ def parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="mAP of a model on a YOLO dataset (Ultralytics' validator)")
     evaluate.add_argument("--model", default="demo", help=model_help + ", or an exported model")
+    _trust_flag(evaluate)
     evaluate.add_argument("--data", required=True, help="a YOLO data YAML")
     evaluate.add_argument("--imgsz", type=_positive, default=None, help="default: the size the model was trained at")
     evaluate.add_argument("--batch", type=_positive, default=16)

@@ -59,6 +59,11 @@ class ModelPanel(Panel):
         )
         self.train_images = int_box("Train images (demo)", 800, 8, 20000, tooltip="generated training images")
         self.val_images = int_box("Val images (demo)", 200, 4, 5000, tooltip="generated validation images")
+        self.trust = checkbox(
+            "I trust this .pt file (it may run code)",
+            False,
+            tooltip="a .pt is a pickle: one that names more than model classes is refused unless you trust it",
+        )
 
     def controls(self) -> list:
         return [
@@ -71,11 +76,13 @@ class ModelPanel(Panel):
             self.data,
             self.train_images,
             self.val_images,
+            self.trust,
         ]
 
     def config(self) -> ModelChoice:
         shapes = ShapesConfig(train=self.train_images.value, val=self.val_images.value)
-        return ModelChoice(model=self.model.value.strip(), data=self.data.value.strip() or "demo", shapes=shapes)
+        model, data = self.model.value.strip(), self.data.value.strip() or "demo"
+        return ModelChoice(model=model, data=data, shapes=shapes, trust=self.trust.value)
 
     def execute(self, config, progress):
         return self._open(self.session, config, progress=progress)

@@ -89,6 +89,7 @@ class BenchConfig:
     bare_loop_runs: int = 100
     max_drift: float = 0.10
     retries: int = 2
+    trust: bool = False  # load a .pt whose pickle names more than model classes (it may run code)
 
     def __post_init__(self):
         object.__setattr__(self, "imgsizes", tuple(check_imgsz(s) for s in self.imgsizes))
@@ -128,7 +129,9 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
     from ..store.workspace import Workspace
 
     given = Path(config.data).expanduser().resolve() if config.data else None
-    source = open_source(config.model, data_yaml=given)  # model and data checked before anything is written
+    source = open_source(
+        config.model, data_yaml=given, trust=config.trust
+    )  # model and data checked before anything is written
     if given is None:
         check_fits_shapes(source.names, config.model)
     out = Path(out)

@@ -33,12 +33,23 @@ def check_checkpoint(path: Path, *, missing_fix: str = "check the path") -> None
         raise ModelLoadError(f"{path} is corrupt (entry {bad} fails its CRC check)", "re-copy or re-export it")
 
 
-def load_yolo(source: Path | str, **kwargs):
-    """`YOLO(source)` offline, with Ultralytics' and torch's many error types turned into a ModelLoadError."""
+def load_yolo(source: Path | str, *, trust: bool = False, **kwargs):
+    """`YOLO(source)` offline, with Ultralytics' and torch's many error types turned into a ModelLoadError.
+
+    A .pt file is first checked by `pickle_guard` (refused if its pickle would run code, unless `trust`), then
+    loaded with Ultralytics' restricted unpickler; only a trusted file is unpickled in full.
+    """
+    from .pickle_guard import check_safe, is_trusted, ultralytics_safe_mode
     from .ultralytics_offline import ultralytics
 
+    ul = ultralytics()
+    pickled = Path(str(source)).suffix == ".pt" and Path(str(source)).is_file()
+    if pickled:
+        check_safe(source, trust=trust)
+    full_pickle = pickled and (trust or is_trusted(source))
     try:
-        model = ultralytics().YOLO(str(source), **kwargs)
+        with ultralytics_safe_mode(not full_pickle):
+            model = ul.YOLO(str(source), **kwargs)
     except ModelLoadError:
         raise
     except Exception as exc:  # Ultralytics and torch raise many types; name the file and the cause
@@ -54,10 +65,11 @@ def load_yolo(source: Path | str, **kwargs):
     return model
 
 
-def load_checkpoint(path: Path | str, *, missing_fix: str = "check the path"):
-    """A checked .pt file as an Ultralytics `YOLO` detection model."""
+def load_checkpoint(path: Path | str, *, missing_fix: str = "check the path", trust: bool = False):
+    """A checked .pt file as an Ultralytics `YOLO` detection model (refused if its pickle would run code, unless
+    `trust`: see `pickle_guard`)."""
     check_checkpoint(Path(path), missing_fix=missing_fix)
-    return load_yolo(path)
+    return load_yolo(path, trust=trust)
 
 
 def training_imgsz(model) -> int | None:

@@ -78,13 +78,15 @@ def resolve(spec: str | Path) -> ModelSource:
     )
 
 
-def load_model(spec: str | Path):
+def load_model(spec: str | Path, *, trust: bool = False):
     """Load a detector as an Ultralytics `YOLO` object.
 
     Args:
         spec: 'demo' or 'student' (the shipped models), a .pt path, an Ultralytics name such as 'yolo11n.pt' (needs
             the network, or a local copy in Ultralytics' weights folder), a model YAML such as 'yolov8s.yaml'
             (random weights), or an exported ONNX / OpenVINO / TorchScript artifact.
+        trust: load a .pt whose pickle names more than model classes with full pickle (it may run code); only
+            for a file you made or checked. Without it such a file is refused before anything in it runs.
     Raises:
         ModelNotFoundError, ModelLoadError: with the cause and the fix.
     """
@@ -96,9 +98,9 @@ def load_model(spec: str | Path):
             if shipped
             else "check the path"
         )
-        return load_checkpoint(source.ref, missing_fix=fix)
+        return load_checkpoint(source.ref, missing_fix=fix, trust=trust)
     if source.kind is SourceKind.NAME:
-        return _load_name(source.ref)
+        return _load_name(source.ref, trust=trust)
     if source.kind is SourceKind.EXPORTED:
         return _exported(source.ref)
     return load_yolo(source.ref)
@@ -112,7 +114,7 @@ def _exported(path: str):
     return load_yolo(path, task="detect")
 
 
-def _load_name(name: str):
+def _load_name(name: str, *, trust: bool = False):
     from .ultralytics_offline import ultralytics
 
     ultralytics()
@@ -120,11 +122,11 @@ def _load_name(name: str):
 
     local = Path(SETTINGS["weights_dir"]) / name
     if local.is_file():
-        return load_model(local)
+        return load_model(local, trust=trust)
     try:
         from ultralytics.utils.downloads import attempt_download_asset
 
-        return load_yolo(attempt_download_asset(name))
+        return load_yolo(attempt_download_asset(name), trust=trust)
     except Exception as exc:
         raise ModelNotFoundError(
             f"{name!r} is an Ultralytics release that is not on this machine and could not be downloaded ({exc})",
@@ -147,11 +149,12 @@ class SourceModel:
         return dict(self.model.names)
 
 
-def open_source(spec: str | Path, *, data_yaml: Path | str | None = None) -> SourceModel:
+def open_source(spec: str | Path, *, data_yaml: Path | str | None = None, trust: bool = False) -> SourceModel:
     """Load and check a trained detector (and, with `data_yaml`, that the dataset fits it); writes nothing.
 
     Raises:
-        ModelLoadError: not a trained .pt checkpoint (a YAML or an exported file cannot be optimized).
+        ModelLoadError: not a trained .pt checkpoint (a YAML or an exported file cannot be optimized), or one
+            whose pickle would run code (`trust` loads a file you checked anyway).
         DatasetError: the data YAML or its val split is unsound, or its class count differs from the model's.
     """
     from ..data.checks import check_dataset
@@ -163,7 +166,7 @@ def open_source(spec: str | Path, *, data_yaml: Path | str | None = None) -> Sou
             ", not a trained PyTorch checkpoint",
             "start from a trained .pt ('demo', 'student' or a path); the workbench exports variants from it",
         )
-    model = load_model(spec)
+    model = load_model(spec, trust=trust)
     path = Path(model.ckpt_path or source.ref)
     if path.suffix != ".pt" or not path.is_file():
         raise ModelLoadError(f"{spec} did not load from a .pt file ({path})", "pass the path of a trained .pt")

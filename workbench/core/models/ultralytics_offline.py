@@ -1,4 +1,5 @@
-"""Ultralytics, imported offline: no downloads, no auto-install, no telemetry, no logger integrations."""
+"""Ultralytics, imported offline and safe: no downloads, no auto-install, no telemetry, no logger integrations, and
+its restricted (weights-only) checkpoint loading on."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def ultralytics():
     if changes:
         SETTINGS.update(changes)
     _provide_fonts()
+    from .pickle_guard import enable_process_safe_mode
+
+    enable_process_safe_mode()  # Ultralytics' own loads (trainers, validators) never unpickle code either
     return ul
 
 

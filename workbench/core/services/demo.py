@@ -17,7 +17,7 @@ from ..measure.plan import MeasurePlan
 from ..models.cards import demo_card, student_card
 from ..models.export import ExportConfig, ExportFormat, export
 from ..models.sources import DEMO, SourceModel, open_source, record_source
-from ..optimize.recipes import Recipe, run_recipe
+from ..optimize.recipes import Recipe, check_recipe, run_recipe
 from ..progress import ProgressFn, emit
 from ..report.figures import history_figure, per_class_figure
 from ..report.html import Section, figure_html, write_report
@@ -42,6 +42,7 @@ class DemoConfig:
     plan: MeasurePlan = field(default_factory=lambda: DEMO_PLAN)
     student: bool = True  # with the demo model: the shipped student beside it, quantized to INT8 and measured
     recipe: str | None = "demo-short"  # optimization recipe run on the model after the exports (None: skip)
+    trust: bool = False  # load a .pt whose pickle names more than model classes (it may run code)
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,12 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: ProgressFn | None =
     """
     recipe = Recipe.load(config.recipe) if config.recipe else None  # a bad recipe fails before any work
     given = Path(config.data).expanduser().resolve() if config.data else None
-    source = open_source(config.model, data_yaml=given)
+    source = open_source(config.model, data_yaml=given, trust=config.trust)
     if given is None:
         check_fits_shapes(source.names, config.model)
+    if recipe is not None:
+        sizes = {"train": config.shapes.train, "val": config.shapes.val}
+        check_recipe(recipe, source.model.model, given, split_sizes=sizes)
     workspace = Workspace(config.workspace)
     emit(progress, "dataset", 0, 1, config.shapes.name if given is None else str(given))
     data_yaml = given or generate_shapes(workspace.datasets, config.shapes, progress=progress).data_yaml

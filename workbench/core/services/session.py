@@ -71,6 +71,7 @@ class ModelChoice:
     model: str = "demo"
     data: str = DEMO_DATA_CHOICE
     shapes: ShapesConfig = ShapesConfig()  # what is generated when data is 'demo'
+    trust: bool = False  # the user checked this .pt: load it even if its pickle names more than model classes
 
     def __post_init__(self):
         if not str(self.model).strip():
@@ -86,7 +87,9 @@ def open_model(session: Session, choice: ModelChoice = ModelChoice(), *, progres
 
     emit(progress, "model", 0, 2, f"loading {choice.model}")
     given = None if choice.data == DEMO_DATA_CHOICE else Path(choice.data).expanduser().resolve()
-    source = open_source(choice.model, data_yaml=given)  # checks model and data before anything is written
+    source = open_source(
+        choice.model, data_yaml=given, trust=choice.trust
+    )  # checks model and data before anything is written
     if given is None:
         check_fits_shapes(source.names, choice.model)
         emit(progress, "dataset", 0, 1, choice.shapes.name)
