@@ -27,10 +27,13 @@ def ws_parent(tmp_path):
         ({"steps": [{"distill": {"epochs": 1}}]}, "names no teacher"),
         ({"steps": [{"prune": {}, "distill": {}}]}, "single"),
         ({"steps": ["prune"], "extra": 1}, "unknown keys"),
-        ({"steps": ["prune"], "measure": {"latency": 1}}, "measure: latency must be bool"),
-        ({"steps": ["prune"], "measure": {"imgsz": "abc"}}, "measure: imgsz must be tuple"),
+        ({"steps": ["prune"], "measure": {"latency": 1}}, "measure: option latency must be true or false, got 1"),
+        (
+            {"steps": ["prune"], "measure": {"imgsz": "abc"}},
+            "measure: option imgsz must be a list \\(a whole number each\\)",
+        ),
         ({"steps": ["prune"], "measure": {"imgsz": [-5]}}, "imgsz must be a multiple of 32"),
-        ({"steps": ["prune"], "measure": {"latency_imgsz": [640]}}, "unknown key\\(s\\) \\['latency_imgsz'\\]"),
+        ({"steps": ["prune"], "measure": {"latency_imgsz": [640]}}, "measure: unknown option 'latency_imgsz'"),
         ({"steps": ["prune"], "measure": [640]}, "'measure' must be a mapping"),
     ],
 )

@@ -8,9 +8,10 @@ The CLI, the panels, recipes, the demo and the bench all describe a measurement 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from ..errors import ConfigError, check_imgsz
+from ..options import build
 from .latency import LatencyConfig
 
 OPENVINO_PRECISIONS = ("f32", "bf16", "f16", None)  # None: OpenVINO's own choice (bf16 on CPUs that have it)
@@ -105,31 +106,5 @@ class MeasurePlan:
 
     @classmethod
     def from_dict(cls, data: dict | None, *, source: str = "measure") -> MeasurePlan:
-        """A plan from a mapping (a recipe's `measure:` entry); wrong keys and types are named."""
-        data = dict(data or {})
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"{source} has unknown key(s) {unknown}", f"use {', '.join(known)}")
-        for key, value in data.items():
-            _check_type(source, key, value, cls.__dataclass_fields__[key].default)
-        return cls(**data)
-
-
-def _check_type(source: str, key: str, value, default) -> None:
-    """A value of the kind the field's default has (None fields take a number or null; tuples take lists)."""
-    if value is None:
-        return
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, tuple):
-        ok = isinstance(value, (list, tuple, int)) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    else:  # int or None defaults
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    if not ok:
-        expected = type(default).__name__ if default is not None else "a whole number or null"
-        raise ConfigError(f"{source}: {key} must be {expected}, got {value!r}", f"fix the value of {key}")
+        """A plan from a mapping (a recipe's `measure:` entry); wrong keys, types and ranges are named."""
+        return build(cls, data, source, scalar_lists=True)

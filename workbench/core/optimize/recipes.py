@@ -24,6 +24,7 @@ from pathlib import Path
 from ..errors import Cancelled, ConfigError, WorkbenchError
 from ..measure.plan import MeasurePlan
 from ..models.export import ExportConfig
+from ..options import build
 from ..progress import ProgressFn, emit
 from .distill import DistillConfig
 from .prune import PruneConfig
@@ -74,13 +75,11 @@ class Recipe:
             raise ConfigError(f"{source} has unknown keys {sorted(unknown)}", "use name, steps and measure")
         if not isinstance(data.get("measure") or {}, dict):
             raise ConfigError(f"{source}: 'measure' must be a mapping", "write measure: {imgsz: [640]}")
-        try:
-            measure = MeasurePlan.from_dict(data.get("measure"), source=f"{source}: measure")
-        except ConfigError as exc:
-            raise ConfigError(
-                exc.problem if exc.problem.startswith(source) else f"{source}: measure: {exc.problem}", exc.fix
-            ) from exc
-        return cls(tuple(steps), measure, str(data.get("name", Path(source).stem)))
+        measure = MeasurePlan.from_dict(data.get("measure"), source=f"{source}: measure")
+        name = data.get("name", Path(source).stem)
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{source}: name must be text, got {name!r}", "write e.g. name: my-recipe")
+        return cls(tuple(steps), measure, name)
 
     @classmethod
     def load(cls, name_or_path: Path | str) -> Recipe:
@@ -104,9 +103,13 @@ class Recipe:
         if not path.is_file():
             raise ConfigError(f"recipe {path} does not exist", "pass the path of a recipe YAML file")
         try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
+            data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"recipe {path} is not UTF-8 text ({exc})", "save the recipe as UTF-8 YAML") from exc
+        except (yaml.YAMLError, RecursionError) as exc:
             raise ConfigError(f"recipe {path} is not valid YAML: {exc}", "fix the YAML syntax") from exc
+        except OSError as exc:
+            raise ConfigError(f"recipe {path} cannot be read ({exc.strerror or exc})", "check the file") from exc
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict:
@@ -141,23 +144,23 @@ def parse_step(entry, index: int, source: str = "recipe") -> Step:
         )
     kind, options = next(iter(entry.items()))
     if kind not in STEP_CONFIGS:
-        raise ConfigError(f"{source}: step {index} has unknown kind {kind!r}", f"use one of {', '.join(STEP_CONFIGS)}")
+        raise ConfigError(
+            f"{source}: step {index} has unknown kind {kind!r}", f"use one of {', '.join(map(str, STEP_CONFIGS))}"
+        )
+    where = f"{source}: step {index} ({kind})"
+    if options is not None and not isinstance(options, dict):
+        raise ConfigError(
+            f"{where}: the options must be a mapping of name: value, got {options!r}",
+            f"write e.g. '- {kind}: {{{next(iter(STEP_CONFIGS[kind].__dataclass_fields__))}: ...}}'",
+        )
     options = dict(options or {})
     teacher = options.pop(TEACHER_KEY, None) if kind == "distill" else None
-    if kind == "distill" and teacher is None:
+    if kind == "distill" and (not isinstance(teacher, str) or not teacher.strip()):
         raise ConfigError(
-            f"{source}: step {index} (distill) names no teacher",
+            f"{where} names no teacher" if teacher is None else f"{where}: teacher must be text, got {teacher!r}",
             "add teacher: parent (the model the recipe starts from) or a model path",
         )
-    try:
-        config = STEP_CONFIGS[kind](**options)
-    except TypeError as exc:
-        raise ConfigError(
-            f"{source}: step {index} ({kind}) has an unknown option ({exc})",
-            f"options of {kind}: {', '.join(STEP_CONFIGS[kind].__dataclass_fields__)}",
-        ) from exc
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: step {index} ({kind}): {exc.problem}", exc.fix) from exc
+    config = build(STEP_CONFIGS[kind], options, where)
     return Step(kind, config, teacher)
 
 
@@ -185,22 +188,22 @@ class PipelineResult:
 _NEEDS_PYTORCH = {"prune", "sparsify", "finetune", "distill", "qat", "export"}
 
 
-def preflight(workspace, recipe: Recipe, model_id: int, data_yaml: Path | str) -> dict[int, int]:
-    """Check every step against the model and data before any long work; returns teacher variant ids by step.
+def check_recipe(recipe: Recipe, net, data_yaml: Path | str | None, *, split_sizes: dict | None = None) -> None:
+    """Check every step against the model and data, writing nothing; run it before a workspace is touched.
 
+    Args:
+        net: the recipe's input model (an Ultralytics DetectionModel).
+        data_yaml: the dataset, or None for one not generated yet, whose image counts `split_sizes` gives
+            ({"train": 800, "val": 200}).
     Raises:
         ConfigError naming the step: a step that needs a PyTorch model after one that exported, an architecture
-        the pruner cannot handle, a teacher of another family, too few calibration images, a bad dataset.
+        the pruner cannot handle, a teacher that is not a safe .pt of the same family, too few calibration images.
     """
     from ..data.checks import check_dataset
-    from ..models.checkpoints import load_checkpoint
 
-    path = workspace.artifact_path(model_id)
-    if path.suffix != ".pt":
-        raise ConfigError(f"a recipe starts from a PyTorch model, not {path.name}", "start from the .pt variant")
-    net = load_checkpoint(path).model
-    check_dataset(data_yaml, splits=("train", "val"), model_names=net.names)
-    teachers, produced = {}, "pytorch"
+    if data_yaml is not None:
+        check_dataset(data_yaml, splits=("train", "val"), model_names=net.names)
+    produced = "pytorch"
     for index, step in enumerate(recipe.steps, 1):
         where = f"step {index} ({step.kind})"
         if step.kind in _NEEDS_PYTORCH and produced != "pytorch":
@@ -209,15 +212,29 @@ def preflight(workspace, recipe: Recipe, model_id: int, data_yaml: Path | str) -
                 "put prune / distill / finetune / qat before quantize and export",
             )
         try:
-            _check_step(workspace, step, index, net, model_id, data_yaml, teachers)
+            _check_step(step, net, data_yaml, split_sizes or {})
         except WorkbenchError as exc:
             raise ConfigError(f"{where}: {exc.problem}", exc.fix) from exc
         if step.kind in ("quantize", "export", "qat"):
             produced = getattr(step.config, "format", None) or step.config.formats[0]
-    return teachers
 
 
-def _check_step(workspace, step: Step, index: int, net, model_id: int, data_yaml, teachers: dict) -> None:
+def preflight(workspace, recipe: Recipe, model_id: int, data_yaml: Path | str) -> dict[int, int]:
+    """`check_recipe` on a recorded model, then record each distill step's teacher; returns teacher ids by step."""
+    from ..models.checkpoints import load_checkpoint
+
+    path = workspace.artifact_path(model_id)
+    if path.suffix != ".pt":
+        raise ConfigError(f"a recipe starts from a PyTorch model, not {path.name}", "start from the .pt variant")
+    check_recipe(recipe, load_checkpoint(path).model, data_yaml)
+    return {
+        index: _teacher_variant(workspace, step.teacher, model_id)
+        for index, step in enumerate(recipe.steps, 1)
+        if step.kind == "distill"
+    }
+
+
+def _check_step(step: Step, net, data_yaml, split_sizes: dict) -> None:
     from ..data.calibration import MIN_CALIBRATION_IMAGES, ImageSet
     from ..models.checkpoints import load_checkpoint
     from .distill import check_teacher
@@ -225,18 +242,21 @@ def _check_step(workspace, step: Step, index: int, net, model_id: int, data_yaml
 
     if step.kind in ("prune", "sparsify"):
         check_prunable(net)
-    if step.kind == "distill":
-        teachers[index] = _teacher_variant(workspace, step.teacher, model_id)
-        check_teacher(net, load_checkpoint(workspace.artifact_path(teachers[index])).model)
+    if step.kind == "distill" and step.teacher != "parent":
+        check_teacher(net, load_checkpoint(_teacher_path(step.teacher)).model)
     if step.kind in ("quantize", "qat"):
-        ImageSet.from_data(
-            data_yaml, step.config.calibration_split, step.config.calibration_images, minimum=MIN_CALIBRATION_IMAGES
-        )
+        split = step.config.calibration_split
+        if data_yaml is not None:
+            ImageSet.from_data(data_yaml, split, step.config.calibration_images, minimum=MIN_CALIBRATION_IMAGES)
+        elif split_sizes.get(split, 0) < MIN_CALIBRATION_IMAGES:
+            raise ConfigError(
+                f"the generated dataset's '{split}' split has {split_sizes.get(split, 0)} images, fewer than the "
+                f"{MIN_CALIBRATION_IMAGES} calibration needs",
+                f"generate more {split} images (e.g. --{split}-images 200) or calibrate on another split",
+            )
 
 
-def _teacher_variant(workspace, teacher: str, model_id: int) -> int:
-    if teacher == "parent":
-        return model_id
+def _teacher_path(teacher: str) -> Path:
     from ..models.sources import resolve
 
     source = resolve(teacher)
@@ -245,7 +265,14 @@ def _teacher_variant(workspace, teacher: str, model_id: int) -> int:
             f"teacher {teacher!r} is not a local .pt checkpoint",
             "use teacher: parent, 'demo', or the path of a trained .pt",
         )
-    return workspace.add_artifact(Path(source.ref), Path(source.ref).name, step="import", format="pytorch")
+    return Path(source.ref)
+
+
+def _teacher_variant(workspace, teacher: str, model_id: int) -> int:
+    if teacher == "parent":
+        return model_id
+    path = _teacher_path(teacher)
+    return workspace.add_artifact(path, path.name, step="import", format="pytorch")
 
 
 def run_recipe(
