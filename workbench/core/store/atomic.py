@@ -1,14 +1,45 @@
-"""Write to a staging path, check, then rename: an interrupted step never leaves a half-written artifact."""
+"""Write to a staging path, check, then rename: an interrupted step never leaves a half-written artifact.
+
+Staging names carry the writing process's id (`.staging-<pid>-...`), and scratch folders live in the workspace's
+`.staging/`; `sweep_stale` removes what a process that no longer runs left behind (a `kill -9`, a power cut).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
+import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+STAGING_PREFIXES = (".staging-", ".incoming-", ".old-")  # beside final names, in artifacts/ and reports/
+SCRATCH_FOLDER = ".staging"  # under a workspace root: scratch folders of exports, training and validation
+_scratch_root: Path | None = None  # the workspace opened last in this process; None: the system's temp folder
+
+
+def tag() -> str:
+    """A unique staging tag that names this process: `<pid>-<random>`."""
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def use_scratch_root(root: Path | None) -> None:
+    """Put this process's scratch folders under `root` (a workspace's `.staging/`)."""
+    global _scratch_root
+    _scratch_root = None if root is None else Path(root)
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A temporary folder in the current workspace's `.staging/` (removed afterwards, swept if interrupted)."""
+    base = _scratch_root
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", dir=base) as tmp:
+        yield Path(tmp)
 
 
 @contextmanager
@@ -20,7 +51,7 @@ def staged(final: Path, *, check: Callable[[Path], None] | None = None) -> Itera
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".staging-{uuid.uuid4().hex[:8]}-{final.name}"  # keeps the suffix runtimes look at
+    staging = final.parent / f".staging-{tag()}-{final.name}"  # keeps the suffix runtimes look at
     try:
         yield staging
         if not staging.exists():
@@ -35,7 +66,7 @@ def staged(final: Path, *, check: Callable[[Path], None] | None = None) -> Itera
 def _replace(src: Path, dst: Path) -> None:
     if src.is_dir() and dst.exists():
         # os.replace cannot overwrite a non-empty folder: move the old one aside first, then drop it.
-        old = dst.parent / f".old-{dst.name}-{uuid.uuid4().hex[:8]}"
+        old = dst.parent / f".old-{tag()}-{dst.name}"
         os.replace(dst, old)
         os.replace(src, dst)
         remove(old)
@@ -68,3 +99,65 @@ def size_bytes(path: Path) -> int:
     """Size of a file, or the sum over a folder's files."""
     path = Path(path)
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def _owner(name: str) -> int | None:
+    """The process id a staging name carries (`.staging-<pid>-...`), or None for a name without one."""
+    for prefix in STAGING_PREFIXES:
+        if name.startswith(prefix):
+            head = name[len(prefix) :].split("-", 1)[0]
+            return int(head) if head.isdigit() else None
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _process_start() -> float:
+    """When this process started (wall clock), from /proc where it exists."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+def sweep_stale(folders: list[Path]) -> list[Path]:
+    """Remove staging entries and scratch folders whose writer no longer runs; returns what was removed.
+
+    An entry is stale when the process id in its name is not running, or (for a name with no id, written by an
+    older version) when it is older than this process. Entries of live processes are never touched.
+    """
+    started, removed = _process_start(), []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            in_scratch = folder.name == SCRATCH_FOLDER
+            if not in_scratch and not entry.name.startswith(STAGING_PREFIXES):
+                continue
+            pid = _owner(entry.name) if not in_scratch else _scratch_owner(entry.name)
+            try:
+                stale = (pid is not None and pid != os.getpid() and not _alive(pid)) or (
+                    pid is None and entry.lstat().st_mtime < started
+                )
+            except OSError:
+                continue
+            if stale:
+                remove(entry)
+                removed.append(entry)
+    return removed
+
+
+def _scratch_owner(name: str) -> int | None:
+    """`scratch` names its folders `<prefix><pid>-<random>`: the pid is the last all-digit part before the end."""
+    parts = name.split("-")
+    return int(parts[-2]) if len(parts) >= 2 and parts[-2].isdigit() else None

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..environment import fingerprint, fingerprint_id
 from ..errors import WorkspaceError
+from .faults import damaged_ledger, foreign_ledger, sqlite_fault
 from .records import Format, Measurement, Variant
 
 SCHEMA_VERSION = 1
@@ -57,39 +59,62 @@ def now() -> str:
 class Ledger:
     """Append-mostly store; every write is one short IMMEDIATE transaction, so processes can share the file."""
 
-    def __init__(self, path: Path | str, *, timeout: float = 60.0):
+    def __init__(self, path: Path | str, *, timeout: float = 60.0, read_only: bool = False):
+        """Open the ledger at `path`, creating it if needed, after a quick integrity check.
+
+        Args:
+            timeout: seconds to wait for another process's write lock before giving up.
+            read_only: open with SQLite's mode=ro (it never writes); every write then fails with the
+                read-only error. A ledger file you cannot write opens for reading without it too, as long as
+                its schema is current.
+        Raises:
+            WorkspaceError: the file is damaged, belongs to another program or a newer workbench, or cannot be
+                used (full disk, permissions, lock); each says which and what to do.
+        """
         self.path = Path(path)
         self.timeout = timeout
-        try:
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-                db.executescript(_SCHEMA)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
+        self.read_only = read_only
+        if read_only and not self.path.is_file():
             raise WorkspaceError(
-                f"ledger {self.path} cannot be opened: {exc}",
-                "move the damaged file aside, or choose another workspace",
-            ) from exc
+                f"no ledger {self.path} to open read-only",
+                "open the workspace once for writing to create it, or pick the folder that holds it",
+            )
+        with self._connect("opened") as db:
+            _check_integrity(db, self.path)
+            needs_schema = _needs_schema(db, self.path)  # before any write: a foreign file is left as it is
+            if not read_only and db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            if needs_schema:  # writes only when needed: a current read-only ledger still opens
+                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA foreign_keys=ON")
+    def _connect(self, action: str = "read") -> Iterator[sqlite3.Connection]:
+        """A connection; any SQLite error inside becomes the WorkspaceError for its cause (`action`: read, ...)."""
+        target = f"{self.path.absolute().as_uri()}?mode=ro" if self.read_only else str(self.path)
         try:
+            db = sqlite3.connect(target, timeout=self.timeout, isolation_level=None, uri=self.read_only)
+        except sqlite3.Error as exc:
+            raise sqlite_fault(exc, self.path, action) from exc
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA foreign_keys=ON")
             yield db
+        except sqlite3.Error as exc:
+            raise sqlite_fault(exc, self.path, action) from exc
         finally:
             db.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as db:
+        with self._connect("written") as db:
             db.execute("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlocks between processes
             try:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite has already rolled back on e.g. a full disk
+                    with suppress(sqlite3.Error):  # the original error is the one to report
+                        db.execute("ROLLBACK")
                 raise
 
     def _fingerprint(self, db: sqlite3.Connection) -> str:
@@ -242,3 +267,48 @@ class Ledger:
     def _select(self, table: str, where: str, args=()) -> list[sqlite3.Row]:
         with self._connect() as db:
             return db.execute(f"SELECT * FROM {table} WHERE {where}", tuple(args)).fetchall()  # noqa: S608 - fixed names
+
+
+def _check_integrity(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse a ledger with damaged pages now, not after it took new rows.
+
+    quick_check reads every page once; measured: 2 ms for 4,000 rows (1.5 MB), 8-10 ms for 25,000 rows (9 MB).
+    """
+    found = [row[0] for row in db.execute("PRAGMA quick_check(5)").fetchall()]
+    if found != ["ok"]:
+        raise damaged_ledger(path, "opened", f"quick_check: {'; '.join(found)}")
+
+
+def _needs_schema(db: sqlite3.Connection, path: Path) -> bool:
+    """Whether the ledger's tables must still be made; raises if the file is some other program's."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        detail = f"it was written by a newer workbench (schema {version}; this one reads up to {SCHEMA_VERSION})"
+        raise foreign_ledger(path, detail)
+    names = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND substr(name, 1, 7) != 'sqlite_'")
+    tables = {name: _columns(db, name) for (name,) in names.fetchall()}
+    expected = _expected_columns()
+    ours = sorted(set(tables) & set(expected))
+    if tables and not ours:
+        raise foreign_ledger(path, f"it is another program's SQLite file (tables: {', '.join(sorted(tables))})")
+    for name in ours:
+        if tables[name] != expected[name]:
+            detail = f"its table {name} has columns ({', '.join(tables[name])}), not the workbench's"
+            raise foreign_ledger(path, f"{detail} ({', '.join(expected[name])})")
+    return version < SCHEMA_VERSION or len(ours) < len(expected)
+
+
+def _columns(db: sqlite3.Connection, table: str) -> list[str]:
+    return [row[0] for row in db.execute("SELECT name FROM pragma_table_info(?) ORDER BY cid", (table,))]
+
+
+@functools.cache
+def _expected_columns() -> dict[str, list[str]]:
+    """Each table of _SCHEMA with its column names, in order."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(_SCHEMA)
+        names = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND substr(name, 1, 7) != 'sqlite_'")
+        return {name: _columns(db, name) for (name,) in names.fetchall()}
+    finally:
+        db.close()

@@ -6,10 +6,12 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
-from ..errors import WorkspaceError
-from .atomic import remove, sha256, size_bytes, staged
+from ..errors import WorkbenchError, WorkspaceError
+from .atomic import SCRATCH_FOLDER, remove, sha256, size_bytes, staged, sweep_stale, tag, use_scratch_root
+from .faults import check_folder_writable, os_fault
 from .ledger import Ledger
 from .records import Variant
 
@@ -37,6 +39,8 @@ class Workspace:
         for sub in ("artifacts", "datasets", "reports"):
             (self.root / sub).mkdir(exist_ok=True)
         self.ledger = Ledger(self.root / LEDGER_NAME)
+        self.swept = _sweep(self.root)
+        use_scratch_root(self.root / SCRATCH_FOLDER)  # exports, training and validation stage their files here
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -74,25 +78,34 @@ class Workspace:
             check: raises if the staged artifact is not usable; nothing is kept then.
         Returns:
             the variant id (an identical artifact from the same step and parent keeps its earlier id).
+        Raises:
+            WorkspaceError: a disk or permission fault (full disk, read-only artifacts/, ...) while writing,
+                copying or moving the artifact; nothing of it is left in artifacts/ and nothing is recorded.
         """
         stem, suffix = _split_name(name)
-        staging = self.artifacts / f".incoming-{uuid.uuid4().hex[:8]}{suffix}"
-        with staged(staging, check=check) as tmp:
-            if callable(write):
-                write(tmp)
-            elif Path(write).is_dir():
-                shutil.copytree(write, tmp)
-            else:
-                shutil.copy2(write, tmp)
+        doing = f"writing {name} into the workspace" if callable(write) else f"copying {write} into the workspace"
+        check_folder_writable(self.artifacts, doing)  # artifacts/ can be read-only under a writable root
+        staging = self.artifacts / f".incoming-{tag()}{suffix}"
         try:
+            with staged(staging, check=check) as tmp:  # removes its staging path on any error
+                if callable(write):
+                    write(tmp)
+                elif Path(write).is_dir():
+                    shutil.copytree(write, tmp)
+                else:
+                    shutil.copy2(write, tmp)
             digest = sha256(staging)
             final = self.artifacts / f"{stem}-{digest[:10]}{suffix}"
-            if final.exists():
-                remove(staging)
-            else:
-                os.replace(staging, final)
+            if not final.exists():
+                os.replace(staging, final)  # atomic: the final name holds a whole artifact or nothing
+            size = size_bytes(final)
+        except WorkbenchError:
+            raise  # already says its cause (ModelNotFoundError is also an OSError)
+        except OSError as exc:
+            raise os_fault(exc, doing, self.artifacts) from exc
         finally:
-            remove(staging)
+            with suppress(OSError):  # never hide the error above
+                remove(staging)
         return self.ledger.add_variant(
             final.name,
             step=step,
@@ -101,7 +114,7 @@ class Workspace:
             format=format,
             path=str(final.relative_to(self.root)),
             sha256=digest,
-            size_bytes=size_bytes(final),
+            size_bytes=size,
         )
 
     def variant(self, variant_id: int) -> Variant:
@@ -171,6 +184,26 @@ class Workspace:
         return written
 
 
+class StaleStagingWarning(UserWarning):
+    """Files an interrupted run left in the workspace's staging areas were removed."""
+
+
+def _sweep(root: Path) -> list[Path]:
+    """Remove what interrupted runs left in the staging areas, and say so in one line."""
+    import warnings
+
+    removed = sweep_stale([root / "artifacts", root / "reports", root / SCRATCH_FOLDER])
+    if removed:
+        names = ", ".join(p.name for p in removed[:3]) + (" ..." if len(removed) > 3 else "")
+        warnings.warn(
+            f"removed {len(removed)} staging file(s) or folder(s) left in {root} by runs that were interrupted "
+            f"({names})",
+            StaleStagingWarning,
+            stacklevel=3,
+        )
+    return removed
+
+
 def _scalars(data: dict, prefix: str = "") -> dict:
     return {f"{prefix}{k}": v for k, v in data.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
@@ -205,5 +238,5 @@ def _check_writable(root: Path) -> None:
             root.rmdir()
         raise WorkspaceError(
             f"workspace {root} is not writable ({exc.strerror or exc})",
-            "choose a folder you can write to (--workspace DIR) or fix its permissions",
+            os_fault(exc, f"writing to {root}", root).fix,  # full disk, permissions, read-only disk: each its fix
         ) from exc
