@@ -73,7 +73,8 @@ def _shapes(args):
     from .core.data.generate import ShapesConfig
 
     config = replace(ShapesConfig(), seed=args.seed)
-    return replace(config, train=args.train_images or config.train, val=args.val_images or config.val)
+    given = {"train": args.train_images, "val": args.val_images}  # None: not given; 0 never gets here (_positive)
+    return replace(config, **{split: count for split, count in given.items() if count is not None})
 
 
 def _given_data(args) -> Path | None:
@@ -330,8 +331,18 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
+def _terminate_like_interrupt(signum, frame):
+    """SIGTERM (a `kill`, a container stop) unwinds like Ctrl-C, so every staged write is cleaned up."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     args = parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_like_interrupt) if main_thread else None
     try:
         return args.run(args)
     except WorkbenchError as exc:
@@ -342,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished artifacts are kept, the unfinished step left nothing behind", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ tested against, and what `workbench evaluate` and the shipped models' cards repo
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from ..data.checks import check_dataset, list_images
 from ..environment import torch_threads, usable_cores
 from ..errors import ConfigError, check_imgsz
 from ..progress import ProgressFn, emit
+from ..store.atomic import scratch
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def evaluate(
     model.add_callback("on_val_start", on_start)
     model.add_callback("on_val_batch_end", on_batch)
     try:
-        with tempfile.TemporaryDirectory(prefix="workbench-val-") as tmp, torch_threads():
+        with scratch("val-") as tmp, torch_threads():
             data = summary.write_resolved(Path(tmp))
             metrics = model.val(
                 data=str(data),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -12,6 +11,7 @@ from ..data.checks import check_dataset
 from ..environment import torch_threads
 from ..errors import ConfigError, WorkbenchError, check_imgsz
 from ..progress import ProgressFn, emit
+from ..store.atomic import scratch
 from ..store.records import Format
 
 
@@ -98,7 +98,7 @@ def export_artifact(weights: Path, config: ExportConfig, out: Path, *, progress:
     from .checkpoints import load_checkpoint
 
     emit(progress, f"export {config.format}", 0, 1, config.name_suffix())
-    with tempfile.TemporaryDirectory(prefix="workbench-export-") as tmp:
+    with scratch("export-") as tmp:
         local = Path(tmp) / Path(weights).name
         shutil.copy2(weights, local)
         model = load_checkpoint(local)

@@ -123,6 +123,13 @@ def _load_name(name: str, *, trust: bool = False):
     local = Path(SETTINGS["weights_dir"]) / name
     if local.is_file():
         return load_model(local, trust=trust)
+    if _offline():
+        raise ModelNotFoundError(
+            f"{name!r} is an Ultralytics release name; it is not on this machine, and downloading it needs the "
+            "network, which the workbench does not use (YOLO_OFFLINE is on)",
+            f"use 'demo' for the shipped model, pass a local .pt path, put {name} into {local.parent}, "
+            "or set YOLO_OFFLINE=0 to let Ultralytics download it",
+        )
     try:
         from ultralytics.utils.downloads import attempt_download_asset
 
@@ -132,6 +139,13 @@ def _load_name(name: str, *, trust: bool = False):
             f"{name!r} is an Ultralytics release that is not on this machine and could not be downloaded ({exc})",
             f"use 'demo' for the shipped model, pass a local .pt path, or put {name} into {local.parent}",
         ) from exc
+
+
+def _offline() -> bool:
+    """Whether Ultralytics' offline switch is on (the workbench sets it unless the user set it otherwise)."""
+    import os
+
+    return os.environ.get("YOLO_OFFLINE", "1").strip().lower() in ("1", "true", "yes", "on", "y", "t")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..models.checkpoints import DEFAULT_IMGSZ, check_reloads, checkpoint_imgsz, load_checkpoint, save_checkpoint
 from ..progress import ProgressFn
+from ..store.atomic import scratch
 from .train import TrainConfig
 
 
@@ -83,8 +84,6 @@ def _train_step(
     step: str,
     progress: ProgressFn | None,
 ) -> int:
-    import tempfile
-
     from ..data.checks import check_dataset
     from .train import train
 
@@ -101,7 +100,7 @@ def _train_step(
     history: list = []
 
     def write(out: Path) -> None:
-        with tempfile.TemporaryDirectory(prefix="workbench-distill-") as tmp:
+        with scratch("distill-") as tmp:
             tuned = Path(tmp) / "tuned.pt"
             result = train(
                 student,

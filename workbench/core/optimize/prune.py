@@ -15,6 +15,7 @@ from ..errors import ConfigError, WorkbenchError, check_imgsz
 from ..models.checkpoints import checkpoint_imgsz, load_checkpoint, record_checkpoint, save_checkpoint
 from ..models.summary import model_stats
 from ..progress import ProgressFn, emit
+from ..store.atomic import scratch
 
 
 class PruningError(WorkbenchError):
@@ -216,13 +217,11 @@ def prune(
 
 
 def _finetune_in_place(net, data_yaml, epochs: int, imgsz: int, progress) -> None:
-    import tempfile
-
     import torch
 
     from .train import TrainConfig, train
 
-    with tempfile.TemporaryDirectory(prefix="workbench-prune-ft-") as tmp:
+    with scratch("prune-ft-") as tmp:
         start, tuned = Path(tmp) / "step.pt", Path(tmp) / "tuned.pt"
         save_checkpoint(net, start)
         train(load_checkpoint(start), data_yaml, tuned, TrainConfig(epochs=epochs, imgsz=imgsz), progress=progress)

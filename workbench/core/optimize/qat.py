@@ -8,7 +8,6 @@ and the decoding ops that export adds later have no quantizers, so they run in f
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from ..data.calibration import MIN_CALIBRATION_IMAGES, ImageSet
 from ..errors import ConfigError, check_imgsz
 from ..models.checkpoints import DEFAULT_IMGSZ, checkpoint_imgsz, load_checkpoint, record_checkpoint
 from ..progress import ProgressFn, emit
+from ..store.atomic import scratch
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def qat(
     )
     start = time.perf_counter()
     qmodel = quantize_for_training(net, calibration, config.imgsz, config.preset, progress)
-    with tempfile.TemporaryDirectory(prefix="workbench-qat-") as tmp:
+    with scratch("qat-") as tmp:
         history = finetune_quantized(qmodel, summary.write_resolved(Path(tmp)), config, progress=progress)
     params = {
         **asdict(config),

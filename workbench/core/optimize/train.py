@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from ..data.checks import check_dataset
 from ..environment import torch_threads, usable_cores
 from ..errors import ConfigError, check_imgsz
 from ..progress import ProgressFn, emit
-from ..store.atomic import staged
+from ..store.atomic import scratch, staged
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ def train(
     start = time.perf_counter()
     try:
         with (
-            tempfile.TemporaryDirectory(prefix="workbench-train-") as tmp,
+            scratch("train-") as tmp,
             staged(Path(out)) as target,
             torch_threads(),  # Ultralytics' trainer lowers torch's thread count for the process: put it back after
         ):
