@@ -14,6 +14,30 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))  # socket_guard
 
+import socket_guard  # noqa: E402
+
+# The whole suite runs offline: this process and every Python process it starts (CLI runs, notebook kernels,
+# JupyterLab and Voila servers) block and record any connection that would leave the machine; a test during
+# which one was attempted fails.
+_ATTEMPTS_LOG = Path(os.environ.setdefault(socket_guard.LOG_VARIABLE, str(ROOT / ".pytest-socket-attempts.log")))
+_ATTEMPTS_LOG.unlink(missing_ok=True)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(Path(__file__).parent / "guarded"), os.environ.get("PYTHONPATH")])
+)
+socket_guard.install()
+
+
+@pytest.fixture(autouse=True)
+def no_network():
+    """Fail the test if it, or a process it started, tried to reach past this machine."""
+    before = _ATTEMPTS_LOG.stat().st_size if _ATTEMPTS_LOG.exists() else 0
+    yield
+    if _ATTEMPTS_LOG.exists() and _ATTEMPTS_LOG.stat().st_size > before:
+        with open(_ATTEMPTS_LOG) as f:
+            f.seek(before)
+            attempts = f.read()
+        pytest.fail(f"network connection attempted (blocked):\n{attempts[:3000]}")
+
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):

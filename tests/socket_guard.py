@@ -1,7 +1,9 @@
 """Block every network connection that would leave this machine, and record each attempt.
 
-Used in-process by tests (`install`) and as a wrapper around a command:
+Used in-process by tests (`install`), as a wrapper around a command:
     python tests/socket_guard.py ATTEMPTS_FILE MODULE [ARGS...]
+and in every Python process the test suite starts (`guarded/sitecustomize.py`, put on PYTHONPATH by conftest.py),
+which appends each attempt as a line to $WORKBENCH_SOCKET_LOG.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import socket
 import sys
 
 ATTEMPTS: list[str] = []
+LOG_VARIABLE = "WORKBENCH_SOCKET_LOG"
 _LOCAL = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "")
 
 
@@ -21,8 +24,18 @@ def _is_local(host) -> bool:
     return isinstance(host, str) and (host in _LOCAL or host.startswith("127."))
 
 
-def _blocked(what: str):
+def _record(what: str) -> None:
+    import os
+
     ATTEMPTS.append(what)
+    log = os.environ.get(LOG_VARIABLE)
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {' '.join(os.sys.argv)[:200]}: {what}\n")
+
+
+def _blocked(what: str):
+    _record(what)
     return OSError(errno.ENETUNREACH, f"network blocked by the test: {what}")
 
 
@@ -44,7 +57,7 @@ def install():
 
     def getaddrinfo(host, *args, **kwargs):
         if not _is_local(host if isinstance(host, str) else (host or b"").decode()):
-            ATTEMPTS.append(f"resolve {host}")
+            _record(f"resolve {host}")
             raise socket.gaierror(socket.EAI_NONAME, f"name resolution blocked by the test: {host}")
         return original_getaddrinfo(host, *args, **kwargs)
 
