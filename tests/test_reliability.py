@@ -184,6 +184,15 @@ def test_optimize_with_bad_data_writes_nothing(spoil, expected, tiny_dataset, tm
     assert not ws.exists()
 
 
+@pytest.mark.parametrize("command", ["optimize", "bench", "demo"])
+def test_a_missing_model_writes_nothing(command, tmp_path, capsys):
+    where = ["--out", str(tmp_path / "ws")] if command == "bench" else ["--workspace", str(tmp_path / "ws")]
+    recipe = ["--recipe", "demo-short"] if command == "optimize" else []
+    assert main([command, *recipe, *where, "--model", str(tmp_path / "missing.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_step_that_cannot_run_on_the_generated_data_is_refused_before_generating(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"steps": [{"quantize": {"calibration_images": 300}}]}))
