@@ -3,7 +3,6 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: venv demo test lint lab app bench browser-deps clean
 
@@ -23,8 +22,8 @@ demo: $(STAMP)
 
 # lint: ruff (rules and formatting) and the layer contracts of pyproject.toml (import-linter)
 lint: $(STAMP)
-	$(BIN)/ruff check workbench tests
-	$(BIN)/ruff format --check workbench tests
+	$(BIN)/ruff check workbench tests scripts
+	$(BIN)/ruff format --check workbench tests scripts
 	$(BIN)/lint-imports
 
 test: lint browser-deps
@@ -39,12 +38,13 @@ browser-deps:
 bench: $(STAMP)
 	$(BIN)/workbench bench --out bench
 
+# lab and app: 127.0.0.1 only, behind a token printed with the URL (WORKBENCH_TOKEN, WORKBENCH_CERTFILE and
+# WORKBENCH_KEYFILE: see scripts/serve_app.py); tests/test_app_security.py runs the same launcher
 lab: $(STAMP)
-	WORKBENCH_WORKSPACE=$(SHARED_WORKSPACE) $(BIN)/jupyter lab --notebook-dir=notebooks --no-browser $(ROOT_FLAG)
+	WORKBENCH_WORKSPACE=$(SHARED_WORKSPACE) $(BIN)/python scripts/serve_app.py lab --notebook-dir=notebooks
 
 app: $(STAMP)
-	cd notebooks && WORKBENCH_WORKSPACE=$(SHARED_WORKSPACE) $(abspath $(BIN))/voila app.ipynb --no-browser \
-	  --Voila.ip=127.0.0.1
+	WORKBENCH_WORKSPACE=$(SHARED_WORKSPACE) $(BIN)/python scripts/serve_app.py app --notebook-dir=notebooks
 
 clean:
 	rm -rf workbench-runs .pytest_cache

@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 SMALL = {"VAL_IMAGES": 8, "TRAIN_IMAGES": 8, "SECONDS": 0.3}
+SERVE = [sys.executable, str(ROOT / "scripts" / "serve_app.py")]  # what `make lab` and `make app` run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900, method="thread")]  # signals do not reach Playwright's loop
 KERNEL_IDLE = "window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'"
@@ -68,8 +69,9 @@ def _wait_http(url: str, process: subprocess.Popen, log: Path, seconds: float = 
     raise TimeoutError(f"{url} did not answer in {seconds} s:\n{log.read_text()[-3000:]}")
 
 
-def _serve(command: list[str], cwd: Path, url: str, log: Path):
+def _serve(command: list[str], cwd: Path, url: str, log: Path, token: str):
     env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "False", "JUPYTER_PLATFORM_DIRS": "1"}
+    env["WORKBENCH_TOKEN"] = token
     handle = log.open("w")
     process = subprocess.Popen(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, env=env)
     try:
@@ -118,20 +120,8 @@ def _page(browser):
 
 def test_quickstart_runs_in_jupyterlab_and_shows_the_chart(site, browser):
     port, token = _free_port(), secrets.token_hex(16)
-    command = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        "--no-browser",
-        f"--port={port}",
-        "--ip=127.0.0.1",
-        f"--IdentityProvider.token={token}",
-        "--LabApp.expose_app_in_browser=True",
-        f"--ServerApp.root_dir={site}",
-        "--allow-root",
-    ]
-    server = _serve(command, site, f"http://127.0.0.1:{port}/api/status?token={token}", site / "lab.log")
+    command = [*SERVE, "lab", f"--port={port}", f"--notebook-dir={site}", "--LabApp.expose_app_in_browser=True"]
+    server = _serve(command, site, f"http://127.0.0.1:{port}/api/status?token={token}", site / "lab.log", token)
     page = _page(browser)
     try:
         page.goto(f"http://127.0.0.1:{port}/lab/tree/00_quickstart.ipynb?token={token}")
@@ -178,12 +168,12 @@ def _measured_workspace(folder: Path) -> None:
 
 def test_voila_app_serves_the_workbench_and_its_chart(site, browser):
     _measured_workspace(site)
-    port = _free_port()
-    command = [sys.executable, "-m", "voila", "app.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"]
-    server = _serve(command, site, f"http://127.0.0.1:{port}/", site / "voila.log")
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [*SERVE, "app", f"--port={port}", f"--notebook-dir={site}"]
+    server = _serve(command, site, f"http://127.0.0.1:{port}/login", site / "voila.log", token)
     page = _page(browser)
     try:
-        page.goto(f"http://127.0.0.1:{port}/", timeout=300_000)
+        page.goto(f"http://127.0.0.1:{port}/?token={token}", timeout=300_000)
         tab = page.get_by_role("tab", name="Compare")
         tab.wait_for(timeout=300_000)
         assert page.get_by_role("tab", name="Quantize").count() == 1
