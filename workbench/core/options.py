@@ -56,6 +56,15 @@ def matches(value, hint) -> bool:
     return isinstance(value, hint)
 
 
+def shown(value) -> str:
+    """A short repr of any value: bounded in depth and length, so a huge or deeply nested input prints a few words."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother, short.maxlist, short.maxdict = 2, 60, 60, 4, 4
+    return short.repr(value)
+
+
 def check_options(cls, options, where: str, *, scalar_lists: bool = False) -> dict:
     """Check a mapping's keys and value types against dataclass `cls`; returns the options as a dict.
 
@@ -69,20 +78,20 @@ def check_options(cls, options, where: str, *, scalar_lists: bool = False) -> di
         return {}
     if not isinstance(options, dict):
         raise ConfigError(
-            f"{where}: the options must be a mapping of name: value, got {options!r}",
+            f"{where}: the options must be a mapping of name: value, got {shown(options)}",
             f"write e.g. {{{_first_field(cls)}: ...}}; options: {', '.join(_fields(cls))}",
         )
     hints = typing.get_type_hints(cls)
     checked = {}
     for key, value in options.items():
         if not isinstance(key, str) or key not in hints or key not in _fields(cls):
-            raise ConfigError(f"{where}: unknown option {key!r}", f"options: {', '.join(_fields(cls))}")
+            raise ConfigError(f"{where}: unknown option {shown(key)}", f"options: {', '.join(_fields(cls))}")
         hint = hints[key]
         if scalar_lists and _is_tuple(hint) and not isinstance(value, (list, tuple)) and value is not None:
             value = [value]
         if not matches(value, hint):
             raise ConfigError(
-                f"{where}: option {key} must be {describe_type(hint)}, got {value!r}",
+                f"{where}: option {key} must be {describe_type(hint)}, got {shown(value)}",
                 f"fix the value of {key}",
             )
         checked[key] = tuple(value) if _is_tuple(hint) and isinstance(value, list) else value

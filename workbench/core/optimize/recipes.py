@@ -24,7 +24,7 @@ from pathlib import Path
 from ..errors import Cancelled, ConfigError, WorkbenchError
 from ..measure.plan import MeasurePlan
 from ..models.export import ExportConfig
-from ..options import build
+from ..options import build, shown
 from ..progress import ProgressFn, emit
 from .distill import DistillConfig
 from .prune import PruneConfig
@@ -72,13 +72,15 @@ class Recipe:
         steps = [parse_step(entry, i + 1, source) for i, entry in enumerate(data["steps"])]
         unknown = set(data) - {"steps", "measure", "name"}
         if unknown:
-            raise ConfigError(f"{source} has unknown keys {sorted(unknown)}", "use name, steps and measure")
+            raise ConfigError(
+                f"{source} has unknown keys {shown(sorted(map(str, unknown)))}", "use name, steps and measure"
+            )
         if not isinstance(data.get("measure") or {}, dict):
             raise ConfigError(f"{source}: 'measure' must be a mapping", "write measure: {imgsz: [640]}")
         measure = MeasurePlan.from_dict(data.get("measure"), source=f"{source}: measure")
         name = data.get("name", Path(source).stem)
         if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{source}: name must be text, got {name!r}", "write e.g. name: my-recipe")
+            raise ConfigError(f"{source}: name must be text, got {shown(name)}", "write e.g. name: my-recipe")
         return cls(tuple(steps), measure, name)
 
     @classmethod
@@ -106,8 +108,20 @@ class Recipe:
             data = yaml.safe_load(path.read_bytes().decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise ConfigError(f"recipe {path} is not UTF-8 text ({exc})", "save the recipe as UTF-8 YAML") from exc
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            problem = " ".join(str(p) for p in (exc.context, exc.problem) if p) or type(exc).__name__
+            fix = "fix the YAML there"
+            if "python/" in problem:
+                fix = "remove the '!!python/...' tag: a recipe holds plain values and Python objects are never built"
+            raise ConfigError(f"recipe {where} is not valid YAML: {shown(problem)}", fix) from None
         except (yaml.YAMLError, RecursionError) as exc:
-            raise ConfigError(f"recipe {path} is not valid YAML: {exc}", "fix the YAML syntax") from exc
+            raise ConfigError(f"recipe {path} is not valid YAML: {shown(str(exc))}", "fix the YAML syntax") from None
+        except ValueError as exc:  # a value YAML cannot build: a date such as 2020-02-30, an integer of 5000 digits
+            raise ConfigError(
+                f"recipe {path} holds a value YAML cannot read: {shown(str(exc))}", "quote the value or fix it"
+            ) from None
         except OSError as exc:
             raise ConfigError(f"recipe {path} cannot be read ({exc.strerror or exc})", "check the file") from exc
         return cls.from_dict(data, source=str(path))
@@ -139,25 +153,25 @@ def parse_step(entry, index: int, source: str = "recipe") -> Step:
         entry = {entry: {}}
     if not isinstance(entry, dict) or len(entry) != 1:
         raise ConfigError(
-            f"{source}: step {index} must be a single 'kind: {{options}}' mapping, got {entry!r}",
+            f"{source}: step {index} must be a single 'kind: {{options}}' mapping, got {shown(entry)}",
             f"write e.g. '- prune: {{ratio: 0.3}}'; kinds: {', '.join(STEP_CONFIGS)}",
         )
     kind, options = next(iter(entry.items()))
     if kind not in STEP_CONFIGS:
         raise ConfigError(
-            f"{source}: step {index} has unknown kind {kind!r}", f"use one of {', '.join(map(str, STEP_CONFIGS))}"
+            f"{source}: step {index} has unknown kind {shown(kind)}", f"use one of {', '.join(map(str, STEP_CONFIGS))}"
         )
     where = f"{source}: step {index} ({kind})"
     if options is not None and not isinstance(options, dict):
         raise ConfigError(
-            f"{where}: the options must be a mapping of name: value, got {options!r}",
+            f"{where}: the options must be a mapping of name: value, got {shown(options)}",
             f"write e.g. '- {kind}: {{{next(iter(STEP_CONFIGS[kind].__dataclass_fields__))}: ...}}'",
         )
     options = dict(options or {})
     teacher = options.pop(TEACHER_KEY, None) if kind == "distill" else None
     if kind == "distill" and (not isinstance(teacher, str) or not teacher.strip()):
         raise ConfigError(
-            f"{where} names no teacher" if teacher is None else f"{where}: teacher must be text, got {teacher!r}",
+            f"{where} names no teacher" if teacher is None else f"{where}: teacher must be text, got {shown(teacher)}",
             "add teacher: parent (the model the recipe starts from) or a model path",
         )
     config = build(STEP_CONFIGS[kind], options, where)
