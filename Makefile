@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+LITERT_STAMP := $(VENV)/.litert-stamp
 
 .PHONY: venv demo test lint lab app bench browser-deps clean
 
@@ -17,6 +18,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[all,test]'
 	touch $@
 
+# LiteRT (TFLite) export and interpreter, for the tests and the bench only (about 1 GB, so not in `venv`).
+# litert-converter 0.5 pins xdsl 0.28, which caps typing-extensions below 4.13; jupyter_client 8.10 does not import
+# with that (TypedDict extra_items), so the versions `.[all,test]` installed are put back (xdsl runs with them).
+$(LITERT_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[litert]'
+	$(BIN)/pip install --quiet --disable-pip-version-check 'typing-extensions>=4.16' 'anyio>=4.16'
+	touch $@
+
 demo: $(STAMP)
 	WORKBENCH_WORKSPACE=$(SHARED_WORKSPACE) $(BIN)/workbench demo
 
@@ -26,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check workbench tests scripts
 	$(BIN)/lint-imports
 
-test: lint browser-deps
+test: lint browser-deps $(LITERT_STAMP)
 	$(BIN)/python -m pytest
 
 # The browser tests drive Debian's chromium through Playwright (never `playwright install`).
@@ -35,7 +44,7 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
-bench: $(STAMP)
+bench: $(STAMP) $(LITERT_STAMP)
 	$(BIN)/workbench bench --out bench
 
 # lab and app: 127.0.0.1 only, behind a token printed with the URL (WORKBENCH_TOKEN, WORKBENCH_CERTFILE and

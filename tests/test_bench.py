@@ -76,3 +76,43 @@ def test_optimized_verdict_reads_the_rows_it_names(monkeypatch):
     judged = optimized.summary(records, stats, paired)  # the two rows drifted apart; alternating rounds did not
     assert judged["pass"] and judged["verdict_ratio"] == 0.69 and judged["ratio_640"] == pytest.approx(0.8)
     assert "0.690 from the paired check; the two rows give 0.800" in optimized_markdown(judged)
+
+
+def test_litert_rows_are_skipped_with_the_reason_when_missing(monkeypatch):
+    import workbench.core.bench.litert as litert
+
+    monkeypatch.setattr(litert.importlib.util, "find_spec", lambda name: None)
+    rows, skipped = litert.litert_rows(None, 1, "unused.yaml", 320)
+    assert rows == [] and [s["variant"] for s in skipped] == ["litert-fp32-320", "litert-int8-320"]
+    assert "pip install -e '.[litert]'" in skipped[0]["reason"]
+    text = litert.litert_markdown(litert.litert_summary([], skipped))
+    assert "skipped litert-int8-320" in text
+
+
+def test_litert_int8_over_fp32_ratio():
+    from workbench.core.bench.litert import litert_markdown, litert_summary
+
+    rows = [
+        {"variant": "litert-fp32-320", "runtime": "litert", "status": "ok", "imgsz": 320, "p50_ms": 30.0},
+        {
+            "variant": "litert-int8-320",
+            "runtime": "litert",
+            "status": "ok",
+            "imgsz": 320,
+            "p50_ms": 12.0,
+            "precision": "int8",
+        },
+        {"variant": "onnx-fp32-320", "runtime": "onnxruntime", "status": "ok", "imgsz": 320, "p50_ms": 25.0},
+    ]
+    summary = litert_summary(rows, [])
+    assert summary["ratios"] == [
+        {
+            "imgsz": 320,
+            "fp32_p50_ms": 30.0,
+            "int8_p50_ms": 12.0,
+            "int8_over_fp32": 0.4,
+            "int8_speedup": 2.5,
+            "int8_precision": "int8",
+        }
+    ]
+    assert "| 320 | 30.000 | 12.000 | 0.400 | 2.500 | int8 |" in litert_markdown(summary)

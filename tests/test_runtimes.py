@@ -87,7 +87,7 @@ def test_corrupt_artifact_and_missing_runtime(tmp_path, monkeypatch):
 
 def test_unknown_artifact_and_bad_options(tmp_path):
     with pytest.raises(ConfigError, match="no runtime runs"):
-        open_runner(tmp_path / "model.tflite")
+        open_runner(tmp_path / "model.mnn")
     with pytest.raises(ConfigError):
         RuntimeOptions(precision="int4")
     with pytest.raises(ConfigError):

@@ -21,19 +21,32 @@ class ExportFormat(StrEnum):
     ONNX = Format.ONNX.value
     OPENVINO = Format.OPENVINO.value
     TORCHSCRIPT = Format.TORCHSCRIPT.value
+    TFLITE = Format.TFLITE.value  # LiteRT: the `litert` extra (litert-torch converts, ai-edge-quantizer quantizes)
 
+
+# What `workbench demo` exports: the formats of the `runtimes` extra (LiteRT is an extra of its own).
+DEMO_FORMATS = (ExportFormat.ONNX, ExportFormat.OPENVINO, ExportFormat.TORCHSCRIPT)
 
 # What Ultralytics writes next to the .pt for each format, and the suffix the artifact keeps in the workspace.
 _OUTPUT = {
     ExportFormat.ONNX: ".onnx",
     ExportFormat.OPENVINO: "_openvino_model",
     ExportFormat.TORCHSCRIPT: ".torchscript",
+    ExportFormat.TFLITE: ".tflite",  # Ultralytics writes <stem>.tflite, <stem>_int8.tflite or <stem>_w8a32.tflite
 }
 _PRECISIONS = {
     ExportFormat.ONNX: ("fp32", "fp16", "int8"),
     ExportFormat.OPENVINO: ("fp32", "fp16", "int8"),
     ExportFormat.TORCHSCRIPT: ("fp32",),
+    # int8: static, int8 weights and activations (calibrated); w8a32: int8 weights, fp32 activations (no calibration)
+    ExportFormat.TFLITE: ("fp32", "int8", "w8a32"),
 }
+_WHY_NOT = {
+    (ExportFormat.TFLITE, "fp16"): "Ultralytics' LiteRT exporter refuses half=True: LiteRT runs an fp32 model in fp16 "
+    "at run time on a GPU delegate instead",
+}
+_ULTRALYTICS_FORMAT = {ExportFormat.TFLITE: "litert"}  # Ultralytics 8.4 renamed tflite to litert (same exporter)
+_QUANTIZE = {"fp32": None, "fp16": 16, "int8": 8, "w8a32": "w8a32"}
 
 
 class ExportError(WorkbenchError):
@@ -42,7 +55,8 @@ class ExportError(WorkbenchError):
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """Export options; `precision` is what the artifact stores (fp16 IR weights, int8 through NNCF calibration)."""
+    """Export options; `precision` is what the artifact stores (fp16 IR weights, int8 through NNCF calibration;
+    for LiteRT int8 through ai-edge-quantizer calibration, w8a32 int8 weights only)."""
 
     format: ExportFormat = ExportFormat.ONNX
     imgsz: int | None = None  # None: the size the parent model was trained at
@@ -58,9 +72,13 @@ class ExportConfig:
         object.__setattr__(self, "format", ExportFormat(self.format))
         allowed = _PRECISIONS[self.format]
         if self.precision not in allowed:
+            why = _WHY_NOT.get((self.format, self.precision))
             raise ConfigError(
-                f"{self.format} export does not store {self.precision}", f"choose precision from {', '.join(allowed)}"
+                f"{self.format} export does not store {self.precision}" + (f" ({why})" if why else ""),
+                f"choose precision from {', '.join(allowed)}",
             )
+        if self.dynamic and self.format is ExportFormat.TFLITE:
+            raise ConfigError("LiteRT export has no dynamic input shape", "export with dynamic=False at one imgsz")
         if self.imgsz is not None:
             check_imgsz(self.imgsz)
         if self.batch < 1:
@@ -69,14 +87,14 @@ class ExportConfig:
             raise ConfigError("int8 export needs calibration images", "pass data= a YOLO data YAML")
 
     def arguments(self) -> dict:
-        quantize = {"fp32": None, "fp16": 16, "int8": 8}[self.precision]
+        """The keyword arguments of Ultralytics' `YOLO.export` for this config."""
         args = {
-            "format": self.format.value,
+            "format": _ULTRALYTICS_FORMAT.get(self.format, self.format.value),
             "imgsz": self.imgsz,
             "batch": self.batch,
             "dynamic": self.dynamic,
             "device": "cpu",
-            "quantize": quantize,
+            "quantize": _QUANTIZE[self.precision],
             "verbose": False,
         }
         if self.format is ExportFormat.ONNX:

@@ -1,4 +1,4 @@
-"""One runner per backend (PyTorch eager, TorchScript, ONNX Runtime, OpenVINO) with explicit options.
+"""One runner per backend (PyTorch eager, TorchScript, ONNX Runtime, OpenVINO, LiteRT) with explicit options.
 
 Every runner reports the precision it actually used, not the one asked for: OpenVINO picks bf16 on CPUs that
 have it unless told f32, and an INT8 artifact computes in int8 only where it was quantized.
@@ -26,6 +26,7 @@ class Runtime(StrEnum):
     TORCHSCRIPT = "torchscript"
     ONNXRUNTIME = "onnxruntime"
     OPENVINO = "openvino"
+    LITERT = "litert"  # the LiteRT (TensorFlow Lite) interpreter, XNNPACK on the CPU
 
 
 RUNTIME_OF_FORMAT = {
@@ -33,9 +34,19 @@ RUNTIME_OF_FORMAT = {
     Format.TORCHSCRIPT: Runtime.TORCHSCRIPT,
     Format.ONNX: Runtime.ONNXRUNTIME,
     Format.OPENVINO: Runtime.OPENVINO,
+    Format.TFLITE: Runtime.LITERT,
 }
 RUNTIMES = tuple(r.value for r in Runtime)
-_PACKAGES = {"pytorch": "torch", "torchscript": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+_PACKAGES = {
+    "pytorch": "torch",
+    "torchscript": "torch",
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+    "litert": "ai_edge_litert",
+}
+_INSTALL = {  # the pip command that brings each runtime's package
+    "litert": "pip install ai-edge-litert  (or, to export .tflite too: pip install -e '.[litert]')",
+}
 _OV_PRECISIONS = ("f32", "bf16", "f16")
 _ORT_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -104,11 +115,12 @@ def runtime_for(path: Path) -> Runtime:
         return RUNTIME_OF_FORMAT[Format.of_path(path)]
     except ValueError:
         raise ConfigError(
-            f"no runtime runs {Path(path).name}", "pass a .pt, .torchscript, .onnx or OpenVINO model folder"
+            f"no runtime runs {Path(path).name}", "pass a .pt, .torchscript, .onnx, .tflite or OpenVINO model folder"
         ) from None
 
 
 def installed(runtime: str) -> bool:
+    """True when the runtime's Python package can be imported here."""
     return importlib.util.find_spec(_PACKAGES[runtime]) is not None
 
 
@@ -124,7 +136,7 @@ def open_runner(path: Path | str, options: RuntimeOptions = RuntimeOptions()) ->
     if not installed(runtime):
         raise RuntimeNotInstalled(
             f"{runtime} is not installed, so {path.name} cannot run",
-            f"pip install {_PACKAGES[runtime]}  (or: pip install -e '.[runtimes]')",
+            _INSTALL.get(runtime, f"pip install {_PACKAGES[runtime]}  (or: pip install -e '.[runtimes]')"),
         )
     if not path.exists():
         raise ArtifactLoadError(f"artifact {path} does not exist", "export it first, or check the path")
@@ -265,22 +277,123 @@ def _open_openvino(path: Path, options: RuntimeOptions) -> Runner:
     return Runner("openvino", path, used, shape, 0.0, context, call, async_queue, internal)
 
 
+_COMPUTE_OPS = {"Convolution", "GroupConvolution", "MatMul", "FullyConnected", "Deconvolution"}
+
+
 def runtime_precisions(compiled) -> dict[str, int]:
-    """How many nodes of the compiled (executed) graph run in each element type: the ground truth."""
+    """How many nodes of the compiled (executed) graph run in each element type: the ground truth. The key
+    `compute_i8` counts the convolutions and matrix products among them that run in i8/u8 (a dynamic-shape graph
+    also has u8 nodes that only compute shapes)."""
     from collections import Counter
 
     found = Counter()
     for op in compiled.get_runtime_model().get_ops():
         info = op.get_rt_info()
         if "runtimePrecision" in info:
-            found[str(info["runtimePrecision"].astype(str))] += 1
+            precision = str(info["runtimePrecision"].astype(str))
+            found[precision] += 1
+            layer = str(info["layerType"].astype(str)) if "layerType" in info else op.get_type_name()
+            if precision in ("i8", "u8") and layer in _COMPUTE_OPS:
+                found["compute_i8"] += 1
     return dict(found)
 
 
 def _openvino_precision(counts: dict[str, int]) -> str:
-    """fp32, bf16 or fp16 for the float part, prefixed by int8+ where quantized nodes run in i8/u8."""
+    """fp32, bf16 or fp16 for the float part, prefixed by int8+ where convolutions or matrix products run in i8/u8."""
     floating = next((name for key, name in (("bf16", "bf16"), ("f16", "fp16")) if counts.get(key)), "fp32")
-    return f"int8+{floating}" if counts.get("i8") or counts.get("u8") else floating
+    return f"int8+{floating}" if counts.get("compute_i8") else floating
+
+
+def _open_litert(path: Path, options: RuntimeOptions) -> Runner:
+    """The LiteRT interpreter (XNNPACK on the CPU) on a .tflite file, in the convention of every runner.
+
+    It takes the NCHW float batch (litert-torch exports are NCHW; an NHWC model gets it transposed, an int8 input
+    quantized) and returns Ultralytics' raw (batch, 4 + nc, anchors) output with boxes in pixels: Ultralytics' LiteRT
+    export divides the box channels by the input size (so INT8 keeps the scores' resolution); they are multiplied
+    back here, as its own backend does.
+    """
+    from importlib.metadata import version
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=options.thread_count)
+    interpreter.allocate_tensors()
+    feed, outputs = interpreter.get_input_details()[0], interpreter.get_output_details()
+    nhwc = int(feed["shape"][-1]) == 3 and int(feed["shape"][1]) != 3
+    b, *spatial = (int(d) for d in feed["shape"])
+    h, w = spatial[:2] if nhwc else spatial[1:]
+    normalised = _litert_boxes_normalised(path)
+
+    def call(batch):
+        x = np.ascontiguousarray(batch.transpose(0, 2, 3, 1) if nhwc else batch)
+        interpreter.set_tensor(feed["index"], _litert_quantize(x, feed))
+        interpreter.invoke()
+        found = [_litert_dequantize(interpreter.get_tensor(out["index"]), out) for out in outputs]
+        return [_pixel_boxes(y, w, h) if normalised else y for y in found]
+
+    context = {
+        "threads": options.thread_count,
+        "delegate": "XNNPACK",
+        "layout": "NHWC" if nhwc else "NCHW",
+        "io": np.dtype(feed["dtype"]).name,
+        "litert": version("ai-edge-litert"),
+    }
+    return Runner("litert", path, _litert_precision(interpreter), (b, 3, h, w), 0.0, context, call)
+
+
+def _litert_boxes_normalised(path: Path) -> bool:
+    """Whether the box channels are divided by imgsz: Ultralytics' raw detect exports (its metadata.json, appended
+    to the .tflite as a zip entry, says end2end false); a file without that metadata is taken as normalised too."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            meta = json.loads(archive.read("metadata.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError):
+        return True
+    return not meta.get("end2end") and meta.get("head") != "RTDETRDecoder"
+
+
+def _litert_quantize(x: np.ndarray, details: dict) -> np.ndarray:
+    """A float batch as the input tensor's type: quantized with its scale and zero point when that is an integer."""
+    dtype = np.dtype(details["dtype"])
+    if dtype.kind not in "iu":
+        return x.astype(dtype, copy=False)
+    scale, zero_point = details["quantization"]
+    limits = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), limits.min, limits.max).astype(dtype)
+
+
+def _litert_dequantize(y: np.ndarray, details: dict) -> np.ndarray:
+    """An output tensor as float32: dequantized with its scale and zero point when it is an integer."""
+    if np.dtype(details["dtype"]).kind not in "iu":
+        return y.astype(np.float32, copy=True)
+    scale, zero_point = details["quantization"]
+    return (y.astype(np.float32) - zero_point) * scale
+
+
+def _pixel_boxes(y: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Ultralytics' (batch, 4 + nc, anchors) with its xywh channels multiplied back from [0, 1] to pixels."""
+    if y.ndim == 3 and y.shape[1] > 4:
+        y[:, [0, 2]] *= w
+        y[:, [1, 3]] *= h
+    return y
+
+
+def _litert_precision(interpreter) -> str:
+    """int8 where the convolutions compute on int8 activations (w8a16 on int16 ones), w8a32 where only their weights
+    are int8, else fp32: read from the tensors of the loaded graph, not from the file name."""
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    convs = [op for op in interpreter._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    pairs = [(dtypes.get(op["inputs"][0]), dtypes.get(op["inputs"][1])) for op in convs if len(op["inputs"]) > 1]
+    if any(activation in ("int8", "uint8") for activation, _ in pairs):
+        return "int8"
+    if any(activation == "int16" for activation, _ in pairs):
+        return "w8a16"
+    if any(weight in ("int8", "uint8") for _, weight in pairs):
+        return "w8a32"
+    return "fp32"
 
 
 _OPENERS = {
@@ -288,6 +401,7 @@ _OPENERS = {
     "torchscript": _open_torchscript,
     "onnxruntime": _open_onnxruntime,
     "openvino": _open_openvino,
+    "litert": _open_litert,
 }
 
 

@@ -15,7 +15,7 @@ from ..measure.accuracy import AccuracyResult
 from ..measure.measure import measure
 from ..measure.plan import MeasurePlan
 from ..models.cards import demo_card, student_card
-from ..models.export import ExportConfig, ExportFormat, export
+from ..models.export import DEMO_FORMATS, ExportConfig, export
 from ..models.sources import DEMO, SourceModel, open_source, record_source
 from ..optimize.recipes import Recipe, check_recipe, run_recipe
 from ..progress import ProgressFn, emit
@@ -93,7 +93,7 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: ProgressFn | None =
 def _exports(workspace, base_id: int, source: SourceModel, progress) -> list[int]:
     """ONNX, OpenVINO and TorchScript exports at the model's training size; a format that fails is recorded."""
     children = []
-    for fmt in ExportFormat:
+    for fmt in DEMO_FORMATS:
         try:
             children.append(export(workspace, base_id, ExportConfig(format=fmt, imgsz=source.imgsz), progress=progress))
         except Cancelled:

@@ -16,10 +16,11 @@ class Format(StrEnum):
     ONNX = "onnx"
     OPENVINO = "openvino"
     TORCHSCRIPT = "torchscript"
+    TFLITE = "tflite"  # LiteRT (TensorFlow Lite) flatbuffer
 
     @classmethod
     def of_path(cls, path: Path | str) -> Format:
-        """The format of an artifact from its name: .pt, .onnx, .torchscript, an OpenVINO folder or .xml."""
+        """The format of an artifact from its name: .pt, .onnx, .torchscript, .tflite, an OpenVINO folder or .xml."""
         name = Path(path).name
         if name.endswith(".pt"):
             return cls.PYTORCH
@@ -27,6 +28,8 @@ class Format(StrEnum):
             return cls.ONNX
         if name.endswith(".torchscript"):
             return cls.TORCHSCRIPT
+        if name.endswith(".tflite"):
+            return cls.TFLITE
         if name.endswith(("_openvino_model", ".xml")):
             return cls.OPENVINO
         raise ValueError(f"no known artifact format for {name}")
