@@ -240,8 +240,91 @@ def _optimize(args) -> int:
     sizes = sorted({k for row in rows for k in row if k.startswith("p50_ms_")})
     columns = ["step", "variant", "runtime", "precision", "gflops", *sizes, "map50_95", "map_imgsz"]
     print(markdown_table(rows, columns, digits={"gflops": 2, "map50_95": 4, **dict.fromkeys(sizes, 1)}))
+    if result.standings:
+        aim = ", ".join(f"{k} {v}" for k, v in vars(recipe.aim).items() if v is not None)
+        print(f"\naim ({aim}):")
+        print(markdown_table(result.standings, ["variant_id", "variant", "p99_ms", "map50_95", "meets", "misses"]))
+        best = result.best
+        print(f"best: variant {best['variant_id']} ({best['variant']})" if best else "no variant meets the aim")
     print(f"\nledger: {workspace.ledger.path}  (workbench optimize --recipe {args.recipe})")
     return 0
+
+
+def _advise(args) -> int:
+    import json
+
+    from .core.advise.advisor import advise_model, advise_workspace
+    from .core.advise.catalog import load_catalog
+    from .core.advise.requirements import Requirements
+    from .core.report.tables import markdown_table
+    from .core.store.workspace import Workspace, default_workspace
+
+    given = {k: v for k, v in vars(args).items() if k in Requirements.__dataclass_fields__ and v is not None}
+    requirements = Requirements.from_dict(given, source="workbench advise")
+    targets = load_catalog(args.targets)
+    root = Path(args.workspace) if args.workspace else default_workspace()
+    has_ledger = (Path(root) / "workbench.db").is_file()
+    if args.variant or (has_ledger and args.model is None):
+        advice = advise_workspace(Workspace(root), requirements, variant_ids=args.variant, targets=targets)
+    else:
+        workspace = Workspace(root) if has_ledger else None
+        advice = advise_model(
+            args.model or "demo", requirements, targets=targets, trust=args.trust_checkpoint, workspace=workspace
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {"requirements": vars(requirements), "ranking": advice.rows(), "summary": advice.summary()},
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    columns = [
+        "rank",
+        "target",
+        "environment",
+        "model",
+        "format",
+        "precision",
+        "p99_ms",
+        "memory_mb",
+        "devices",
+        "monthly_usd",
+        "per_million_usd",
+        "feasible",
+        "reasons",
+    ]
+    print(markdown_table(advice.rows(), columns, digits={"p99_ms": 1, "memory_mb": 0, "monthly_usd": 0}))
+    print(f"\n{advice.summary()}")
+    return 0
+
+
+def _requirement_flags(command) -> None:
+    """One flag per Requirements field (--latency-p99-ms, --fleet-size, ...), defaults from the dataclass."""
+    import dataclasses
+    import typing
+
+    from .core.advise.requirements import Connectivity, Requirements
+
+    hints = typing.get_type_hints(Requirements)
+    for field in dataclasses.fields(Requirements):
+        hint, flag = hints[field.name], "--" + field.name.replace("_", "-")
+        if hint is bool:
+            kind, extra = _yes_no, {"metavar": "yes|no"}
+        elif hint is Connectivity:
+            kind, extra = str, {"choices": [c.value for c in Connectivity]}
+        else:
+            kind, extra = (int if hint is int else float), {}
+        command.add_argument(flag, type=kind, default=None, help=f"default {field.default}", **extra)
+
+
+def _yes_no(value: str) -> bool:
+    if value.lower() in ("yes", "true", "1"):
+        return True
+    if value.lower() in ("no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {value!r}")
 
 
 def _trust_flag(command) -> None:
@@ -328,6 +411,15 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--imgsz", type=_positive, default=None, help="default: the size the model was trained at")
     evaluate.add_argument("--batch", type=_positive, default=16)
     evaluate.set_defaults(run=_evaluate)
+    advise = sub.add_parser("advise", help="rank cloud, edge and on-premises targets for your requirements")
+    advise.add_argument("--workspace", default=None, help=workspace_help + "; its models and measurements are used")
+    advise.add_argument("--model", default=None, help=model_help + " (default: the workspace's models, else demo)")
+    _trust_flag(advise)
+    advise.add_argument("--variant", type=_positive, nargs="+", default=None, help="workspace variant ids to rank")
+    advise.add_argument("--targets", action="append", default=[], help="a YAML of more targets (repeatable)")
+    advise.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    _requirement_flags(advise)
+    advise.set_defaults(run=_advise)
     return main
 
 

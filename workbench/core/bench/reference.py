@@ -1,5 +1,6 @@
-"""`make bench` / `workbench bench`: a model on every runtime at each imgsz, checked against OpenVINO's benchmark_app
-and a bare timing loop, with the optimized rows beside them; written to results.json and a markdown table.
+"""`make bench` / `workbench bench`: a model on every runtime at each imgsz (LiteRT fp32 and INT8 where the `litert`
+extra is installed), checked against OpenVINO's benchmark_app and a bare timing loop, with the optimized rows beside
+them; written to results.json and a markdown table.
 
 Every row is measured through `measure()` with a plan of its own. A row whose two benchmark_app brackets (just
 before and just after it) drift apart by more than `max_drift` is measured again, up to `retries` times: the
@@ -25,6 +26,9 @@ from ..progress import ProgressFn, emit
 from ..report.compare import comparison_table
 from ..report.tables import markdown_table
 from .cross_check import bare_loop, benchmark_app, bracket, paired_ratio
+from .estimator import estimator_markdown, estimator_summary
+from .litert import KEYS as LITERT_KEYS
+from .litert import litert_markdown, litert_rows, litert_summary
 from .optimized import NAMES, Row, optimized_markdown, optimized_rows, summary
 
 RECORD_KEYS = (
@@ -140,6 +144,11 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
     base = record_source(workspace, source)
     map_imgsz, sizes = source.imgsz, sorted(set(config.imgsizes) | {source.imgsz})
     rows = [row for imgsz in sizes for row in _reference_rows(workspace, base, data_yaml, imgsz, progress)]
+    litert_skipped = []
+    for imgsz in sizes:
+        found, skipped = litert_rows(workspace, base, data_yaml, imgsz, progress)
+        rows += found
+        litert_skipped += [s for s in skipped if imgsz in config.imgsizes]
     student = record_student(workspace, base, progress).student if config.model == DEMO else None
     rows += optimized_rows(workspace, base, student, data_yaml, sizes, progress)
     measured = [r for r in rows if r.imgsz in config.imgsizes]
@@ -171,9 +180,13 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
     if student is not None:
         stats = _family_stats(workspace, base, student)
         result["optimized"] = summary(records, stats, _paired(workspace, rows, config))
+    result["litert"] = litert_summary(records, litert_skipped)
+    result["estimator"] = estimator_summary(workspace)
     text = markdown_table(records, TABLE_COLUMNS)
+    text += "\n\n" + litert_markdown(result["litert"])
     if "optimized" in result:
         text += "\n\n" + optimized_markdown(result["optimized"])
+    text += "\n\n" + estimator_markdown(result["estimator"])
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out / "results.md").write_text(text + "\n")
     return result
@@ -232,6 +245,7 @@ def _records(workspace, rows: list[Row], checks: list[dict], config: BenchConfig
         "onnx": "onnx-fp32",
         "openvino": "openvino",
         "ultralytics-int8": "ultralytics-openvino-int8",
+        **{key: key for key in LITERT_KEYS},
         **NAMES,
     }
     records = []
@@ -302,6 +316,7 @@ def _family_stats(workspace, parent: int, student: int) -> dict[str, dict]:
         "openvino-f32",
         "openvino-bf16",
         "ultralytics-openvino-int8",
+        *LITERT_KEYS,
         NAMES["nncf-int8"],
         NAMES["nncf-int8-onnx"],
     ]

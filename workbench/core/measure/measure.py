@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..advise.estimate import estimate_for_row
 from ..data.checks import list_images
 from ..environment import gemm_gflops
 from ..errors import Cancelled, ConfigError, WorkbenchError
@@ -142,6 +143,7 @@ def _latency(workspace, variant, runner, row, plan, data_yaml, context, progress
             "gops_per_s": gflops / (stats.p50_ms / 1000) if gflops else None,
             "machine_gemm_gflops": gemm_gflops(runner.context.get("threads") or 1),
         }
+        metrics["estimate"] = _estimate(workspace, variant, runner, row, metrics, stats.p50_ms)
         if runner.internal_ms:  # the runtime's own time of the measured runs: p50 minus it is the call overhead
             internal = float(np.median(runner.internal_ms[-stats.runs :]))
             metrics.update(runtime_internal_p50_ms=internal, call_overhead_ms=stats.p50_ms - internal)
@@ -157,6 +159,18 @@ def _latency(workspace, variant, runner, row, plan, data_yaml, context, progress
         return _record_failure(workspace, variant.id, "latency", exc, context)
     emit(progress, "latency", 1, 1, f"{runner.path.name} p50 {stats.p50_ms:.1f} ms")
     return workspace.ledger.add_measurement(variant.id, "latency", metrics, {**context, "status": "ok"})
+
+
+def _estimate(workspace, variant, runner, row, metrics, measured_p50_ms: float) -> dict:
+    """What the estimator said for this row from the rows recorded before it, and how far off it was."""
+    threads = runner.context.get("threads")
+    estimate = estimate_for_row(
+        workspace, variant.id, str(runner.runtime), runner.precision, row.imgsz, metrics["gflops"], threads,
+        metrics["machine_gemm_gflops"],
+    )  # fmt: skip
+    if estimate:
+        estimate["error_pct"] = 100 * (estimate["p50_ms"] - measured_p50_ms) / measured_p50_ms
+    return estimate
 
 
 def _accuracy_imgsz(row: Row, plan: MeasurePlan, variant: Variant) -> int:

@@ -9,6 +9,10 @@ leaves the earlier variants in place and names itself and the cause.
       - distill: {epochs: 3, teacher: parent}
       - quantize: {format: openvino, imgsz: 640}
     measure: {imgsz: [640], accuracy: true}
+    aim: {latency_p99_ms: 20, min_map50_95: 0.5, imgsz: 640}
+
+`aim` (optional) is what the recipe is for: after the run every variant is checked against it and the most
+accurate one that meets it is named (`PipelineResult.standings`, `PipelineResult.best`).
 
 `measure` is a `MeasurePlan` (the one plan type every caller uses); left out, each variant is measured at the size
 its model was trained at (a static export at its own size), latency and mAP50-95 in the same row.
@@ -21,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..advise.aim import Aim, best_meeting, standings
 from ..errors import Cancelled, ConfigError, WorkbenchError
 from ..measure.plan import MeasurePlan
 from ..models.export import ExportConfig
@@ -64,16 +69,17 @@ class Recipe:
     steps: tuple
     measure: MeasurePlan | None = MeasurePlan()  # None: the steps' variants are recorded, not measured
     name: str = "recipe"
+    aim: Aim | None = None
 
     @classmethod
     def from_dict(cls, data: dict, *, source: str = "recipe") -> Recipe:
         if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not data["steps"]:
             raise ConfigError(f"{source} has no 'steps' list", "write steps: [- prune: {ratio: 0.3}, ...]")
         steps = [parse_step(entry, i + 1, source) for i, entry in enumerate(data["steps"])]
-        unknown = set(data) - {"steps", "measure", "name"}
+        unknown = set(data) - {"steps", "measure", "name", "aim"}
         if unknown:
             raise ConfigError(
-                f"{source} has unknown keys {shown(sorted(map(str, unknown)))}", "use name, steps and measure"
+                f"{source} has unknown keys {shown(sorted(map(str, unknown)))}", "use name, steps, measure and aim"
             )
         if not isinstance(data.get("measure") or {}, dict):
             raise ConfigError(f"{source}: 'measure' must be a mapping", "write measure: {imgsz: [640]}")
@@ -81,7 +87,8 @@ class Recipe:
         name = data.get("name", Path(source).stem)
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{source}: name must be text, got {shown(name)}", "write e.g. name: my-recipe")
-        return cls(tuple(steps), measure, name)
+        aim = None if data.get("aim") is None else build(Aim, data["aim"], f"{source}: aim")
+        return cls(tuple(steps), measure, name, aim)
 
     @classmethod
     def load(cls, name_or_path: Path | str) -> Recipe:
@@ -136,6 +143,8 @@ class Recipe:
         data = {"name": self.name, "steps": steps}
         if self.measure is not None:
             data["measure"] = self.measure.to_dict()
+        if self.aim is not None:
+            data["aim"] = asdict(self.aim)
         return json.loads(json.dumps(data))  # plain types (enums become strings, tuples lists): YAML-safe
 
 
@@ -193,6 +202,13 @@ class PipelineResult:
     input_id: int
     steps: list[StepResult] = field(default_factory=list)
     input_measurements: list[int] = field(default_factory=list)
+
+    standings: list[dict] = field(default_factory=list)  # every variant against the recipe's aim, if it has one
+
+    @property
+    def best(self) -> dict | None:
+        """The most accurate variant that meets the recipe's aim (None without an aim or when none meets it)."""
+        return best_meeting(self.standings)
 
     @property
     def final_id(self) -> int:
@@ -332,6 +348,9 @@ def run_recipe(
             ) from exc
         result.steps.append(StepResult(index, step.kind, variants, round(time.perf_counter() - start, 1), measured))
         current = variants[-1] if step.kind != "qat" else variants[1]
+    if recipe.aim is not None:
+        produced = [model_id] + [v for step in result.steps for v in step.variants]
+        result.standings = standings(workspace, produced, recipe.aim)
     emit(progress, "pipeline", total, total, "done")
     return result
 
