@@ -1,7 +1,8 @@
 """Real browser: JupyterLab and the Voila app started by the test, Debian's chromium driven by Playwright.
 
 The quickstart notebook runs in JupyterLab, a dashboard filter is changed, the comparison chart is seen
-rendered; then the Voila app serves the same workspace and its Compare tab shows the chart. Screenshots are
+rendered; chapter 01 runs there too and shows the advisor's chart and ranked table; then the Voila app serves the
+same workspace and its Compare tab shows the chart. Screenshots are
 kept under test-artifacts/browser/ (or $WORKBENCH_TEST_ARTIFACTS).
 """
 
@@ -33,6 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 SMALL = {"VAL_IMAGES": 8, "TRAIN_IMAGES": 8, "SECONDS": 0.3}
+SMALL_ADVISOR = {"MEASURE_SECONDS": 0.3, "VAL_IMAGES": 8}
 SERVE = [sys.executable, str(ROOT / "scripts" / "serve_app.py")]  # what `make lab` and `make app` run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900, method="thread")]  # signals do not reach Playwright's loop
@@ -97,6 +99,9 @@ def site(tmp_path_factory):
         pytest.fail("Debian's chromium is not installed: run `make browser-deps` (make test does it)")
     folder = tmp_path_factory.mktemp("site")
     _with_parameters(ROOT / "notebooks" / "00_quickstart.ipynb", folder / "00_quickstart.ipynb", SMALL)
+    _with_parameters(
+        ROOT / "notebooks" / "01_where_to_deploy.ipynb", folder / "01_where_to_deploy.ipynb", SMALL_ADVISOR
+    )
     _with_parameters(ROOT / "notebooks" / "app.ipynb", folder / "app.ipynb", {"TRAIN_IMAGES": 8, "VAL_IMAGES": 8})
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return folder
@@ -118,10 +123,15 @@ def _page(browser):
     return page
 
 
-def test_quickstart_runs_in_jupyterlab_and_shows_the_chart(site, browser):
+def _lab(site):
     port, token = _free_port(), secrets.token_hex(16)
     command = [*SERVE, "lab", f"--port={port}", f"--notebook-dir={site}", "--LabApp.expose_app_in_browser=True"]
     server = _serve(command, site, f"http://127.0.0.1:{port}/api/status?token={token}", site / "lab.log", token)
+    return server, port, token
+
+
+def test_quickstart_runs_in_jupyterlab_and_shows_the_chart(site, browser):
+    server, port, token = _lab(site)
     page = _page(browser)
     try:
         page.goto(f"http://127.0.0.1:{port}/lab/tree/00_quickstart.ipynb?token={token}")
@@ -154,6 +164,35 @@ def test_quickstart_runs_in_jupyterlab_and_shows_the_chart(site, browser):
         page.close()
         _stop(server)
     assert (site / "workbench-runs" / "workbench.db").is_file()
+
+
+def test_where_to_deploy_runs_in_jupyterlab_and_shows_the_ranking(site, browser):
+    server, port, token = _lab(site)
+    page = _page(browser)
+    try:
+        page.goto(f"http://127.0.0.1:{port}/lab/tree/01_where_to_deploy.ipynb?token={token}")
+        page.wait_for_function(KERNEL_IDLE, timeout=120_000, polling=500)
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        ranked = page.locator(".jp-OutputArea-output table.dataframe", has=page.locator("th:text-is('reasons')"))
+        ranked.first.wait_for(timeout=240_000)  # the catalog, the model's measurements and the ranking have run
+        assert ranked.first.locator("tbody tr").count() >= 3
+        advisor_chart = page.locator(
+            ".jp-OutputArea .js-plotly-plot", has=page.locator(".legend .traces :text('the requirements')")
+        ).first
+        advisor_chart.wait_for(timeout=60_000)
+        assert advisor_chart.locator(".scatterlayer .trace").count() >= 2
+        page.get_by_text("Estimated against measured p50 on this machine").first.wait_for(timeout=60_000)
+        assert not page.locator(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] :text('Traceback')"
+        ).count()
+        advisor_chart.scroll_into_view_if_needed()
+        advisor_chart.screenshot(path=str(ARTIFACTS / "lab-advisor-chart.png"))
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "lab-advisor-failure.png"))
+        raise
+    finally:
+        page.close()
+        _stop(server)
 
 
 def _measured_workspace(folder: Path) -> None:

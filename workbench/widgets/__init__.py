@@ -7,6 +7,7 @@ from importlib import import_module
 _EXPORTS = {
     "Panel": "workbench.widgets.base",
     "ModelPanel": "workbench.widgets.panels",
+    "AdvisorPanel": "workbench.widgets.advisor",
     "ExportPanel": "workbench.widgets.panels",
     "MeasurePanel": "workbench.widgets.panels",
     "PrunePanel": "workbench.widgets.optimize",

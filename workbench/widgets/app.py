@@ -7,6 +7,7 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..core.services.session import Session
+from .advisor import AdvisorPanel
 from .dashboard import Dashboard
 from .optimize import DistillPanel, PipelinePanel, PrunePanel, QuantizePanel
 from .panels import ExportPanel, MeasurePanel, ModelPanel
@@ -18,7 +19,9 @@ TABLE_CSS = (
 
 
 class Workbench:
-    """The app: Model & data, Export, Measure, Prune, Quantize, Distill, Pipeline and Compare tabs.
+    """The app: Model & data, Where to deploy, Export, Measure, Prune, Quantize, Distill, Pipeline and Compare tabs.
+
+    The advisor's latency budget is drawn on the Compare tab's chart once its requirements are ranked.
 
     Args:
         workspace: the folder everything lands in (its ledger is shared with the CLI and notebooks).
@@ -27,8 +30,10 @@ class Workbench:
 
     def __init__(self, workspace: Path | str | None = None, *, session: Session | None = None, background: bool = True):
         self.session = session or Session.open(workspace)
+        self.advisor = AdvisorPanel(self.session, background=background)
         self.panels = [
             ModelPanel(self.session, background=background),
+            self.advisor,
             ExportPanel(self.session, background=background),
             MeasurePanel(self.session, background=background),
             PrunePanel(self.session, background=background),
@@ -37,6 +42,7 @@ class Workbench:
             PipelinePanel(self.session, background=background),
         ]
         self.dashboard = Dashboard(self.session, lazy=True)  # its figures are built when its tab is first shown
+        self.advisor.on_budget(self.dashboard.set_latency_budget)
         self.tabs = widgets.Tab(
             children=[p.widget for p in self.panels] + [self.dashboard.widget],
             titles=[p.title for p in self.panels] + [self.dashboard.title],

@@ -12,7 +12,13 @@ import json
 
 import ipywidgets as widgets
 
-from ..core.report.compare import comparison_table, filter_table, variant_details
+from ..core.report.compare import (
+    best_within_budget,
+    comparison_table,
+    filter_table,
+    meets_latency_budget,
+    variant_details,
+)
 from ..core.report.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
 from ..core.report.tables import table_html
 from ..core.services.session import Session
@@ -26,12 +32,17 @@ class Dashboard:
 
     Args:
         lazy: build the figure widgets only when `build()` is called (the app does so when the tab is shown).
+        latency_budget_ms: a p99 budget to draw on the comparison (the advisor panel sets it with
+            `set_latency_budget` when its requirements are ranked); None: none drawn.
     """
 
     title = "Compare"
 
-    def __init__(self, session: Session, *, table=comparison_table, lazy: bool = False):
+    def __init__(
+        self, session: Session, *, table=comparison_table, lazy: bool = False, latency_budget_ms: float | None = None
+    ):
         self.session, self._table = session, table
+        self.latency_budget_ms = latency_budget_ms
         self.runtime = widgets.SelectMultiple(description="Runtime", style=WIDE, rows=4)
         self.precision = widgets.SelectMultiple(description="Precision", style=WIDE, rows=4)
         self.imgsz = widgets.SelectMultiple(description="imgsz", style=WIDE, rows=4)
@@ -107,6 +118,11 @@ class Dashboard:
         self.ledger.value = _ledger_html(self.session.workspace)
         self.redraw()
 
+    def set_latency_budget(self, latency_budget_ms: float | None) -> None:
+        """Draw this p99 budget (ms) on the comparison, ring the rows that meet it, name the best; None: remove it."""
+        self.latency_budget_ms = latency_budget_ms
+        self.redraw()
+
     def filtered(self):
         if self.table is None or not len(self.table):
             return self.table
@@ -128,11 +144,12 @@ class Dashboard:
         self.summary.value = (
             f"{len(ok)} measured rows"
             + (f", {failed} failed (see the ledger)" if failed else "")
+            + _budget_text(ok, self.latency_budget_ms)
             + f" · workspace <code>{html.escape(str(self.session.workspace.root))}</code>"
         )
         if not self.built:
             return
-        _replace(self.figure, pareto_figure(rows))
+        _replace(self.figure, pareto_figure(rows, latency_budget_ms=self.latency_budget_ms))
         for trace in self.figure.data:
             if trace.customdata is not None:
                 trace.on_click(self.on_click)
@@ -160,6 +177,21 @@ class Dashboard:
     def select(self, variant_id: int) -> None:
         self.selected = variant_id
         self.details.value = details_html(variant_details(self.session.workspace, variant_id))
+
+
+def _budget_text(ok, latency_budget_ms: float | None) -> str:
+    """' · 3 meet the p99 budget of 20 ms; the most accurate: ...' (empty without a budget)."""
+    if latency_budget_ms is None:
+        return ""
+    meets = int(meets_latency_budget(ok, latency_budget_ms).sum()) if len(ok) else 0
+    best = best_within_budget(ok, latency_budget_ms) if len(ok) else None
+    text = f" · {meets} meet the p99 budget of {latency_budget_ms:g} ms"
+    if best is None:
+        return text + " (none with a measured mAP50-95)" if meets else text
+    return text + (
+        f"; the most accurate: <b>{html.escape(str(best['variant']))}</b> {html.escape(str(best['runtime']))} "
+        f"{html.escape(str(best['precision']))} at {best['imgsz']} px (mAP50-95 {best['map50_95']:.4f})"
+    )
 
 
 def _replace(target, source) -> None:

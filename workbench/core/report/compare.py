@@ -237,3 +237,23 @@ def variant_details(workspace, variant_id: int) -> dict:
         "lineage": lineage,
         "measurements": measurements,
     }
+
+
+def budget_latency_ms(table) -> np.ndarray:
+    """The latency a row is held to a p99 budget by: its measured p99, or its p50 where no p99 was recorded."""
+    p50 = table["p50_ms"].to_numpy(dtype=float)
+    p99 = table["p99_ms"].to_numpy(dtype=float) if "p99_ms" in table else np.full(len(table), np.nan)
+    return np.where(np.isnan(p99), p50, p99)
+
+
+def meets_latency_budget(table, latency_budget_ms: float) -> np.ndarray:
+    """Boolean mask of rows whose measured p99 (p50 where p99 is missing) is within the budget."""
+    return budget_latency_ms(table) <= latency_budget_ms
+
+
+def best_within_budget(table, latency_budget_ms: float):
+    """The most accurate row (mAP50-95) that meets the p99 budget, the faster of equals; None if none does."""
+    rows = table[meets_latency_budget(table, latency_budget_ms) & table["map50_95"].notna().to_numpy()]
+    if rows.empty:
+        return None
+    return rows.sort_values(["map50_95", "p50_ms"], ascending=[False, True]).iloc[0]

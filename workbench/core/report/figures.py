@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..measure.stages import STAGES
-from .compare import pareto_front
+from .compare import best_within_budget, budget_latency_ms, meets_latency_budget, pareto_front
 
 
 def _ops_text(row) -> str:
@@ -36,8 +36,13 @@ def row_label(row) -> str:
     return f"{row['variant']} · {row['runtime']} {row['precision']} · {row['imgsz']}px" + (f" · {ops}" if ops else "")
 
 
-def pareto_figure(table, title: str = "Latency vs accuracy"):
-    """p50 latency (x, log) against mAP50-95 (y), one marker per row; the Pareto front joined by a line."""
+def pareto_figure(table, title: str = "Latency vs accuracy", *, latency_budget_ms: float | None = None):
+    """p50 latency (x, log) against mAP50-95 (y), one marker per row; the Pareto front joined by a line.
+
+    Args:
+        latency_budget_ms: a p99 budget (the advisor's requirements): drawn as a vertical line, the rows whose
+            measured p99 meets it ringed, the most accurate of them named. None: no budget drawn.
+    """
     import plotly.graph_objects as go
 
     ok = table[(table["status"] == "ok") & table["map50_95"].notna()].copy()
@@ -75,6 +80,8 @@ def pareto_figure(table, title: str = "Latency vs accuracy"):
             line={"dash": "dot", "color": "#555"},
             hoverinfo="skip",
         )
+    if latency_budget_ms is not None:
+        _draw_latency_budget(fig, ok, latency_budget_ms)
     peak = ok["machine_gemm_gflops"].dropna() if "machine_gemm_gflops" in ok else []
     if len(peak):
         title += f"<br><sup>for scale: this machine's fp32 matrix multiply reaches {peak.max():.0f} GFLOP/s</sup>"
@@ -87,6 +94,42 @@ def pareto_figure(table, title: str = "Latency vs accuracy"):
         legend={"title": "technique: runtime, precision"},
     )
     return fig
+
+
+def _draw_latency_budget(fig, ok, latency_budget_ms: float) -> None:
+    """The budget line, rings around the rows that meet it (p99), and the most accurate of them named."""
+    fig.add_shape(
+        type="line",
+        yref="paper",
+        y0=0,
+        y1=1,
+        x0=latency_budget_ms,
+        x1=latency_budget_ms,
+        line={"dash": "dash", "color": "#b3261e", "width": 1.5},
+        label={"text": f"p99 budget {latency_budget_ms:g} ms", "textposition": "end"},
+        name="latency budget",
+    )
+    meets = ok[meets_latency_budget(ok, latency_budget_ms)] if len(ok) else ok
+    fig.add_scatter(
+        x=meets["p50_ms"] if len(meets) else [],
+        y=meets["map50_95"] if len(meets) else [],
+        mode="markers",
+        name=f"meets the p99 budget ({len(meets)} of {len(ok)})",
+        marker={"size": 20, "symbol": "circle-open", "color": "#1b7a3a", "line": {"width": 2}},
+        hoverinfo="skip",  # the ringed point below keeps its hover and click
+    )
+    best = best_within_budget(ok, latency_budget_ms) if len(ok) else None
+    if best is not None:
+        p99 = float(budget_latency_ms(ok.loc[[best.name]])[0])
+        fig.add_scatter(
+            x=[best["p50_ms"]],
+            y=[best["map50_95"]],
+            mode="text",
+            text=[f"best within budget: {best['variant']} ({best['runtime']} {best['precision']}, p99 {p99:.1f} ms)"],
+            textposition="top right",
+            name="best within the budget",
+            hoverinfo="skip",
+        )
 
 
 def latency_distribution_figure(measurements: list[dict], title: str = "Latency distributions"):
