@@ -1,0 +1,228 @@
+"""The speed doctor's measuring tools: calls guarded by a time limit, side-by-side timing in interleaved rounds,
+bytes read per call, agreement of two sets of detections, and the exports a lever needs (made once per process).
+
+Every comparison the speed doctor draws comes from `compare_calls`: the candidates run in turn, round after round
+(the order reversed every other round), so a machine that slows down for a while (other users, thermal limits)
+slows every candidate alike, and their ratio stays meaningful where absolute times do not.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import WorkbenchError
+
+CAUSE_RATIO = 1.5  # a lever is named the cause when it saves at least this factor, measured side by side
+SUSPECT_RATIO = 1.15  # below it a saving is within what a shared machine's noise can make
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a guarded call gave: its value, the exception it raised, or that it ran past its time limit."""
+
+    value: object = None
+    error: BaseException | None = None
+    timed_out: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.timed_out
+
+
+def guarded(fn: Callable[[], object], timeout_s: float) -> Outcome:
+    """Run `fn()` in a worker thread and wait at most `timeout_s`.
+
+    A call that hangs cannot be stopped from Python: its (daemon) thread is left running and the outcome says
+    `timed_out`; the caller stops using that deployment.
+    """
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # the user's code may raise anything; it is reported, never re-raised here
+            box["error"] = exc
+
+    start = time.perf_counter()
+    worker = threading.Thread(target=target, name="speed-doctor-call", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    seconds = time.perf_counter() - start
+    if worker.is_alive():
+        return Outcome(timed_out=True, seconds=seconds)
+    return Outcome(box.get("value"), box.get("error"), False, seconds)
+
+
+def cycling(fn: Callable, items: Sequence) -> Callable[[], object]:
+    """A no-argument call that runs `fn` on items 0, 1, ..., n-1, 0, ... in turn."""
+    state = {"next": 0}
+
+    def call():
+        item = items[state["next"] % len(items)]
+        state["next"] += 1
+        return fn(item)
+
+    return call
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Per-call milliseconds of candidates timed side by side: pooled medians and each round's medians."""
+
+    p50_ms: dict[str, float]
+    rounds_ms: dict[str, list[float]] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+
+    def ratio(self, slow: str, fast: str) -> float:
+        """How many times faster `fast` is than `slow` (pooled medians)."""
+        return self.p50_ms[slow] / self.p50_ms[fast] if self.p50_ms[fast] > 0 else 1.0
+
+    def fastest(self, among: Sequence[str] | None = None) -> str:
+        names = list(among or self.p50_ms)
+        return min(names, key=lambda n: self.p50_ms[n])
+
+    def evidence(self) -> dict:
+        return {
+            "p50_ms": {k: round(v, 3) for k, v in self.p50_ms.items()},
+            "rounds_p50_ms": {k: [round(v, 3) for v in r] for k, r in self.rounds_ms.items()},
+            "calls": self.calls,
+        }
+
+
+def compare_calls(
+    candidates: dict[str, Callable[[], object]], *, rounds: int = 3, round_s: float = 0.25, warm_calls: int = 2
+) -> Comparison:
+    """Time each no-argument call in interleaved rounds: every round gives each candidate `round_s` seconds (at
+    least one call), the order reversed every other round. Each candidate is called `warm_calls` times first."""
+    for fn in candidates.values():
+        for _ in range(warm_calls):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    per_round: dict[str, list[float]] = {name: [] for name in candidates}
+    names = list(candidates)
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else names[::-1]:
+            got = _time_for(candidates[name], round_s)
+            samples[name] += got
+            per_round[name].append(float(np.median(got)))
+    return Comparison(
+        {name: float(np.median(s)) for name, s in samples.items()},
+        per_round,
+        {name: len(s) for name, s in samples.items()},
+    )
+
+
+def _time_for(fn: Callable[[], object], seconds: float) -> list[float]:
+    got: list[float] = []
+    begin = time.perf_counter()
+    while not got or time.perf_counter() - begin < seconds:
+        t0 = time.perf_counter()
+        fn()
+        got.append((time.perf_counter() - t0) * 1000)
+    return got
+
+
+def read_bytes() -> int | None:
+    """Bytes this process has read through read() calls so far (Linux /proc/self/io `rchar`); None elsewhere.
+
+    A deployment that loads its model on every call reads the model file on every call; one that is loaded once
+    reads nothing while it infers.
+    """
+    try:
+        with open("/proc/self/io") as f:
+            for line in f:
+                if line.startswith("rchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def strength(ratio: float) -> float:
+    """How strongly a measured ratio points at a lever (0..1): the share of the time it would save."""
+    return max(0.0, min(1.0, 1.0 - 1.0 / ratio)) if ratio > 0 else 0.0
+
+
+def agreement(ours: Sequence, theirs: Sequence, iou: float = 0.5) -> float:
+    """Mean F1 over images of boxes of the same class matched at IoU >= `iou` (1.0 where both found nothing)."""
+    from ..measure.boxes import box_iou
+
+    scores = []
+    for a, b in zip(ours, theirs, strict=True):
+        if not len(a) and not len(b):
+            scores.append(1.0)
+            continue
+        if not len(a) or not len(b):
+            scores.append(0.0)
+            continue
+        overlap = box_iou(np.asarray(a.boxes, float), np.asarray(b.boxes, float))
+        overlap = overlap * (np.asarray(a.classes)[:, None] == np.asarray(b.classes)[None, :])
+        matched, used = 0, set()
+        for i in np.argsort(-np.asarray(a.scores)):
+            j = int(overlap[i].argmax())
+            if overlap[i, j] >= iou and j not in used:
+                used.add(j)
+                matched += 1
+        scores.append(2 * matched / (len(a) + len(b)))
+    return float(np.mean(scores)) if scores else 1.0
+
+
+class ExportCache:
+    """Exports of a .pt that levers need (ONNX, OpenVINO, dynamic shapes), made once per process and folder."""
+
+    _made: dict[tuple, Path] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, folder: Path | None = None):
+        self.folder = Path(folder) if folder else Path(tempfile.gettempdir()) / f"workbench-doctor-{os.getpid()}"
+
+    def get(self, weights: Path, fmt: str, imgsz: int) -> Path:
+        """The dynamic-shape `fmt` ("onnx", "openvino") export of `weights`, traced at `imgsz`.
+
+        Raises:
+            ExportError: Ultralytics' exporter failed.
+        """
+        from ..models.export import ExportConfig, export_artifact
+
+        weights = Path(weights).resolve()
+        stat = weights.stat()
+        key = (str(weights), stat.st_mtime_ns, stat.st_size, fmt, str(self.folder))
+        with self._lock:
+            if key in self._made and self._made[key].exists():
+                return self._made[key]
+            self.folder.mkdir(parents=True, exist_ok=True)
+            suffix = ".onnx" if fmt == "onnx" else "_openvino_model"
+            out = self.folder / f"{weights.stem}-{stat.st_mtime_ns % 10**8}-dyn{suffix}"
+            if not out.exists():
+                export_artifact(weights, ExportConfig(format=fmt, imgsz=imgsz, dynamic=True), out)
+            self._made[key] = out
+            return out
+
+
+def random_weights(architecture: str, folder: Path) -> Path:
+    """A .pt of an Ultralytics architecture (e.g. "yolo11s.yaml") with random weights: for latency only."""
+    from ..models.checkpoints import save_checkpoint
+    from ..models.sources import load_model
+
+    out = Path(folder) / f"{Path(architecture).stem}-random.pt"
+    if not out.exists():
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        save_checkpoint(load_model(architecture).model, out, note={"random_weights": True})
+    return out
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception in one line, with the workbench's fix where it has one."""
+    text = f"{type(exc).__name__}: {str(exc)[:300]}"
+    if isinstance(exc, WorkbenchError) and getattr(exc, "fix", ""):
+        text += f" (fix: {exc.fix})"
+    return text
