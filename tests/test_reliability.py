@@ -236,7 +236,7 @@ def test_bad_numbers_are_refused_before_any_work(argv, tmp_path, capsys):
         ({"steps": ["prune"], "measure": {"imgsz": "abc"}}, r"measure: option imgsz must be a list"),
         ({"steps": ["prune"], "measure": {"imgsz": [-5]}}, r"measure: imgsz must be a multiple of 32"),
         ({"steps": [{"prune": {"stage_ratios": {"9": "x"}}}]}, r"step 1 \(prune\): ValueError"),
-        ({"steps": [{"export": {"format": "tflite"}}]}, r"option format must be one of 'onnx'"),
+        ({"steps": [{"export": {"format": "mnn"}}]}, r"option format must be one of 'onnx'"),
         ({"steps": [{"quantize": {"imgsz": True}}]}, r"option imgsz must be a whole number or null, got True"),
         ({"steps": [{"distill": {"teacher": 5}}]}, r"teacher must be text, got 5"),
         ({"steps": [{"finetune": {"epochs": 0}}]}, r"epochs must be >= 1, got 0"),

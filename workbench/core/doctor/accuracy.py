@@ -137,7 +137,10 @@ def _checks(subject, reference_detector, decoded, paths, ref_dets, run, given: d
                 )
             ],
         ),
-        ("controlled test", lambda: [controlled_test(subject, reference_detector, given["labelled"], ref_dets, run, paths)]),
+        (
+            "controlled test",
+            lambda: [controlled_test(subject, reference_detector, given["labelled"], ref_dets, run, paths)],
+        ),
     )
     findings = []
     for name, check in checks:
@@ -172,7 +175,9 @@ def _open_reference(reference) -> Detector:
     try:
         return open_detector(reference)
     except WorkbenchError as exc:
-        raise ConfigError(f"the reference does not load: {exc.problem}", exc.fix or "check the reference's path") from exc
+        raise ConfigError(
+            f"the reference does not load: {exc.problem}", exc.fix or "check the reference's path"
+        ) from exc
 
 
 def _training_images(training_images, labelled) -> list[Path] | None:
@@ -239,7 +244,9 @@ def _run_finding(run, ref_dets) -> Finding:
             strength=0.6,
         )
     if found["agreement"] >= AGREE:
-        return Finding("run", Verdict.OK, f"the deployment agrees with the reference ({found['agreement']:.3f})", evidence=evidence)
+        return Finding(
+            "run", Verdict.OK, f"the deployment agrees with the reference ({found['agreement']:.3f})", evidence=evidence
+        )
     return Finding(
         "run",
         Verdict.SUSPECT,

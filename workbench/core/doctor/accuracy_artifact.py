@@ -51,22 +51,38 @@ def environment_check(subject, reference_detector, workspace=None) -> Finding:
     }
     problems = []
     if runner is not None and runner.precision != ref_runner.precision:
-        problems.append(("precision_executed", f"the deployment computes in {runner.precision}, the reference in "
-                         f"{ref_runner.precision}", "run in the reference's precision (OpenVINO: precision='f32')"))
+        problems.append(
+            (
+                "precision_executed",
+                f"the deployment computes in {runner.precision}, the reference in {ref_runner.precision}",
+                "run in the reference's precision (OpenVINO: precision='f32')",
+            )
+        )
     recorded = _recorded(workspace, reference_detector.spec.artifact) if workspace is not None else None
     if recorded:
         evidence["validated_with"] = recorded
-        changed = {k: [v, now["libraries"].get(k)] for k, v in recorded["libraries"].items() if v and now["libraries"].get(k) != v}
+        changed = {
+            k: [v, now["libraries"].get(k)]
+            for k, v in recorded["libraries"].items()
+            if v and now["libraries"].get(k) != v
+        }
         isa = sorted(set(recorded["isa"]) ^ set(now["cpu"]["isa"]))
         if changed or isa:
             evidence.update(changed_libraries=changed, changed_isa=isa)
-            problems.append(("environment_changed", f"the environment differs from the one the reference was "
-                             f"validated in ({', '.join(changed) or 'CPU flags ' + ', '.join(isa)})",
-                             "validate again here, or pin the library versions the reference was validated with"))
+            problems.append(
+                (
+                    "environment_changed",
+                    f"the environment differs from the one the reference was "
+                    f"validated in ({', '.join(changed) or 'CPU flags ' + ', '.join(isa)})",
+                    "validate again here, or pin the library versions the reference was validated with",
+                )
+            )
     else:
         evidence["validated_with"] = "this process (no workspace measurement of the reference)"
     if not problems:
-        return Finding("environment", Verdict.OK, "runtime precision and environment match the reference's", evidence=evidence)
+        return Finding(
+            "environment", Verdict.OK, "runtime precision and environment match the reference's", evidence=evidence
+        )
     cause, title, fix = problems[0]
     return Finding("environment", Verdict.SUSPECT, title, fix, cause, evidence, strength=0.4)
 
@@ -87,8 +103,12 @@ def _recorded(workspace, artifact) -> dict | None:
         prints = {f["id"]: f["data"] for f in workspace.ledger.fingerprints()}
         if rows and rows[-1].fingerprint_id in prints:
             data = prints[rows[-1].fingerprint_id]
-            return {"libraries": data["libraries"], "isa": data["cpu"]["isa"], "precision": rows[-1].context.get("precision"),
-                    "measurement": rows[-1].id}
+            return {
+                "libraries": data["libraries"],
+                "isa": data["cpu"]["isa"],
+                "precision": rows[-1].context.get("precision"),
+                "measurement": rows[-1].id,
+            }
     return None
 
 
@@ -106,10 +126,19 @@ def artifact_check(
     static = runner.input_shape[2] if len(runner.input_shape) == 4 and runner.input_shape[2] > 0 else reference.imgsz
     own = replace(reference, artifact=artifact, imgsz=int(static))
     alone = differences(ref_dets, run_on(_tolerant(Detector(own, runner)), images))
-    evidence = {"artifact": artifact.name, "precision": runner.precision, "alone_agreement": round(alone["agreement"], 4)}
+    evidence = {
+        "artifact": artifact.name,
+        "precision": runner.precision,
+        "alone_agreement": round(alone["agreement"], 4),
+    }
     if alone["agreement"] >= AGREE:
-        return Finding("re-export", Verdict.OK, "the artifact agrees with the reference when given the reference's "
-                       "pre- and postprocessing: any fault is in the pipeline, not the export", evidence=evidence)
+        return Finding(
+            "re-export",
+            Verdict.OK,
+            "the artifact agrees with the reference when given the reference's "
+            "pre- and postprocessing: any fault is in the pipeline, not the export",
+            evidence=evidence,
+        )
     return _reexport(runner, reference_detector, reference_weights, paths, evidence, budget_s)
 
 
@@ -121,30 +150,52 @@ def _tolerant(detector):
 
 def _precision_cause(precision: str) -> tuple[str, str, str]:
     if "int8" in precision:
-        return ("int8_quantization", "the INT8 quantization broke the model (the fp32 export of the same weights "
-                "agrees): calibration images unlike the real ones, or layers that do not tolerate int8",
-                "re-quantize with a few hundred calibration images from the training/production distribution, or "
-                "keep the sensitive layers in float (NNCF accuracy control: max_drop=0.01)")
+        return (
+            "int8_quantization",
+            "the INT8 quantization broke the model (the fp32 export of the same weights "
+            "agrees): calibration images unlike the real ones, or layers that do not tolerate int8",
+            "re-quantize with a few hundred calibration images from the training/production distribution, or "
+            "keep the sensitive layers in float (NNCF accuracy control: max_drop=0.01)",
+        )
     if precision in ("fp16", "bf16"):
-        return ("reduced_precision", f"the {precision} artifact differs from the fp32 export of the same weights",
-                "deploy the fp32 export, or keep the head in fp32")
-    return ("export_settings", "the artifact differs from a fresh fp32 export of the same weights (its export "
-            "settings or exporter version)", "re-export the weights with the workbench (ExportConfig defaults)")
+        return (
+            "reduced_precision",
+            f"the {precision} artifact differs from the fp32 export of the same weights",
+            "deploy the fp32 export, or keep the head in fp32",
+        )
+    return (
+        "export_settings",
+        "the artifact differs from a fresh fp32 export of the same weights (its export settings or exporter version)",
+        "re-export the weights with the workbench (ExportConfig defaults)",
+    )
 
 
 def _reexport(runner, reference_detector, weights, paths, evidence, budget_s: float) -> Finding:
     reference = reference_detector.spec
     cause, title, fix = _precision_cause(runner.precision)
-    weights = Path(weights) if weights else (Path(reference.artifact) if str(reference.artifact).endswith(".pt") else None)
+    weights = (
+        Path(weights) if weights else (Path(reference.artifact) if str(reference.artifact).endswith(".pt") else None)
+    )
     try:
         fmt = Format.of_path(runner.path)
     except ValueError:
         fmt = None
     if weights is None or fmt in (None, Format.PYTORCH):
-        evidence["reexport"] = "not run: no reference .pt to re-export (pass reference_weights=)" if weights is None else "not run: the deployment is a .pt"
+        evidence["reexport"] = (
+            "not run: no reference .pt to re-export (pass reference_weights=)"
+            if weights is None
+            else "not run: the deployment is a .pt"
+        )
         verdict = Verdict.CAUSE if "int8" in runner.precision else Verdict.SUSPECT
-        return Finding("re-export", verdict, title if verdict is Verdict.CAUSE else "the artifact itself disagrees "
-                       "with the reference", fix, cause if verdict is Verdict.CAUSE else "artifact_differs", evidence, strength=0.6)
+        return Finding(
+            "re-export",
+            verdict,
+            title if verdict is Verdict.CAUSE else "the artifact itself disagrees with the reference",
+            fix,
+            cause if verdict is Verdict.CAUSE else "artifact_differs",
+            evidence,
+            strength=0.6,
+        )
     tried = _try_reexports(weights, fmt, reference_detector, paths, budget_s)
     evidence["reexports"] = tried
     passed = [t for t in tried if t.get("verdict") == "pass"]
@@ -153,12 +204,25 @@ def _reexport(runner, reference_detector, weights, paths, evidence, budget_s: fl
         return Finding("re-export", Verdict.CAUSE, title, fix, cause, evidence, after, strength=0.85)
     if passed:
         setting = passed[0]["settings"]
-        return Finding("re-export", Verdict.CAUSE, f"the export fails parity unless exported with {setting}",
-                       f"re-export with {setting}", "export_settings", evidence,
-                       {"match_rate": passed[0]["match_rate"]}, strength=0.7)
-    return Finding("re-export", Verdict.CAUSE if tried else Verdict.SUSPECT, f"no re-export in {fmt.value} agrees "
-                   "with the reference: the runtime or the format itself is at fault here", "deploy another "
-                   "runtime, or report the mismatch with the parity evidence", "export_fault", evidence, strength=0.6)
+        return Finding(
+            "re-export",
+            Verdict.CAUSE,
+            f"the export fails parity unless exported with {setting}",
+            f"re-export with {setting}",
+            "export_settings",
+            evidence,
+            {"match_rate": passed[0]["match_rate"]},
+            strength=0.7,
+        )
+    return Finding(
+        "re-export",
+        Verdict.CAUSE if tried else Verdict.SUSPECT,
+        f"no re-export in {fmt.value} agrees with the reference: the runtime or the format itself is at fault here",
+        "deploy another runtime, or report the mismatch with the parity evidence",
+        "export_fault",
+        evidence,
+        strength=0.6,
+    )
 
 
 def _try_reexports(weights: Path, fmt: Format, reference_detector, paths, budget_s: float) -> list[dict]:
@@ -176,17 +240,30 @@ def _try_reexports(weights: Path, fmt: Format, reference_detector, paths, budget
             config = ExportConfig(format=fmt.value, imgsz=reference.imgsz, **change)
             try:
                 out = export_artifact(weights, config, Path(tmp) / f"re{index}{_suffix(fmt)}")
-                result = compare(ref_runner, open_runner(out), list(paths), ParityConfig(imgsz=reference.imgsz, images=len(paths)))
+                result = compare(
+                    ref_runner, open_runner(out), list(paths), ParityConfig(imgsz=reference.imgsz, images=len(paths))
+                )
             except Exception as exc:  # an export that fails is evidence too
                 tried.append({"settings": name, "verdict": "error", "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
                 continue
-            tried.append({"settings": name, "verdict": result.verdict, "match_rate": round(result.match_rate, 4),
-                          "mean_iou": round(result.mean_iou, 4), "max_abs_diff": round(result.max_abs_diff, 5)})
+            tried.append(
+                {
+                    "settings": name,
+                    "verdict": result.verdict,
+                    "match_rate": round(result.match_rate, 4),
+                    "mean_iou": round(result.mean_iou, 4),
+                    "max_abs_diff": round(result.max_abs_diff, 5),
+                }
+            )
             if result.verdict == "pass":
                 break
     return tried
 
 
 def _suffix(fmt: Format) -> str:
-    return {Format.ONNX: ".onnx", Format.OPENVINO: "_openvino_model", Format.TORCHSCRIPT: ".torchscript",
-            Format.TFLITE: ".tflite"}[fmt]
+    return {
+        Format.ONNX: ".onnx",
+        Format.OPENVINO: "_openvino_model",
+        Format.TORCHSCRIPT: ".torchscript",
+        Format.TFLITE: ".tflite",
+    }[fmt]

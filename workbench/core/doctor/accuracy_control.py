@@ -36,7 +36,9 @@ def controlled_test(subject, reference_detector, labelled, ref_dets, run: Run, p
     dep_run = run_on(subject, images)
     ref_score = score(_rows(ref_run.answers), truths, names)
     dep_score = score(_rows(dep_run.answers), truths, names)
-    truth_dets = [Detections(t.boxes.astype(np.float32), np.ones(len(t.classes), np.float32), t.classes) for t in truths]
+    truth_dets = [
+        Detections(t.boxes.astype(np.float32), np.ones(len(t.classes), np.float32), t.classes) for t in truths
+    ]
     evidence = {
         "images": len(images),
         "labels": "ground truth of " + str(labelled),
@@ -50,11 +52,22 @@ def controlled_test(subject, reference_detector, labelled, ref_dets, run: Run, p
     drop = ref_score["map50_95"] - dep_score["map50_95"]
     evidence["map50_95_drop"] = round(drop, 4)
     if drop <= MAP_DROP and not dep_run.failures:
-        return Finding("controlled test", Verdict.OK, f"mAP50-95 on the control set is the reference's "
-                       f"({dep_score['map50_95']:.3f} vs {ref_score['map50_95']:.3f})", evidence=evidence)
-    return Finding("controlled test", Verdict.SUSPECT, f"mAP50-95 on the control set drops from "
-                   f"{ref_score['map50_95']:.3f} to {dep_score['map50_95']:.3f}", "see the other findings for why",
-                   "accuracy_drop", evidence, strength=0.2)
+        return Finding(
+            "controlled test",
+            Verdict.OK,
+            f"mAP50-95 on the control set is the reference's "
+            f"({dep_score['map50_95']:.3f} vs {ref_score['map50_95']:.3f})",
+            evidence=evidence,
+        )
+    return Finding(
+        "controlled test",
+        Verdict.SUSPECT,
+        f"mAP50-95 on the control set drops from {ref_score['map50_95']:.3f} to {dep_score['map50_95']:.3f}",
+        "see the other findings for why",
+        "accuracy_drop",
+        evidence,
+        strength=0.2,
+    )
 
 
 def _headline(result: dict) -> dict:
@@ -64,8 +77,11 @@ def _headline(result: dict) -> dict:
 def _per_class(ref_score: dict, dep_score: dict) -> list[dict]:
     deployed = {row["class"]: row for row in dep_score["per_class"]}
     return [
-        {"class": row["class"], "reference_map50_95": round(row["map50_95"], 4),
-         "deployment_map50_95": round(deployed.get(row["class"], {}).get("map50_95", 0.0), 4)}
+        {
+            "class": row["class"],
+            "reference_map50_95": round(row["map50_95"], 4),
+            "deployment_map50_95": round(deployed.get(row["class"], {}).get("map50_95", 0.0), 4),
+        }
         for row in ref_score["per_class"]
     ]
 
@@ -84,16 +100,31 @@ def _pseudo_labelled(ref_dets, run: Run, paths) -> Finding:
     truths = [LabelledImage(Path(p), d.boxes, d.classes) for p, d in zip(paths, ref_dets, strict=True)]
     pseudo = score(_rows(run.answers), truths)
     found = differences(ref_dets, run)
-    evidence = {"labels": "none given: the reference's detections serve as pseudo-labels", "images": len(paths),
-                "map50_95_vs_reference": round(pseudo["map50_95"], 4), **_counts(found)}
+    evidence = {
+        "labels": "none given: the reference's detections serve as pseudo-labels",
+        "images": len(paths),
+        "map50_95_vs_reference": round(pseudo["map50_95"], 4),
+        **_counts(found),
+    }
     if found["agreement"] >= AGREE and not run.failures:
-        return Finding("controlled test", Verdict.OK, "the deployment finds what the reference finds (pseudo-labels: "
-                       "the reference's detections; no labelled set given)", evidence=evidence)
-    return Finding("controlled test", Verdict.SUSPECT, f"against the reference's detections as pseudo-labels the "
-                   f"deployment agrees {found['agreement']:.2f} (matched {found['matched']}, missing "
-                   f"{found['missing']}, extra {found['extra']}, class flips {found['class_flips']})",
-                   "see the other findings for why; pass labelled= for mAP on ground truth", "accuracy_drop",
-                   evidence, strength=0.2)
+        return Finding(
+            "controlled test",
+            Verdict.OK,
+            "the deployment finds what the reference finds (pseudo-labels: "
+            "the reference's detections; no labelled set given)",
+            evidence=evidence,
+        )
+    return Finding(
+        "controlled test",
+        Verdict.SUSPECT,
+        f"against the reference's detections as pseudo-labels the "
+        f"deployment agrees {found['agreement']:.2f} (matched {found['matched']}, missing "
+        f"{found['missing']}, extra {found['extra']}, class flips {found['class_flips']})",
+        "see the other findings for why; pass labelled= for mAP on ground truth",
+        "accuracy_drop",
+        evidence,
+        strength=0.2,
+    )
 
 
 def write_pictures(out_dir, images, paths, ref_dets, run: Run, count: int = 4) -> tuple[str, ...]:
@@ -126,6 +157,8 @@ def _draw(image: np.ndarray, detections: Detections | None, label: str) -> np.nd
             x0, y0, x1, y1 = (int(round(float(v))) for v in box)
             colour = colours[int(cls) % len(colours)]
             cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, 1)
-            cv2.putText(canvas, f"{int(cls)} {score:.2f}", (x0, max(10, y0 - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1)
+            cv2.putText(
+                canvas, f"{int(cls)} {score:.2f}", (x0, max(10, y0 - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1
+            )
     cv2.putText(canvas, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
     return canvas

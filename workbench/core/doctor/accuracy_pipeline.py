@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..models.detector import Detections, DeploymentSpec, Detector, prepare
+from ..models.detector import DeploymentSpec, Detections, Detector, prepare
 from .accuracy_run import AGREE, Run, differences, run_on
 from .accuracy_tensors import match_tensor
 from .findings import Finding, Verdict
@@ -18,20 +18,36 @@ GAIN = 0.05  # agreement a fix must add to count as the cause (one box in twenty
 
 # cause id -> (spec fields that carry it, what it means, the fix)
 PRE_FIELDS = {
-    "layout_nhwc": (("layout",), "the input is NHWC but the model takes NCHW", "transpose to (1, 3, h, w): layout='nchw'"),
+    "layout_nhwc": (
+        ("layout",),
+        "the input is NHWC but the model takes NCHW",
+        "transpose to (1, 3, h, w): layout='nchw'",
+    ),
     "wrong_imgsz": (("imgsz",), "the input size differs from the model's", "feed the size the model was exported at"),
-    "stretch_resize": (("resize",), "images are stretched to a square instead of letterboxed", "letterbox: keep the "
-                       "aspect ratio and pad (resize='letterbox')"),
+    "stretch_resize": (
+        ("resize",),
+        "images are stretched to a square instead of letterboxed",
+        "letterbox: keep the aspect ratio and pad (resize='letterbox')",
+    ),
     "letterbox_resize": (("resize",), "images are letterboxed, the model expects them stretched", "resize='stretch'"),
-    "pad_value": (("pad_value",), "the letterbox pads with another grey than the model was trained with",
-                  "pad with 114 (Ultralytics' grey)"),
-    "channels_swapped": (("color",), "BGR images are fed as RGB (channels swapped)", "reverse the channels "
-                         "(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)) before the model: color='rgb'"),
+    "pad_value": (
+        ("pad_value",),
+        "the letterbox pads with another grey than the model was trained with",
+        "pad with 114 (Ultralytics' grey)",
+    ),
+    "channels_swapped": (
+        ("color",),
+        "BGR images are fed as RGB (channels swapped)",
+        "reverse the channels (cv2.cvtColor(image, cv2.COLOR_BGR2RGB)) before the model: color='rgb'",
+    ),
     "no_scaling": (("scale",), "pixel values are not divided by 255", "multiply by 1/255 (scale=1/255)"),
     "double_scaling": (("scale",), "pixel values are divided by 255 twice", "divide by 255 once (scale=1/255)"),
     "value_scale": (("scale",), "pixel values are scaled by another factor than 1/255", "scale=1/255"),
-    "normalization": (("mean", "std"), "a mean/std normalization the model was not trained with is applied",
-                      "drop the mean/std normalization (mean 0, std 1): Ultralytics models take x / 255"),
+    "normalization": (
+        ("mean", "std"),
+        "a mean/std normalization the model was not trained with is applied",
+        "drop the mean/std normalization (mean 0, std 1): Ultralytics models take x / 255",
+    ),
 }
 POST_FIELDS = {
     "conf_threshold_high": ("conf", "the confidence threshold is far higher than the reference's", "lower conf"),
@@ -57,7 +73,13 @@ def spec_differences(deployment: DeploymentSpec, reference: DeploymentSpec) -> l
         found.append("channels_swapped")
     if not np.isclose(dep.scale, ref.scale, rtol=1e-3):
         ratio = dep.scale / ref.scale
-        found.append("no_scaling" if np.isclose(ratio, 255, rtol=0.01) else "double_scaling" if np.isclose(ratio, 1 / 255, rtol=0.01) else "value_scale")
+        found.append(
+            "no_scaling"
+            if np.isclose(ratio, 255, rtol=0.01)
+            else "double_scaling"
+            if np.isclose(ratio, 1 / 255, rtol=0.01)
+            else "value_scale"
+        )
     if not (np.allclose(dep.mean, ref.mean) and np.allclose(dep.std, ref.std)):
         found.append("normalization")
     return found
@@ -148,20 +170,39 @@ def _tensor_preprocessing(subject, reference, images, before) -> Finding:
     try:
         tensor = call_with_limit(subject.preprocess, images[0].copy(), subject.time_limit_s)
     except CallFailed as failed:
-        return Finding("preprocessing", Verdict.CAUSE, f"the preprocess function fails: {failed.message}",
-                       "make preprocess(image) return the model's input tensor", failed.cause, strength=0.9)
+        return Finding(
+            "preprocessing",
+            Verdict.CAUSE,
+            f"the preprocess function fails: {failed.message}",
+            "make preprocess(image) return the model's input tensor",
+            failed.cause,
+            strength=0.9,
+        )
     measured = match_tensor(tensor, images[0], reference.imgsz, reference.preprocessing)
     if measured["equal"]:
         return Finding("preprocessing", Verdict.OK, "the preprocess tensor equals the reference's", evidence=measured)
     if not measured["explained"]:
-        return Finding("preprocessing", Verdict.SUSPECT, "the preprocess tensor differs from the reference's in a "
-                       "way no single correction explains", "compare your preprocessing with Ultralytics' letterbox, "
-                       "RGB, x / 255, NCHW", "preprocessing_differs", {**measured, "before": before}, strength=0.5)
+        return Finding(
+            "preprocessing",
+            Verdict.SUSPECT,
+            "the preprocess tensor differs from the reference's in a way no single correction explains",
+            "compare your preprocessing with Ultralytics' letterbox, RGB, x / 255, NCHW",
+            "preprocessing_differs",
+            {**measured, "before": before},
+            strength=0.5,
+        )
     cause = measured["corrections"][0]
     meaning, fix = PRE_FIELDS.get(cause, ((), cause, ""))[1:]
     words = ", ".join(measured["corrections"])
-    return Finding("preprocessing", Verdict.CAUSE, f"{meaning} (the tensor equals the reference's after: {words})",
-                   fix, cause, {**measured, "before": before}, strength=0.9)
+    return Finding(
+        "preprocessing",
+        Verdict.CAUSE,
+        f"{meaning} (the tensor equals the reference's after: {words})",
+        fix,
+        cause,
+        {**measured, "before": before},
+        strength=0.9,
+    )
 
 
 def _probe_channels(subject, images, ref_dets, before) -> Finding:
@@ -173,12 +214,22 @@ def _probe_channels(subject, images, ref_dets, before) -> Finding:
     after = {"agreement": round(differences(ref_dets, probed)["agreement"], 4), "failed_calls": len(probed.failures)}
     if after["agreement"] >= AGREE and after["agreement"] - before["agreement"] >= GAIN:
         meaning, fix = PRE_FIELDS["channels_swapped"][1:]
-        return Finding("preprocessing", Verdict.CAUSE, meaning + " (it agrees once given channel-reversed images)",
-                       fix, "channels_swapped", {"before": before, "probe": "channels reversed"}, after, strength=0.9)
+        return Finding(
+            "preprocessing",
+            Verdict.CAUSE,
+            meaning + " (it agrees once given channel-reversed images)",
+            fix,
+            "channels_swapped",
+            {"before": before, "probe": "channels reversed"},
+            after,
+            strength=0.9,
+        )
     return Finding("preprocessing", Verdict.OK, f"no channel swap found from the outside ({note})", evidence=before)
 
 
-def postprocessing_check(subject, reference: DeploymentSpec, images, ref_dets, run: Run, prepared_sizes) -> list[Finding]:
+def postprocessing_check(
+    subject, reference: DeploymentSpec, images, ref_dets, run: Run, prepared_sizes
+) -> list[Finding]:
     """Thresholds (declared) and the pattern of the answers: classes shifted, boxes not mapped back, a hidden
     confidence threshold."""
     before = _before(ref_dets, run)
@@ -188,11 +239,23 @@ def postprocessing_check(subject, reference: DeploymentSpec, images, ref_dets, r
             name, meaning, fix = POST_FIELDS[cause]
             after = measure_fix(subject, reference, cause, images, ref_dets)
             evidence = {name: [getattr(subject.spec.postprocessing, name), getattr(reference.postprocessing, name)]}
-            findings.append(judged("postprocessing", cause, meaning, f"{fix} ({name}={evidence[name][1]})", before, after, evidence))
+            findings.append(
+                judged("postprocessing", cause, meaning, f"{fix} ({name}={evidence[name][1]})", before, after, evidence)
+            )
     found = differences(ref_dets, run)
     if not findings and before["agreement"] < AGREE and run.answered:
-        findings += [f for f in (_class_shift(found, ref_dets, run, before), _box_mapping(ref_dets, run, prepared_sizes, before), _hidden_threshold(found, ref_dets, run, reference, before)) if f]
-    return findings or [Finding("postprocessing", Verdict.OK, "postprocessing agrees with the reference's", evidence=before)]
+        findings += [
+            f
+            for f in (
+                _class_shift(found, ref_dets, run, before),
+                _box_mapping(ref_dets, run, prepared_sizes, before),
+                _hidden_threshold(found, ref_dets, run, reference, before),
+            )
+            if f
+        ]
+    return findings or [
+        Finding("postprocessing", Verdict.OK, "postprocessing agrees with the reference's", evidence=before)
+    ]
 
 
 def _post_differences(deployment: DeploymentSpec, reference: DeploymentSpec) -> list[str]:
@@ -219,10 +282,16 @@ def _class_shift(found: dict, ref_dets, run: Run, before: dict) -> Finding | Non
         return None
     fixed = _mapped(run, lambda d: Detections(d.boxes, d.scores, d.classes - shift))
     after = {"agreement": round(differences(ref_dets, fixed)["agreement"], 4)}
-    return Finding("postprocessing", Verdict.CAUSE, f"class ids are shifted by {shift:+d} (the boxes match, the "
-                   "classes do not)", f"subtract {shift} from the class ids (check the names list and 0/1-based "
-                   "indexing)", "class_ids_shifted", {"before": before, "shift": shift, "pairs": len(deltas)},
-                   after, strength=0.9)
+    return Finding(
+        "postprocessing",
+        Verdict.CAUSE,
+        f"class ids are shifted by {shift:+d} (the boxes match, the classes do not)",
+        f"subtract {shift} from the class ids (check the names list and 0/1-based indexing)",
+        "class_ids_shifted",
+        {"before": before, "shift": shift, "pairs": len(deltas)},
+        after,
+        strength=0.9,
+    )
 
 
 def _box_mapping(ref_dets, run: Run, prepared_sizes, before: dict) -> Finding | None:
@@ -236,13 +305,23 @@ def _box_mapping(ref_dets, run: Run, prepared_sizes, before: dict) -> Finding | 
             best = (name, score)
     if best is None or best[1] < AGREE or best[1] - before["agreement"] < GAIN:
         return None
-    words = {"letterbox": "boxes are in the letterboxed input's pixels, not mapped back to the original image",
-             "stretch": "boxes are in the stretched input's pixels, not mapped back to the original image",
-             "normalised": "boxes are normalised to 0..1, not in the original image's pixels",
-             "xywh": "boxes are centre x, y, width, height, not x0, y0, x1, y1"}
+    words = {
+        "letterbox": "boxes are in the letterboxed input's pixels, not mapped back to the original image",
+        "stretch": "boxes are in the stretched input's pixels, not mapped back to the original image",
+        "normalised": "boxes are normalised to 0..1, not in the original image's pixels",
+        "xywh": "boxes are centre x, y, width, height, not x0, y0, x1, y1",
+    }
     fix = "map the boxes back: subtract the padding and divide by the gain (Ultralytics' scale_boxes)"
-    return Finding("postprocessing", Verdict.CAUSE, words[best[0].split(":")[0]], fix, "boxes_not_mapped",
-                   {"before": before, "mapping": best[0]}, {"agreement": round(best[1], 4)}, strength=0.9)
+    return Finding(
+        "postprocessing",
+        Verdict.CAUSE,
+        words[best[0].split(":")[0]],
+        fix,
+        "boxes_not_mapped",
+        {"before": before, "mapping": best[0]},
+        {"agreement": round(best[1], 4)},
+        strength=0.9,
+    )
 
 
 def _box_transforms(prepared_sizes) -> dict:
@@ -269,8 +348,12 @@ def _box_transforms(prepared_sizes) -> dict:
         b = boxes.reshape(-1, 4)
         return np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], 1).astype(np.float32)
 
-    return {"letterbox": per_image(letterbox), "stretch": per_image(stretch), "normalised": per_image(normalised),
-            "xywh": per_image(xywh)}
+    return {
+        "letterbox": per_image(letterbox),
+        "stretch": per_image(stretch),
+        "normalised": per_image(normalised),
+        "xywh": per_image(xywh),
+    }
 
 
 def _mapped(run: Run, transform) -> Run:
@@ -278,7 +361,12 @@ def _mapped(run: Run, transform) -> Run:
     import inspect
 
     two = len(inspect.signature(transform).parameters) == 2
-    return Run([a if not isinstance(a, Detections) else (transform(a, i) if two else transform(a)) for i, a in enumerate(run.answers)])
+    return Run(
+        [
+            a if not isinstance(a, Detections) else (transform(a, i) if two else transform(a))
+            for i, a in enumerate(run.answers)
+        ]
+    )
 
 
 def _hidden_threshold(found: dict, ref_dets, run: Run, reference: DeploymentSpec, before: dict) -> Finding | None:
@@ -289,11 +377,20 @@ def _hidden_threshold(found: dict, ref_dets, run: Run, reference: DeploymentSpec
     lowest = float(scores.min()) if len(scores) else 1.0
     if lowest < reference.postprocessing.conf + 0.1:
         return None
-    filtered = [Detections(d.boxes[d.scores >= lowest], d.scores[d.scores >= lowest], d.classes[d.scores >= lowest]) for d in ref_dets]
+    filtered = [
+        Detections(d.boxes[d.scores >= lowest], d.scores[d.scores >= lowest], d.classes[d.scores >= lowest])
+        for d in ref_dets
+    ]
     same = differences(filtered, run)["agreement"]
     if same < AGREE:
         return None
-    return Finding("postprocessing", Verdict.CAUSE, f"a confidence threshold of about {lowest:.2f} is applied "
-                   f"(the reference keeps boxes above {reference.postprocessing.conf})",
-                   f"lower the confidence threshold to {reference.postprocessing.conf}", "conf_threshold_high",
-                   {"before": before, "lowest_score": lowest, "reference_filtered_agreement": round(same, 4)}, strength=0.8)
+    return Finding(
+        "postprocessing",
+        Verdict.CAUSE,
+        f"a confidence threshold of about {lowest:.2f} is applied "
+        f"(the reference keeps boxes above {reference.postprocessing.conf})",
+        f"lower the confidence threshold to {reference.postprocessing.conf}",
+        "conf_threshold_high",
+        {"before": before, "lowest_score": lowest, "reference_filtered_agreement": round(same, 4)},
+        strength=0.8,
+    )

@@ -34,14 +34,22 @@ def stages_check(subject, reference_detector, images, ref_dets, run: Run) -> Fin
     ref_raws = [reference_detector.runner(p.batch)[0] for p in ref_inputs]
     stages["inference"] = _inference(runner, ref_inputs, ref_raws, ref_spec.postprocessing.conf)
     visible = subject.is_spec or subject.preprocess is not None
-    stages["postprocessing" if visible else "end_to_end"] = _postprocessing(subject, ref_inputs, ref_raws, ref_dets, run)
+    stages["postprocessing" if visible else "end_to_end"] = _postprocessing(
+        subject, ref_inputs, ref_raws, ref_dets, run
+    )
     first = next((name for name, stage in stages.items() if stage.get("differs")), None)
     evidence = {"images": len(images), "stages": stages, "first_difference": first}
     if first is None:
         return Finding("stages", Verdict.OK, "every stage compared agrees with the reference", evidence=evidence)
-    return Finding("stages", Verdict.SUSPECT, f"the first stage that differs from the reference is {first}",
-                   f"look at the {first} stage (the other checks name what in it differs)", f"differs_at_{first}",
-                   evidence, strength=0.3)
+    return Finding(
+        "stages",
+        Verdict.SUSPECT,
+        f"the first stage that differs from the reference is {first}",
+        f"look at the {first} stage (the other checks name what in it differs)",
+        f"differs_at_{first}",
+        evidence,
+        strength=0.3,
+    )
 
 
 def _artifact_runner(subject):
@@ -89,8 +97,12 @@ def _inference(runner, ref_inputs, ref_raws, conf: float) -> dict:
         if confident.any():
             box_diff = max(box_diff, float(np.abs(raw[0, :4, confident] - ref_raw[0, :4, confident]).max()))
     differs = score_diff > SCORE_TOLERANCE or box_diff > BOX_TOLERANCE_PX
-    return {"differs": differs, "score_max_abs_diff": score_diff, "box_max_abs_diff_px": box_diff,
-            "tolerances": {"score": SCORE_TOLERANCE, "box_px": BOX_TOLERANCE_PX}}
+    return {
+        "differs": differs,
+        "score_max_abs_diff": score_diff,
+        "box_max_abs_diff_px": box_diff,
+        "tolerances": {"score": SCORE_TOLERANCE, "box_px": BOX_TOLERANCE_PX},
+    }
 
 
 def _postprocessing(subject, ref_inputs, ref_raws, ref_dets, run: Run) -> dict:

@@ -80,7 +80,11 @@ def match_tensor(tensor, image: np.ndarray, imgsz: int, reference: Preprocessing
     for resize, pad in GEOMETRIES:
         geometry = replace(reference, resize=resize, pad_value=pad)
         square = size[0] == size[1]
-        target = prepare(image, int(size[0]), geometry).batch if square else _at_size(prepare(image, imgsz, geometry).batch, size)
+        target = (
+            prepare(image, int(size[0]), geometry).batch
+            if square
+            else _at_size(prepare(image, imgsz, geometry).batch, size)
+        )
         for reversed_ in (False, True):
             candidate = x[:, ::-1] if reversed_ else x
             scales, offsets, residual = fit_affine(candidate, target)

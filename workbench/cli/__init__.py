@@ -7,8 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from .core.errors import WorkbenchError
-from .core.progress import Progress
+from ..core.errors import WorkbenchError
+from ..core.progress import Progress
+from .arguments import _positive, _seconds, _trust_flag
+from .deploy import _advise_parser, _doctor_parser
 
 
 class ProgressPrinter:
@@ -45,32 +47,11 @@ class ProgressPrinter:
             self.stream.write("\n")
 
 
-def _positive(value: str) -> int:
-    """An argparse type: a whole number >= 1 (zero and negatives are refused, never replaced by a default)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
-
-
-def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
-    return number
-
-
 def _shapes(args):
     """The generated dataset the arguments ask for (the defaults where they say nothing)."""
     from dataclasses import replace
 
-    from .core.data.generate import ShapesConfig
+    from ..core.data.generate import ShapesConfig
 
     config = replace(ShapesConfig(), seed=args.seed)
     given = {"train": args.train_images, "val": args.val_images}  # None: not given; 0 never gets here (_positive)
@@ -92,7 +73,7 @@ def _run(fn, *args, **kwargs):
 
 
 def _demo(args) -> int:
-    from .core.services.demo import DemoConfig, run_demo
+    from ..core.services.demo import DemoConfig, run_demo
 
     config = DemoConfig(
         workspace=args.workspace,
@@ -116,14 +97,14 @@ def _demo(args) -> int:
 
 
 def _info(args) -> int:
-    from .core.environment import describe
+    from ..core.environment import describe
 
     print(describe())
     return 0
 
 
 def _data(args) -> int:
-    from .core.data.generate import ShapesConfig, generate_shapes, generate_shift
+    from ..core.data.generate import ShapesConfig, generate_shapes, generate_shift
 
     config = ShapesConfig(seed=args.seed, train=args.train_images, val=args.val_images, imgsz=args.imgsz)
     printer = ProgressPrinter()
@@ -141,14 +122,14 @@ def _data(args) -> int:
 def _demo_model(args) -> int:
     import json
 
-    from .core.models.cards import demo_card, demo_weights, student_card, student_weights
+    from ..core.models.cards import demo_card, demo_weights, student_card, student_weights
 
     if not args.train:
         card, weights = (student_card(), student_weights()) if args.student else (demo_card(), demo_weights())
         print(f"{weights}\n{json.dumps({k: v for k, v in card.items() if k != 'history'}, indent=2)}")
         return 0
     if args.student:
-        from .core.services.shipped_models import train_student
+        from ..core.services.shipped_models import train_student
 
         card = _run(train_student, args.out, args.workspace)
         print(
@@ -158,7 +139,7 @@ def _demo_model(args) -> int:
         return 0
     from dataclasses import replace
 
-    from .core.services.shipped_models import DEMO_RECIPE, train_demo_model
+    from ..core.services.shipped_models import DEMO_RECIPE, train_demo_model
 
     recipe = replace(DEMO_RECIPE, epochs=args.epochs or DEMO_RECIPE.epochs)
     card = _run(train_demo_model, args.out, Path(args.workspace) / "datasets", recipe=recipe)
@@ -171,9 +152,9 @@ def _demo_model(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .core.measure.accuracy import AccuracyConfig, evaluate
-    from .core.models.checkpoints import DEFAULT_IMGSZ, training_imgsz
-    from .core.models.sources import load_model
+    from ..core.measure.accuracy import AccuracyConfig, evaluate
+    from ..core.models.checkpoints import DEFAULT_IMGSZ, training_imgsz
+    from ..core.models.sources import load_model
 
     config = AccuracyConfig(imgsz=args.imgsz, batch=args.batch)
     model = load_model(args.model, trust=args.trust_checkpoint)
@@ -191,8 +172,8 @@ def _evaluate(args) -> int:
 
 
 def _bench(args) -> int:
-    from .core.bench.reference import TABLE_COLUMNS, BenchConfig, run_bench
-    from .core.report.tables import markdown_table
+    from ..core.bench.reference import TABLE_COLUMNS, BenchConfig, run_bench
+    from ..core.report.tables import markdown_table
 
     config = BenchConfig(
         model=args.model,
@@ -212,11 +193,11 @@ def _bench(args) -> int:
 
 
 def _optimize(args) -> int:
-    from .core.data.generate import check_fits_shapes, generate_shapes
-    from .core.models.sources import open_source, record_source
-    from .core.optimize.recipes import PipelineError, Recipe, check_recipe, run_recipe
-    from .core.report.tables import markdown_table, pipeline_table
-    from .core.store.workspace import Workspace
+    from ..core.data.generate import check_fits_shapes, generate_shapes
+    from ..core.models.sources import open_source, record_source
+    from ..core.optimize.recipes import PipelineError, Recipe, check_recipe, run_recipe
+    from ..core.report.tables import markdown_table, pipeline_table
+    from ..core.store.workspace import Workspace
 
     recipe = Recipe.load(args.recipe)  # a bad recipe, model or dataset fails here, before anything is written
     given = _given_data(args)
@@ -250,91 +231,6 @@ def _optimize(args) -> int:
     return 0
 
 
-def _advise(args) -> int:
-    import json
-
-    from .core.advise.advisor import advise_model, advise_workspace
-    from .core.advise.catalog import load_catalog
-    from .core.advise.requirements import Requirements
-    from .core.report.tables import markdown_table
-    from .core.store.workspace import Workspace, default_workspace
-
-    given = {k: v for k, v in vars(args).items() if k in Requirements.__dataclass_fields__ and v is not None}
-    requirements = Requirements.from_dict(given, source="workbench advise")
-    targets = load_catalog(args.targets)
-    root = Path(args.workspace) if args.workspace else default_workspace()
-    has_ledger = (Path(root) / "workbench.db").is_file()
-    if args.variant or (has_ledger and args.model is None):
-        advice = advise_workspace(Workspace(root), requirements, variant_ids=args.variant, targets=targets)
-    else:
-        workspace = Workspace(root) if has_ledger else None
-        advice = advise_model(
-            args.model or "demo", requirements, targets=targets, trust=args.trust_checkpoint, workspace=workspace
-        )
-    if args.json:
-        print(
-            json.dumps(
-                {"requirements": vars(requirements), "ranking": advice.rows(), "summary": advice.summary()},
-                indent=2,
-                default=str,
-            )
-        )
-        return 0
-    columns = [
-        "rank",
-        "target",
-        "environment",
-        "model",
-        "format",
-        "precision",
-        "p99_ms",
-        "memory_mb",
-        "devices",
-        "monthly_usd",
-        "per_million_usd",
-        "feasible",
-        "reasons",
-    ]
-    print(markdown_table(advice.rows(), columns, digits={"p99_ms": 1, "memory_mb": 0, "monthly_usd": 0}))
-    print(f"\n{advice.summary()}")
-    return 0
-
-
-def _requirement_flags(command) -> None:
-    """One flag per Requirements field (--latency-p99-ms, --fleet-size, ...), defaults from the dataclass."""
-    import dataclasses
-    import typing
-
-    from .core.advise.requirements import Connectivity, Requirements
-
-    hints = typing.get_type_hints(Requirements)
-    for field in dataclasses.fields(Requirements):
-        hint, flag = hints[field.name], "--" + field.name.replace("_", "-")
-        if hint is bool:
-            kind, extra = _yes_no, {"metavar": "yes|no"}
-        elif hint is Connectivity:
-            kind, extra = str, {"choices": [c.value for c in Connectivity]}
-        else:
-            kind, extra = (int if hint is int else float), {}
-        command.add_argument(flag, type=kind, default=None, help=f"default {field.default}", **extra)
-
-
-def _yes_no(value: str) -> bool:
-    if value.lower() in ("yes", "true", "1"):
-        return True
-    if value.lower() in ("no", "false", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected yes or no, got {value!r}")
-
-
-def _trust_flag(command) -> None:
-    command.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="load a .pt whose pickle names more than model classes: it may run code; only for a file you checked",
-    )
-
-
 def _common_data(command, *, model_help: str) -> None:
     """--model and --data, and the generated dataset's sizes: every command that takes a model takes its data."""
     command.add_argument("--model", default="demo", help=model_help)
@@ -350,7 +246,7 @@ def _common_data(command, *, model_help: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .core.data.generate import SHIFTS
+    from ..core.data.generate import SHIFTS
 
     main = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = main.add_subparsers(dest="command", required=True)
@@ -411,15 +307,8 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--imgsz", type=_positive, default=None, help="default: the size the model was trained at")
     evaluate.add_argument("--batch", type=_positive, default=16)
     evaluate.set_defaults(run=_evaluate)
-    advise = sub.add_parser("advise", help="rank cloud, edge and on-premises targets for your requirements")
-    advise.add_argument("--workspace", default=None, help=workspace_help + "; its models and measurements are used")
-    advise.add_argument("--model", default=None, help=model_help + " (default: the workspace's models, else demo)")
-    _trust_flag(advise)
-    advise.add_argument("--variant", type=_positive, nargs="+", default=None, help="workspace variant ids to rank")
-    advise.add_argument("--targets", action="append", default=[], help="a YAML of more targets (repeatable)")
-    advise.add_argument("--json", action="store_true", help="print the ranking as JSON")
-    _requirement_flags(advise)
-    advise.set_defaults(run=_advise)
+    _advise_parser(sub, workspace_help, model_help)
+    _doctor_parser(sub, model_help)
     return main
 
 
