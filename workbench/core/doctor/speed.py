@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from ..environment import cpu_info, usable_cores
-from ..measure.latency import LatencyConfig, time_calls
 from ..models.detector import DeploymentSpec, Detections, open_detector
 from .findings import Diagnosis, Finding, Verdict
-from .speed_timing import ExportCache, cycling, describe_error, guarded, read_bytes, strength
+from .speed_inputs import decode_all, probe, steady
+from .speed_timing import ExportCache, cycling, guarded, strength
 
 SCENARIOS = ("single", "stream", "server", "offline")
-STEADY = LatencyConfig(warmup_runs=3, warmup_s=0.2, min_runs=10, min_time_s=0.6, max_windows=4, max_time_s=10.0)
 LOAD_BYTES = 1_000_000  # read per call above this (and a good share of the artifact): the model is loaded each call
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -183,19 +182,21 @@ def diagnose_speed(
         return _refused(f"unknown scenario {scenario!r}", f"choose one of {', '.join(SCENARIOS)}", "bad_scenario")
     unknown = sorted(set(levers or ()) - set(LEVERS) - {"warmup"})
     if unknown:
-        return _refused(f"unknown lever(s) {', '.join(unknown)}", f"choose from warmup, {', '.join(LEVERS)}", "bad_lever")
+        return _refused(
+            f"unknown lever(s) {', '.join(unknown)}", f"choose from warmup, {', '.join(LEVERS)}", "bad_lever"
+        )
     subject = _subject(deployment)
-    decoded, encoded, image_findings = _decode_all(images)
+    decoded, encoded, image_findings = decode_all(images)
     if not decoded:
         return Diagnosis.of("speed", image_findings, subject.name, {"images": len(images)})
-    probe = _probe(subject, decoded, call_timeout_s)
-    if isinstance(probe, Finding):
-        return Diagnosis.of("speed", [*image_findings, probe], subject.name, {"images": len(decoded)})
-    first_ms, early_ms, dets = probe
-    steady = _steady(subject, decoded, call_timeout_s)
-    if isinstance(steady, Finding):
-        return Diagnosis.of("speed", [*image_findings, steady], subject.name, {"images": len(decoded)})
-    stats, bytes_per_call = steady
+    first = probe(subject, decoded, call_timeout_s)
+    if isinstance(first, Finding):
+        return Diagnosis.of("speed", [*image_findings, first], subject.name, {"images": len(decoded)})
+    first_ms, early_ms, dets = first
+    timed = steady(subject, decoded, call_timeout_s)
+    if isinstance(timed, Finding):
+        return Diagnosis.of("speed", [*image_findings, timed], subject.name, {"images": len(decoded)})
+    stats, bytes_per_call = timed
     reference = _reference(reference_model, subject)
     study = Study(
         subject,
@@ -236,102 +237,6 @@ def _subject(deployment) -> Subject:
         spec if isinstance(spec, DeploymentSpec) else None,
         preprocess if callable(preprocess) else None,
     )
-
-
-def _decode_all(images: Sequence) -> tuple[list[np.ndarray], list[bytes], list[Finding]]:
-    """BGR arrays of the images that decode (and their file bytes), and one finding naming those that do not."""
-    from ..models.inference import ImageDecodeError, decode
-
-    decoded, encoded, bad = [], [], []
-    for index, item in enumerate(images):
-        name = str(item) if isinstance(item, (str, Path)) else f"image {index}"
-        try:
-            if isinstance(item, np.ndarray):
-                if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3 or 0 in item.shape:
-                    raise ImageDecodeError(f"{name} is {item.dtype} {item.shape}", "pass HxWx3 uint8 BGR")
-                decoded.append(item)
-                continue
-            data = item if isinstance(item, bytes) else Path(item).read_bytes()
-            decoded.append(decode(data, name))
-            encoded.append(data)
-        except (ImageDecodeError, OSError) as exc:
-            bad.append(f"{name}: {str(exc).splitlines()[0]}")
-    if not bad:
-        return decoded, encoded, []
-    verdict = Verdict.CAUSE if not decoded else Verdict.SUSPECT
-    title = f"{len(bad)} of {len(images)} images do not decode" + ("; nothing left to time" if not decoded else "")
-    fix = "pass JPEG or PNG files, or HxWx3 uint8 BGR arrays (as cv2.imread returns)"
-    cause = "no_usable_images" if not decoded else "image_does_not_decode"
-    return decoded, encoded, [Finding("images", verdict, title, fix, cause, {"bad": bad[:20]}, strength=1.0)]
-
-
-def _probe(subject: Subject, images: list[np.ndarray], timeout_s: float):
-    """The first call alone (load + first inference for a spec), then a few more: (first_ms, early calls' ms,
-    detections of every image), or a Finding when the deployment raises, hangs or returns something else."""
-    early: list[float] = []
-    dets: list[Detections] = []
-    for index, image in enumerate([images[0], *images]):
-        outcome = guarded(lambda image=image: subject.detect(image), timeout_s)
-        problem = _bad_call(subject, outcome, timeout_s)
-        if problem is not None:
-            return problem
-        early.append(outcome.seconds * 1000)
-        if index > 0:
-            dets.append(outcome.value)
-    return early[0], early[1:4], dets
-
-
-def _bad_call(subject: Subject, outcome, timeout_s: float) -> Finding | None:
-    if outcome.timed_out:
-        return Finding(
-            "call",
-            Verdict.CAUSE,
-            f"the deployment did not answer within {timeout_s:.0f} s (it hangs, or one call is far too slow)",
-            "find the blocking call (a lock, a queue that is never fed, a download); a detector answers in ms",
-            "deployment_hangs",
-            {"timeout_s": timeout_s},
-            strength=1.0,
-        )
-    if outcome.error is not None:
-        return Finding(
-            "call",
-            Verdict.CAUSE,
-            f"the deployment raised {describe_error(outcome.error)}",
-            "make detect(image) work on an HxWx3 uint8 BGR image first; then time it",
-            "deployment_raises",
-            {"error": describe_error(outcome.error)},
-            strength=1.0,
-        )
-    if not isinstance(outcome.value, Detections):
-        return Finding(
-            "call",
-            Verdict.CAUSE,
-            f"the deployment returned {type(outcome.value).__name__}, not Detections",
-            "return workbench.core.models.detector.Detections (Detections.from_rows(rows) from (n, 6) rows)",
-            "wrong_output_type",
-            {"returned": type(outcome.value).__name__},
-            strength=1.0,
-        )
-    return None
-
-
-def _steady(subject: Subject, images: list[np.ndarray], timeout_s: float):
-    """Steady-state latency (time_calls' windows), with the bytes read per call; a Finding if it stops answering."""
-    counter = {"calls": 0}
-    call = cycling(subject.detect, images)
-
-    def counted():
-        counter["calls"] += 1
-        return call()
-
-    before = read_bytes()
-    outcome = guarded(lambda: time_calls(counted, STEADY), max(timeout_s * 3, 60.0))
-    after = read_bytes()
-    problem = _bad_call(subject, outcome, max(timeout_s * 3, 60.0)) if not outcome.ok else None
-    if problem is not None:
-        return problem
-    per_call = (after - before) / counter["calls"] if before is not None and after is not None else None
-    return outcome.value, per_call
 
 
 def _reference(reference_model, subject: Subject) -> Path | None:
@@ -402,7 +307,9 @@ def check_warmup(study: Study) -> Finding:
             after={"first_ms": round(p50, 2)},
             strength=strength(ratio),
         )
-    return Finding("warmup", Verdict.OK, f"warmed up: first call {first:.1f} ms, steady {p50:.1f} ms", "", None, evidence)
+    return Finding(
+        "warmup", Verdict.OK, f"warmed up: first call {first:.1f} ms, steady {p50:.1f} ms", "", None, evidence
+    )
 
 
 def _warm_calls(study: Study) -> int:
@@ -461,9 +368,12 @@ def recommendation(study: Study, findings: Sequence[Finding]) -> tuple[dict | No
         f"DeploymentSpec(artifact={Path(spec.artifact).name!r}, imgsz={spec.imgsz}, threads={spec.threads}, "
         f"precision={spec.precision!r})"
     )
-    return {"artifact": str(spec.artifact), "imgsz": spec.imgsz, "threads": spec.threads, "precision": spec.precision}, (
-        "; ".join([text, *words])
-    )
+    return {
+        "artifact": str(spec.artifact),
+        "imgsz": spec.imgsz,
+        "threads": spec.threads,
+        "precision": spec.precision,
+    }, ("; ".join([text, *words]))
 
 
 def run_speed_doctor(
@@ -479,6 +389,7 @@ def run_speed_doctor(
     workspace=None,
     budget_s: float = 60.0,
     max_images: int = 16,
+    levers: Sequence[str] | None = None,
 ) -> Diagnosis:
     """What `workbench doctor speed --model M --images DIR` runs: a DeploymentSpec of `model` (a .pt, "demo",
     "student", an .onnx or an OpenVINO folder; `runtime` onnxruntime or openvino exports a .pt to it first) at
@@ -513,4 +424,5 @@ def run_speed_doctor(
         data_yaml=data,
         scenario=scenario,
         budget_s=budget_s,
+        levers=levers,
     )

@@ -34,30 +34,43 @@ def _ok(check: str, title: str, fix: str = "", **evidence) -> Finding:
     return Finding(check, Verdict.OK, title, fix, None, evidence)
 
 
-def _judged(check, ratio, cause, title, fix, evidence, *, after=None, total=None, weight=1.0) -> Finding:
+def _judged(check, ratio, cause, title, fix, evidence, *, after=None, total=None, ok_title=None, inferred=False):
     """Cause when the lever saves >= CAUSE_RATIO (and the deployment as a whole would gain as much), suspect when
-    it saves more than noise, else ok (the evidence is kept either way)."""
+    it saves more than noise (or when the cause is only inferred from timing), else ok (with the evidence)."""
     total = ratio if total is None else total
     if ratio >= CAUSE_RATIO and total >= CAUSE_RATIO:
-        verdict = Verdict.CAUSE
+        verdict = Verdict.SUSPECT if inferred else Verdict.CAUSE
     elif ratio >= SUSPECT_RATIO and total >= SUSPECT_RATIO:
         verdict = Verdict.SUSPECT
     else:
-        return Finding(check, Verdict.OK, title, fix, None, {k: v for k, v in evidence.items() if "recommend" not in k})
-    return Finding(check, verdict, title, fix, cause, evidence, after, strength=strength(ratio) * weight)
+        plain = {k: v for k, v in evidence.items() if "recommend" not in k}
+        return Finding(check, Verdict.OK, ok_title or title, "", None, plain)
+    return Finding(
+        check, verdict, title, fix, cause, evidence, after, strength=strength(ratio) * (0.5 if inferred else 1)
+    )
+
+
+def _own(study, spec):
+    """The deployment's pipeline as a no-argument call: the deployment itself where the doctor built it from
+    `spec`, else `spec` opened beside it (a callable's own code around the model is not what this lever changes)."""
+    if study.subject.declared:
+        return study.baseline
+    return cycling(open_detector(spec), study.images)
 
 
 def check_threads(study) -> Finding:
     """More threads than usable cores (oversubscription), or fewer than there are."""
     spec, usable = study.subject.spec, usable_cores()
     if spec is None:
-        return _ok("threads", "threads: not visible in a black box", f"give the runtime {usable} threads", usable=usable)
+        return _ok(
+            "threads", "threads: not visible in a black box", f"give the runtime {usable} threads", usable=usable
+        )
     asked = spec.threads or usable
     if asked == usable:
         return _ok("threads", f"{asked} threads on {usable} usable cores", threads=asked, usable_cores=usable)
     fixed = open_detector(replace(spec, threads=usable))
     name = f"{usable} threads"
-    result = _compare(study, {"deployment": study.baseline, name: cycling(fixed, study.images)})
+    result = _compare(study, {"deployment": _own(study, spec), name: cycling(fixed, study.images)})
     ratio = result.ratio("deployment", name)
     cause = "oversubscribed_threads" if asked > usable else "too_few_threads"
     how = "more threads than" if asked > usable else "fewer threads than the"
@@ -65,7 +78,9 @@ def check_threads(study) -> Finding:
     evidence = {**result.evidence(), "threads": asked, "usable_cores": usable, "ratio": round(ratio, 2)}
     evidence |= {"recommend": {"threads": usable}}
     fix = f"set threads={usable} (the cores this process may use, os.sched_getaffinity)"
-    return _judged("threads", ratio, cause, title, fix, evidence, after={"p50_ms": round(result.p50_ms[name], 2)})
+    after = {"p50_ms": round(result.p50_ms[name], 2)}
+    ok_title = f"{asked} threads on {usable} usable cores: {usable} threads within {ratio:.2f}x (no measured cost)"
+    return _judged("threads", ratio, cause, title, fix, evidence, after=after, ok_title=ok_title)
 
 
 def check_engine(study) -> Finding:
@@ -75,14 +90,13 @@ def check_engine(study) -> Finding:
         return _ok("engine", "engine: not measured", "pass reference_model= (the deployment's .pt) to compare engines")
     detectors = {}
     for runtime in (r for r in ENGINES if installed(r)):
-        precision = base.precision if runtime == study.subject.runtime == "openvino" else None
-        spec = replace(base, artifact=study.artifact_for(runtime), threads=usable_cores(), precision=precision)
+        spec = replace(base, artifact=study.artifact_for(runtime), threads=usable_cores(), precision=None)
         detectors[runtime] = open_detector(spec)
     calls = {"deployment": study.baseline, **{r: cycling(d, study.images) for r, d in detectors.items()}}
     result = _compare(study, calls)
     best, own = result.fastest(list(detectors)), study.subject.runtime
     evidence = {**result.evidence(), "runtime": own, "fastest": best}
-    evidence |= {"recommend": {"artifact": str(detectors[best].spec.artifact)}, "recommend_words": [f"run in {best}"]}
+    evidence |= {"recommend": {"artifact": str(detectors[best].spec.artifact), "threads": usable_cores()}}
     total = result.ratio("deployment", best)
     if own is None:  # a black box: which engine does it time like?
         own = min(detectors, key=lambda r: abs(np.log(result.p50_ms[r] / result.p50_ms["deployment"])))
@@ -94,13 +108,26 @@ def check_engine(study) -> Finding:
         return _ok("engine", verdict, **{k: v for k, v in evidence.items() if "recommend" not in k})
     ratio = result.ratio(own, best)
     after = {"p50_ms": round(result.p50_ms[best], 2), **study.accuracy(detectors[best])}
+    inferred = study.subject.runtime is None  # a black box's engine is inferred from its timing
     title = (
-        f"{own} runs the model {ratio:.1f}x slower than {best} on this machine "
-        f"({result.p50_ms[own]:.1f} ms against {result.p50_ms[best]:.1f} ms end to end)"
+        f"{'the deployment times like the model in ' if inferred else 'the model runs in '}{own}, "
+        f"{ratio:.1f}x slower than {best} "
+        f"on this machine ({result.p50_ms[own]:.1f} ms against {result.p50_ms[best]:.1f} ms end to end)"
     )
     fix = f"export to {best} and run it there ({detectors[best].spec.artifact})"
-    weight = 1.0 if study.subject.runtime else 0.6  # a black box's engine is inferred from its timing
-    return _judged("engine", ratio, "slow_engine", title, fix, evidence, after=after, total=total, weight=weight)
+    ok_title = f"{own} and {best} within {ratio:.2f}x here ({result.p50_ms[best]:.1f} ms)"
+    return _judged(
+        "engine",
+        ratio,
+        "slow_engine",
+        title,
+        fix,
+        evidence,
+        after=after,
+        total=total,
+        ok_title=ok_title,
+        inferred=inferred,
+    )
 
 
 def check_precision(study) -> Finding:
@@ -113,7 +140,7 @@ def check_precision(study) -> Finding:
         return _ok("precision", title, "OpenVINO picks bf16 by itself on CPUs with native bf16" + int8)
     hints = ["f32", *(["bf16"] if isa & BF16_FLAGS else []), "f16"]
     detectors = {h: open_detector(replace(spec, precision=h)) for h in hints if h != spec.precision}
-    calls = {"deployment": study.baseline, **{f"hint {h}": cycling(d, study.images) for h, d in detectors.items()}}
+    calls = {"deployment": _own(study, spec), **{f"hint {h}": cycling(d, study.images) for h, d in detectors.items()}}
     result = _compare(study, calls)
     best = result.fastest()
     executed_by = {"deployment": executed, **{f"hint {h}": d.runner.precision for h, d in detectors.items()}}
@@ -122,6 +149,9 @@ def check_precision(study) -> Finding:
         return _ok("precision", f"hint {spec.precision or 'default'} executes {executed}: the fastest here", int8[2:])
     ratio = result.ratio("deployment", best)
     hint = best.removeprefix("hint ")
+    if ratio < SUSPECT_RATIO:
+        title = f"hint {spec.precision or 'default'} executes {executed}: other hints within {ratio:.2f}x"
+        return _ok("precision", title, int8[2:], **evidence)
     after = {"p50_ms": round(result.p50_ms[best], 2), **study.accuracy(detectors[hint])}
     evidence |= {"recommend": {"precision": hint}}
     title = f"precision hint {spec.precision or 'default'} executes {executed}, {ratio:.1f}x slower than {hint} "
@@ -164,16 +194,21 @@ def check_throughput(study) -> Finding:
     title = f"{best}: {fps[best]:.0f} images/s against {fps['deployment']:.0f} one at a time ({total:.1f}x)"
     if study.scenario == "single":
         return _ok("throughput", f"scenario single (latency counts): {title}", "for a stream or a batch, use " + best)
-    evidence |= {"recommend_words": [f"{best} ({'THROUGHPUT hint, ' if best == 'async queue' else ''}{study.scenario})"]}
+    evidence |= {
+        "recommend_words": [f"{best} ({'THROUGHPUT hint, ' if best == 'async queue' else ''}{study.scenario})"]
+    }
     fix = (
-        f"for a {study.scenario} scenario, keep {_jobs(queued)} requests in flight with OpenVINO's AsyncInferQueue "
+        f"for the {study.scenario} scenario, keep {_jobs(queued)} requests in flight with OpenVINO's AsyncInferQueue "
         "and PERFORMANCE_HINT=THROUGHPUT (preprocess the next image while the last one infers)"
         if best == "async queue"
-        else f"for a {study.scenario} scenario, run batches of 8 images"
+        else f"for the {study.scenario} scenario, run batches of 8 images"
     )
-    title = f"synchronous one-at-a-time processing for a {study.scenario} scenario; {title}"
+    ok_title = f"{study.scenario} scenario: {title}; little to gain here"
+    title = f"synchronous one-at-a-time processing for the {study.scenario} scenario; {title}"
     after = {"images_per_s": fps[best]}
-    return _judged("throughput", ratio, "synchronous_processing", title, fix, evidence, after=after, total=total)
+    return _judged(
+        "throughput", ratio, "synchronous_processing", title, fix, evidence, after=after, total=total, ok_title=ok_title
+    )
 
 
 def _jobs(runner) -> int:
@@ -223,9 +258,9 @@ def check_imgsz(study) -> Finding:
     if not sizes:
         return _ok("imgsz", f"imgsz {base.imgsz}: no smaller size to try", imgsz=base.imgsz)
     detectors = {s: open_detector(replace(base, artifact=artifact, imgsz=s)) for s in sizes}
-    result = _compare(study, {"deployment": study.baseline, **{f"imgsz {s}": cycling(d, study.images)
-                                                              for s, d in detectors.items()}})
-    own = study.subject.detect if study.subject.runner is not None else open_detector(replace(base, artifact=artifact))
+    own = study.subject.detect if study.subject.declared else open_detector(replace(base, artifact=artifact))
+    calls = {f"imgsz {s}": cycling(d, study.images) for s, d in detectors.items()}
+    result = _compare(study, {"deployment": cycling(own, study.images), **calls})
     accuracy = {base.imgsz: study.accuracy(own), **{s: study.accuracy(d) for s, d in detectors.items()}}
     table = [
         {"imgsz": s, "p50_ms": round(result.p50_ms["deployment" if s == base.imgsz else f"imgsz {s}"], 2), **a}
@@ -237,11 +272,17 @@ def check_imgsz(study) -> Finding:
         return _ok("imgsz", f"imgsz {base.imgsz}: every smaller size loses accuracy", "", **evidence)
     best = min(kept, key=lambda s: result.p50_ms[f"imgsz {s}"])
     ratio = result.ratio("deployment", f"imgsz {best}")
+    if study.subject.spec is None:  # a black box's own input size is unknown: show the trade-off, name nothing
+        title = f"the model at imgsz {best} runs {ratio:.1f}x as fast as at {base.imgsz} ({_words(accuracy[best])})"
+        return _ok("imgsz", title, "if your deployment runs at a larger size, try this one", **evidence)
     evidence |= {"recommend": {"imgsz": best}}
     title = f"imgsz {base.imgsz} is larger than needed: {best} runs {ratio:.1f}x as fast at {_words(accuracy[best])}"
     title += f" (against {_words(accuracy[base.imgsz])})"
     after = {"p50_ms": table[[r["imgsz"] for r in table].index(best)]["p50_ms"], **accuracy[best]}
-    return _judged("imgsz", ratio, "imgsz_too_large", title, f"deploy at imgsz={best}", evidence, after=after)
+    ok_title = f"imgsz {base.imgsz}: a smaller size saves little here ({ratio:.2f}x at {best})"
+    return _judged(
+        "imgsz", ratio, "imgsz_too_large", title, f"deploy at imgsz={best}", evidence, after=after, ok_title=ok_title
+    )
 
 
 def _accuracy_kept(candidate: dict, baseline: dict) -> bool:
@@ -282,10 +323,20 @@ def check_model_size(study) -> Finding:
             evidence |= {"recommend": {"artifact": str(detectors[student].spec.artifact)}}
             title = f"the pruned student runs {ratio:.1f}x as fast at {_words(accuracy[student])}"
             after = {"p50_ms": round(result.p50_ms[student], 2), **accuracy[student]}
-            return _judged("model_size", min(ratio, CAUSE_RATIO - 0.01), "smaller_model_enough", title,
-                           "deploy the pruned student", evidence, after=after)
+            return _judged(
+                "model_size",
+                min(ratio, CAUSE_RATIO - 0.01),
+                "smaller_model_enough",
+                title,
+                "deploy the pruned student",
+                evidence,
+                after=after,
+                ok_title=title,
+            )
     summary = ", ".join(f"{n} {ms:.1f} ms" for n, ms in result.p50_ms.items())
-    return _ok("model_size", f"model sizes in OpenVINO: {summary}", "a smaller model trades accuracy for ms", **evidence)
+    return _ok(
+        "model_size", f"model sizes in OpenVINO: {summary}", "a smaller model trades accuracy for ms", **evidence
+    )
 
 
 LEVERS = {  # in the order they are measured: the cheap and the most telling first
@@ -309,8 +360,16 @@ def run_levers(study, names) -> list[Finding]:
         try:
             findings.append(study.call(lambda name=name: LEVERS[name](study), name))
         except TimeoutError as exc:
-            findings.append(Finding(name, Verdict.SUSPECT, str(exc), "check the deployment for blocking calls",
-                                    "deployment_hangs", strength=0.5))
+            findings.append(
+                Finding(
+                    name,
+                    Verdict.SUSPECT,
+                    str(exc),
+                    "check the deployment for blocking calls",
+                    "deployment_hangs",
+                    strength=0.5,
+                )
+            )
             break
         except Exception as exc:  # a lever that cannot run here (export, runtime missing) must not stop the rest
             findings.append(_ok(name, f"{name}: not measured ({describe_error(exc)})", "see the error"))

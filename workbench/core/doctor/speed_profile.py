@@ -71,7 +71,9 @@ def _preprocess_verdict(ms: dict, evidence: dict) -> Finding:
     if ratio >= CAUSE_RATIO and share >= 0.3:
         fix = "replace the Python loop with cv2.resize and whole-array numpy (detector.prepare does it)"
         after = {"p50_ms": round(total - own + reference, 2)}
-        return Finding("profile", Verdict.CAUSE, title, fix, "slow_preprocess", evidence, after, strength=strength(saving))
+        return Finding(
+            "profile", Verdict.CAUSE, title, fix, "slow_preprocess", evidence, after, strength=strength(saving)
+        )
     return Finding("profile", Verdict.OK, title, "", None, evidence)
 
 

@@ -183,7 +183,7 @@ class ExportCache:
     _lock = threading.Lock()
 
     def __init__(self, folder: Path | None = None):
-        self.folder = Path(folder) if folder else Path(tempfile.gettempdir()) / f"workbench-doctor-{os.getpid()}"
+        self.folder = Path(folder) if folder else _process_folder()
 
     def get(self, weights: Path, fmt: str, imgsz: int) -> Path:
         """The dynamic-shape `fmt` ("onnx", "openvino") export of `weights`, traced at `imgsz`.
@@ -206,6 +206,18 @@ class ExportCache:
                 export_artifact(weights, ExportConfig(format=fmt, imgsz=imgsz, dynamic=True), out)
             self._made[key] = out
             return out
+
+
+def _process_folder() -> Path:
+    """A temporary folder for this process's exports, removed when the process exits."""
+    folder = Path(tempfile.gettempdir()) / f"workbench-doctor-{os.getpid()}"
+    if not folder.exists():
+        import atexit
+        import shutil
+
+        folder.mkdir(parents=True, exist_ok=True)
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def random_weights(architecture: str, folder: Path) -> Path:

@@ -1,0 +1,195 @@
+"""The speed doctor on the speed lab: each planted fault is named, the correct deployment is not blamed, and bad
+input gives a finding, never an exception.
+
+Causes are decided by ratios (>= 1.5x) measured side by side in interleaved rounds; nothing here asserts an absolute
+time. Each fault runs the levers that could name it (plus the warm-up check, which always runs) to keep the file
+short; `test_full_doctor_*` run every lever.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from workbench.core.doctor.findings import Verdict
+from workbench.core.doctor.lab_speed import FAULTS, IMGSZ, SpeedLab, correct, warmed_detector
+from workbench.core.doctor.speed import diagnose_speed, run_speed_doctor
+from workbench.core.doctor.speed_timing import agreement, compare_calls, guarded
+from workbench.core.models.detector import Detections
+
+LEVERS_FOR = {  # the levers that could name each fault, and one that could wrongly compete with it
+    "loaded_every_call": ("threads",),
+    "no_warmup": ("threads",),
+    "oversubscribed_threads": ("threads", "engine"),
+    "slow_precision": ("precision", "threads"),
+    "python_preprocess": ("profile", "precision"),
+    "pytorch_eager": ("engine", "threads"),
+    "imgsz_too_large": ("imgsz",),
+    "synchronous_offline": ("throughput",),
+}
+SLOW_FAULTS = {"pytorch_eager", "imgsz_too_large", "python_preprocess"}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    return SpeedLab(tmp_path_factory.mktemp("speed-lab"))
+
+
+@pytest.fixture(scope="module")
+def images(lab):
+    return lab.images()
+
+
+def _diagnose(lab, images, case, levers, **extra):
+    return diagnose_speed(case.deployment, images, levers=levers, **{"budget_s": 45, **case.diagnose_kwargs(), **extra})
+
+
+FAULT_PARAMS = [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_FAULTS else [], id=n) for n in FAULTS]
+
+
+@pytest.mark.parametrize("name", FAULT_PARAMS)
+def test_the_doctor_names_the_planted_cause(lab, images, name):
+    builder, expected = FAULTS[name]
+    data = {"data_yaml": lab.data_yaml} if name == "imgsz_too_large" else {}
+    diagnosis = _diagnose(lab, images, builder(lab), LEVERS_FOR[name], **data)
+    top = diagnosis.most_likely
+    print(f"{name}: {diagnosis.sentence()}")
+    assert top is not None and top.cause == expected, [(f.cause, f.verdict, f.title) for f in diagnosis.findings]
+    assert top.verdict is Verdict.CAUSE
+    assert top.fix and top.evidence
+    assert expected is not None and "Most likely cause" in diagnosis.sentence()
+
+
+@pytest.mark.parametrize(
+    "levers",
+    [("threads", "precision", "throughput"), pytest.param(("engine", "profile", "imgsz"), marks=pytest.mark.slow)],
+)
+def test_correct_spec_names_no_cause(lab, images, levers):
+    diagnosis = _diagnose(lab, images, correct(lab), levers)
+    causes = [f for f in diagnosis.findings if f.verdict is Verdict.CAUSE]
+    assert not causes, [(f.cause, f.title) for f in causes]
+    for suspect in (f for f in diagnosis.findings if f.verdict is Verdict.SUSPECT):
+        assert suspect.evidence.get("p50_ms"), suspect  # a suspect lever shows its measured saving
+
+
+def test_warmed_callable_is_not_blamed_for_warm_up(lab, images):
+    diagnosis = diagnose_speed(warmed_detector(lab), images, levers=(), budget_s=20)
+    warmup = next(f for f in diagnosis.findings if f.check == "warmup")
+    assert warmup.verdict is Verdict.OK and diagnosis.ok
+
+
+@pytest.mark.slow
+def test_full_doctor_on_the_correct_deployment(lab, images):
+    diagnosis = _diagnose(lab, images, correct(lab), None, data_yaml=lab.data_yaml, budget_s=120)
+    assert not [f for f in diagnosis.findings if f.verdict is Verdict.CAUSE], diagnosis.findings
+    assert {f.check for f in diagnosis.findings} >= {"warmup", "engine", "profile", "imgsz", "model_size"}
+    profile = next(f for f in diagnosis.findings if f.check == "profile")
+    assert profile.evidence["layers"], "the runtime's profiler gave no layers"
+
+
+@pytest.mark.slow
+def test_full_doctor_on_a_fault_ranks_it_first(lab, images):
+    builder, expected = FAULTS["oversubscribed_threads"]
+    diagnosis = _diagnose(lab, images, builder(lab), None, budget_s=90)
+    assert diagnosis.most_likely.cause == expected
+    assert "recommended configuration" in diagnosis.sentence()
+    assert diagnosis.context["recommended"]["threads"] == diagnosis.context["usable_cores"]
+
+
+def _detector(lab):
+    return warmed_detector(lab)
+
+
+def test_an_image_that_does_not_decode_is_a_finding(lab, images):
+    diagnosis = diagnose_speed(_detector(lab), [b"not an image", images[0]], levers=(), budget_s=20)
+    bad = next(f for f in diagnosis.findings if f.check == "images")
+    assert bad.cause == "image_does_not_decode" and "image 0" in bad.evidence["bad"][0]
+    assert any(f.check == "warmup" for f in diagnosis.findings)  # the good image was still timed
+
+
+def test_no_usable_image(lab):
+    diagnosis = diagnose_speed(_detector(lab), [b"", np.zeros((4, 4), np.uint8)], levers=())
+    assert diagnosis.most_likely.cause == "no_usable_images"
+
+
+def test_a_callable_that_raises(images):
+    def broken(image):
+        raise RuntimeError("model file missing")
+
+    diagnosis = diagnose_speed(broken, images[:2], levers=())
+    assert diagnosis.most_likely.cause == "deployment_raises"
+    assert "model file missing" in diagnosis.sentence()
+
+
+def test_a_callable_that_returns_the_wrong_type(images):
+    diagnosis = diagnose_speed(lambda image: [[0, 0, 1, 1, 0.9, 0]], images[:2], levers=())
+    assert diagnosis.most_likely.cause == "wrong_output_type"
+    assert "Detections" in diagnosis.most_likely.fix
+
+
+def test_a_callable_that_hangs(images):
+    def hangs(image):
+        time.sleep(3)
+
+    start = time.perf_counter()
+    diagnosis = diagnose_speed(hangs, images[:2], levers=(), call_timeout_s=0.3)
+    assert diagnosis.most_likely.cause == "deployment_hangs"
+    assert time.perf_counter() - start < 2.5  # the doctor did not wait for it
+
+
+def test_a_spec_whose_artifact_is_missing(tmp_path, images):
+    from workbench.core.models.detector import DeploymentSpec
+
+    diagnosis = diagnose_speed(DeploymentSpec(tmp_path / "gone.onnx", imgsz=IMGSZ), images[:2], levers=())
+    assert diagnosis.most_likely.cause == "deployment_raises"
+    assert "does not exist" in diagnosis.most_likely.title
+
+
+def test_bad_arguments_are_findings(images):
+    assert diagnose_speed(lambda i: None, images, scenario="batchy").most_likely.cause == "bad_scenario"
+    assert diagnose_speed(lambda i: None, images, levers=("magic",)).most_likely.cause == "bad_lever"
+
+
+def test_run_speed_doctor_on_a_folder(lab):
+    folder = lab.data_yaml.parent / "images" / "val"
+    if not folder.is_dir():
+        folder = next(p.parent for p in lab.data_yaml.parent.rglob("*.png"))
+    diagnosis = run_speed_doctor("demo", folder, imgsz=IMGSZ, runtime="openvino", levers=("threads",), budget_s=20)
+    assert diagnosis.kind == "speed" and diagnosis.context["images"] >= 1
+    with pytest.raises(Exception, match="no images"):
+        run_speed_doctor("demo", lab.folder / "nothing-here", imgsz=IMGSZ)
+
+
+def test_compare_calls_interleaves_and_measures_ratios():
+    order = []
+
+    def slow():
+        order.append("slow")
+        time.sleep(0.004)
+
+    def fast():
+        order.append("fast")
+        time.sleep(0.001)
+
+    result = compare_calls({"slow": slow, "fast": fast}, rounds=3, round_s=0.02, warm_calls=0)
+    assert result.ratio("slow", "fast") > 1.5 and result.fastest() == "fast"
+    assert len(result.rounds_ms["slow"]) == 3
+    switches = sum(1 for a, b in zip(order, order[1:], strict=False) if a != b)
+    assert switches >= 2  # rounds alternate between candidates
+
+
+def test_guarded_reports_errors_and_time_outs():
+    assert guarded(lambda: 3, 1).value == 3
+    assert isinstance(guarded(lambda: 1 / 0, 1).error, ZeroDivisionError)
+    assert guarded(lambda: time.sleep(1), 0.05).timed_out
+
+
+def test_agreement():
+    one = Detections(np.array([[0, 0, 10, 10]], np.float32), np.array([0.9], np.float32), np.array([1]))
+    none = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int))
+    shifted = Detections(np.array([[20, 20, 30, 30]], np.float32), np.array([0.9], np.float32), np.array([1]))
+    assert agreement([one, none], [one, none]) == 1.0
+    assert agreement([one], [shifted]) == 0.0
+    assert agreement([one], [none]) == 0.0
