@@ -112,14 +112,17 @@ def prior(runtime: str, precision: str, device: str = "cpu") -> Efficiency:
 
 
 def observations(workspace) -> list[Observation]:
-    """This machine's successful latency rows that carry GFLOPs (rows from another CPU model are left out: their
-    peaks are not this machine's)."""
+    """This machine's successful, stable latency rows that carry GFLOPs. Rows from another CPU model are left out
+    (their peaks are not this machine's), and rows whose timing windows disagreed (`stable` false: the machine was
+    busy) teach the estimator noise, not speed."""
     here = cpu_info()["model"]
     cpus = {f["id"]: f["data"].get("cpu", {}).get("model") for f in workspace.ledger.fingerprints()}
     found = []
     for m in workspace.ledger.measurements(kind="latency"):
         metrics, context = m.metrics, m.context
         if not m.ok or not metrics.get("gflops") or cpus.get(m.fingerprint_id) != here or "p50_ms" not in metrics:
+            continue
+        if metrics.get("stable") is False:
             continue
         precision = precision_class(context.get("precision"))
         peak = row_peak_gops(precision, context.get("threads"), metrics.get("machine_gemm_gflops"))
