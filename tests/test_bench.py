@@ -116,3 +116,69 @@ def test_litert_int8_over_fp32_ratio():
         }
     ]
     assert "| 320 | 30.000 | 12.000 | 0.400 | 2.500 | int8 |" in litert_markdown(summary)
+
+
+def test_end_to_end_section_states_each_target_and_its_verdict():
+    from workbench.core.bench.end_to_end import TARGETS, end_to_end_markdown
+
+    summary = {
+        "p50_ratio": 0.55,
+        "throughput_ratio": 2.4,
+        "match_rate": 1.0,
+        "targets": TARGETS,
+        "targets_met": {"p50_ratio": False, "match_rate": True, "throughput_ratio": True},
+        "latency": {
+            "rounds": 10,
+            "calls_per_round": 25,
+            "p50_ratio_min": 0.41,
+            "p50_ratio_max": 0.7,
+            "p50_ratio_pooled": 0.57,
+            "workbench_p50_ms": 6.4,
+            "workbench_p99_ms": 15.0,
+            "ultralytics_p50_ms": 11.2,
+            "ultralytics_p99_ms": 18.4,
+        },
+        "throughput": {
+            "workbench_images_per_s": 237.4,
+            "workbench_setting": {"name": "none-streams2-jobs4"},
+            "ultralytics_images_per_s": 97.5,
+            "ultralytics_setting": "predict loop",
+            "repeats": 3,
+            "settings": [{"name": "none-streams2-jobs4", "hint": "none", "images_per_s": 237.4}],
+        },
+        "context": {
+            "imgsz": 320,
+            "threads": 2,
+            "images": 100,
+            "decode": "excluded",
+            "iou_match": 0.9,
+            "workbench_precision": "int8+bf16",
+            "ultralytics_precision": "int8+bf16",
+            "ultralytics_threads": "default",
+        },
+    }
+    text = end_to_end_markdown(summary)
+    assert "0.550 (target <= 0.5: NOT met)" in text and "2.400 (target >= 2.0: met)" in text
+    assert "1.000 (target >= 0.99: met)" in text and "| none-streams2-jobs4 | none |" in text
+    assert "Not measured" in end_to_end_markdown(None) and "boom" in end_to_end_markdown({"error": "boom"})
+
+
+def test_bench_end_to_end_needs_the_int8_row_and_records_a_failure(monkeypatch, tmp_path):
+    import workbench.core.bench.end_to_end as e2e
+    from workbench.core.bench.optimized import Row
+    from workbench.core.bench.reference import _end_to_end
+
+    class Workspace:
+        def artifact_path(self, variant_id):
+            return tmp_path / f"v{variant_id}_openvino_model"
+
+    config = BenchConfig(imgsizes=(320, 640))
+    assert _end_to_end([Row("onnx", 1, None, 320)], Workspace(), "data.yaml", config, None) is None
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(e2e, "end_to_end", broken)
+    monkeypatch.setattr("workbench.core.data.checks.list_images", lambda data, split: [])
+    found = _end_to_end([Row("ultralytics-int8", 7, None, 320)], Workspace(), "data.yaml", config, None)
+    assert found["error"] == "RuntimeError: boom" and found["imgsz"] == 320 and "v7_" in found["artifact"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.generate import ShapesConfig
 from ..environment import fingerprint
-from ..errors import ConfigError, check_imgsz
+from ..errors import Cancelled, ConfigError, check_imgsz
 from ..measure.measure import measure
 from ..measure.plan import MeasurePlan
 from ..models.export import ExportConfig, export
@@ -26,6 +26,7 @@ from ..progress import ProgressFn, emit
 from ..report.compare import comparison_table
 from ..report.tables import markdown_table
 from .cross_check import bare_loop, benchmark_app, bracket, paired_ratio
+from .end_to_end import end_to_end_markdown
 from .estimator import estimator_markdown, estimator_summary
 from .litert import KEYS as LITERT_KEYS
 from .litert import litert_markdown, litert_rows, litert_summary
@@ -182,11 +183,13 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
         result["optimized"] = summary(records, stats, _paired(workspace, rows, config))
     result["litert"] = litert_summary(records, litert_skipped)
     result["estimator"] = estimator_summary(workspace)
+    result["end_to_end"] = _end_to_end(rows, workspace, data_yaml, config, progress)
     text = markdown_table(records, TABLE_COLUMNS)
     text += "\n\n" + litert_markdown(result["litert"])
     if "optimized" in result:
         text += "\n\n" + optimized_markdown(result["optimized"])
     text += "\n\n" + estimator_markdown(result["estimator"])
+    text += "\n\n" + end_to_end_markdown(result["end_to_end"])
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out / "results.md").write_text(text + "\n")
     return result
@@ -301,6 +304,26 @@ def _paired(workspace, rows: list[Row], config: BenchConfig) -> dict | None:
     return paired_ratio(
         workspace.artifact_path(ours.variant_id), workspace.artifact_path(theirs.variant_id), options, 640
     )
+
+
+def _end_to_end(rows: list[Row], workspace, data_yaml, config: BenchConfig, progress) -> dict | None:
+    """The workbench's fast path against Ultralytics' predict on the Ultralytics INT8 export at 320 (else the
+    smallest size benched), on the val images; None without that row. A failure is recorded, not raised: the
+    rows above it stand."""
+    from ..data.checks import list_images
+    from .end_to_end import end_to_end
+
+    imgsz = 320 if 320 in config.imgsizes else min(config.imgsizes)
+    row = next((r for r in rows if r.key == "ultralytics-int8" and r.imgsz == imgsz), None)
+    if row is None:
+        return None
+    path = workspace.artifact_path(row.variant_id)
+    try:
+        return end_to_end(path, list_images(data_yaml, "val"), imgsz, config.threads, progress=progress)
+    except Cancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded in results.json and the markdown
+        return {"error": f"{type(exc).__name__}: {exc}", "artifact": str(path), "imgsz": imgsz}
 
 
 def _family_stats(workspace, parent: int, student: int) -> dict[str, dict]:
