@@ -9,8 +9,9 @@ from ..report.tables import markdown_table
 
 METHOD = (
     "each latency row estimated from the bench's other rows (its own variant at its own size left out), from the "
-    "model's GFLOPs and this machine's measured GEMM rate at the row's threads, with an efficiency, overhead and "
-    "tail fitted per runtime and precision"
+    "model's GFLOPs and this CPU's peak at the row's precision and threads (cores x clock x operations per cycle), "
+    "with an efficiency, overhead and tail fitted per runtime and precision; rows whose timing windows disagreed "
+    "are left out"
 )
 
 
