@@ -1,9 +1,9 @@
 """Real browser: JupyterLab and the Voila app started by the test, Debian's chromium driven by Playwright.
 
 The quickstart notebook runs in JupyterLab, a dashboard filter is changed, the comparison chart is seen
-rendered; chapter 01 runs there too and shows the advisor's chart and ranked table; then the Voila app serves the
-same workspace and its Compare tab shows the chart. Screenshots are
-kept under test-artifacts/browser/ (or $WORKBENCH_TEST_ARTIFACTS).
+rendered; chapter 01 runs there too and shows the advisor's chart and ranked table; chapters 07 and 08 run there
+and show the doctors' findings; then the Voila app serves the same workspace and its Compare tab shows the chart.
+Screenshots are kept under test-artifacts/browser/ (or $WORKBENCH_TEST_ARTIFACTS).
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ def site(tmp_path_factory):
         ROOT / "notebooks" / "01_where_to_deploy.ipynb", folder / "01_where_to_deploy.ipynb", SMALL_ADVISOR
     )
     _with_parameters(ROOT / "notebooks" / "app.ipynb", folder / "app.ipynb", {"TRAIN_IMAGES": 8, "VAL_IMAGES": 8})
+    for chapter in ("07_accuracy_drop", "08_slow_inference"):  # their defaults are already small
+        shutil.copy(ROOT / "notebooks" / f"{chapter}.ipynb", folder / f"{chapter}.ipynb")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -189,6 +191,51 @@ def test_where_to_deploy_runs_in_jupyterlab_and_shows_the_ranking(site, browser)
         advisor_chart.screenshot(path=str(ARTIFACTS / "lab-advisor-chart.png"))
     except Exception:
         page.screenshot(path=str(ARTIFACTS / "lab-advisor-failure.png"))
+        raise
+    finally:
+        page.close()
+        _stop(server)
+
+
+NO_TRACEBACK = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] :text('Traceback')"
+
+
+def _run_all(page, port: int, token: str, notebook: str) -> None:
+    page.goto(f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}")
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000, polling=500)  # run-all before that does nothing
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+def test_troubleshooting_chapters_run_in_jupyterlab(site, browser):
+    """07: the doctor's sentence, its ranked findings and its side-by-side picture are shown, and the exercise's
+    last cell answers; 08: the speed doctor's levers table and the timing of the recommended spec are shown."""
+    server, port, token = _lab(site)
+    page = _page(browser)
+    try:
+        _run_all(page, port, token, "07_accuracy_drop.ipynb")
+        page.get_by_text("Most likely cause:").first.wait_for(timeout=240_000)
+        findings = page.locator(".jp-OutputArea-output table.dataframe", has=page.locator("th:text-is('verdict')"))
+        findings.first.wait_for(timeout=60_000)
+        assert findings.first.locator("tbody tr:has(td:text-is('cause'))").count() >= 1
+        picture = page.locator(".jp-OutputArea-output img").first
+        picture.wait_for(timeout=60_000)
+        assert picture.evaluate("image => image.naturalWidth") > 100  # reference and deployment side by side
+        page.get_by_text("share of the reference's boxes found:").first.wait_for(timeout=120_000)
+        page.get_by_text("not yet: read the doctor's fix line above").first.wait_for(timeout=240_000)
+        assert not page.locator(NO_TRACEBACK).count()
+        page.screenshot(path=str(ARTIFACTS / "lab-07-accuracy-drop.png"), full_page=False)
+
+        _run_all(page, port, token, "08_slow_inference.ipynb")
+        page.get_by_text("recommended:").first.wait_for(timeout=300_000)
+        levers = page.locator(".jp-OutputArea-output table.dataframe", has=page.locator("th:text-is('check')"))
+        assert levers.first.locator("tbody tr").count() >= 2  # warm-up and the levers asked for
+        page.get_by_text("the same number of boxes on").first.wait_for(timeout=120_000)  # the fix, timed again
+        answer = page.get_by_text("faster by 1.5x or more").or_(page.get_by_text("not yet: read the fix line above"))
+        answer.first.wait_for(timeout=300_000)  # the exercise has run to its last cell
+        assert not page.locator(NO_TRACEBACK).count()
+        page.screenshot(path=str(ARTIFACTS / "lab-08-slow-inference.png"), full_page=False)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "lab-troubleshooting-failure.png"))
         raise
     finally:
         page.close()

@@ -12,7 +12,7 @@ import pytest
 
 from workbench.core.doctor.accuracy import diagnose_accuracy
 from workbench.core.doctor.findings import Verdict
-from workbench.core.doctor.lab_accuracy import FAULTS, build_lab, correct_case
+from workbench.core.doctor.lab_accuracy import FAULTS, build_accuracy_lab, correct_case
 from workbench.core.errors import ConfigError
 from workbench.core.models.detector import DeploymentSpec, Detections, Preprocessing, prepare
 
@@ -21,7 +21,7 @@ SLOW_FAULTS = {"int8_blank_calibration"}
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    return build_lab(tmp_path_factory.mktemp("accuracy-lab"))
+    return build_accuracy_lab(tmp_path_factory.mktemp("accuracy-lab"))
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_FAULTS else n for n in FAULTS])

@@ -38,7 +38,7 @@ def test_paired_stripped_parametrised_and_public_api_only(path):
 
 @pytest.mark.notebook
 def test_the_chapters_run_in_order_in_one_workspace(tmp_path, monkeypatch):
-    """00 to 06 in order (01, where to deploy, after 00), then the app, with their small parameters, sharing one
+    """00 to 08 in order (01, where to deploy, after 00), then the app, with their small parameters, sharing one
     workspace: no chapter trips on another's variants. The time each took is written to
     test-artifacts/notebooks/timings.json."""
     from nbclient import NotebookClient

@@ -1,7 +1,7 @@
 """The accuracy lab: deliberately broken deployments of the demo model, each with the cause the doctor must name.
 
-`build_lab(root)` generates a few shapes images (seed 0, 320 px), makes the production and training images
-non-square (a 192-row strip scaled 1.5x to 480 x 288, so that letterbox, stretch, padding and box mapping all
+`build_accuracy_lab(root)` generates a few shapes images (seed 0, 320 px), makes the production and training
+images non-square (a 192-row strip scaled 1.5x to 480 x 288, so that letterbox, stretch, padding and box mapping all
 matter) and exports the demo model to ONNX at 320: the reference is that export with the default (Ultralytics)
 pre- and postprocessing, and its .pt is the reference's weights for re-exports. `FAULTS` maps each fault's name to
 (builder, expected cause): a builder takes the `Lab` and returns a `LabCase` to diagnose.
@@ -62,7 +62,7 @@ class LabCase:
         return diagnose_accuracy(self.deployment, lab.reference, self.images or lab.production, **options)
 
 
-def build_lab(root: Path | str, *, images: int = 8) -> Lab:
+def build_accuracy_lab(root: Path | str, *, images: int = 8) -> Lab:
     """Generate the lab's images and export the demo model (reused when already there)."""
     from ..data.generate import ShapesConfig, generate_shapes
     from ..models.cards import demo_weights

@@ -148,9 +148,9 @@ class Workspace:
                 "id": m.id,
                 "variant_id": m.variant_id,
                 "variant": names.get(m.variant_id),
-                "kind": m.kind,
                 **_scalars(m.metrics),
                 **_scalars(m.context, "ctx_"),
+                "kind": m.kind,  # after the metrics: a diagnosis's own "kind" (accuracy or speed) must not hide it
                 "fingerprint_id": m.fingerprint_id,
                 "created_at": m.created_at,
                 "metrics": m.metrics,
