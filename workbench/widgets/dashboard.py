@@ -1,14 +1,16 @@
-"""The comparison dashboard: latency vs mAP50-95 with the Pareto front, filters, details of a clicked variant.
+"""The comparison dashboard: latency vs mAP50-95 with the Pareto front, filters, details and diagnoses of a variant.
 
 It reads the ledger, so variants from the CLI, from notebooks and from earlier sessions appear too. Its plotly
 figure widgets can be built lazily (`lazy=True`), when their tab is first shown: a plotly figure first drawn
-into a hidden tab lays itself out at zero size and stays empty in some front-ends (Voila).
+into a hidden tab lays itself out at zero size and stays empty in some front-ends (Voila). The diagnoses area is
+plain HTML: it is filled on every refresh, built or not.
 """
 
 from __future__ import annotations
 
 import html
 import json
+from contextlib import contextmanager
 
 import ipywidgets as widgets
 
@@ -19,6 +21,7 @@ from ..core.report.compare import (
     meets_latency_budget,
     variant_details,
 )
+from ..core.report.diagnoses import ROW_COLUMNS, diagnosis_html, diagnosis_rows
 from ..core.report.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
 from ..core.report.tables import table_html
 from ..core.services.session import Session
@@ -52,6 +55,7 @@ class Dashboard:
             "<i>Click a point to see its lineage and measurements.</i>", layout=widgets.Layout(width="420px")
         )
         self.ledger = widgets.HTML()
+        self.diagnoses = DiagnosesArea(session)
         self.main_area = widgets.Box()  # holds the comparison figure once built
         self.extra_areas = widgets.HBox()  # the distribution and stage figures, each hidden while empty
         self.figure = self.distributions = self.stages = None
@@ -95,6 +99,7 @@ class Dashboard:
                     self.summary,
                     widgets.HBox([self.main_area, side]),
                     self.extra_areas,
+                    self.diagnoses.widget,
                     widgets.HTML("<h4>Ledger</h4>"),
                     self.ledger,
                 ]
@@ -116,6 +121,7 @@ class Dashboard:
             control.options = options
             control.value = keep
         self.ledger.value = _ledger_html(self.session.workspace)
+        self.diagnoses.refresh()
         self.redraw()
 
     def set_latency_budget(self, latency_budget_ms: float | None) -> None:
@@ -177,6 +183,75 @@ class Dashboard:
     def select(self, variant_id: int) -> None:
         self.selected = variant_id
         self.details.value = details_html(variant_details(self.session.workspace, variant_id))
+        self.diagnoses.show_variant(variant_id)
+
+
+class DiagnosesArea:
+    """The doctor's recorded diagnoses: a row per run, of every variant or of one, and the findings of the one picked.
+
+    It only reads the ledger through `workbench.core.report.diagnoses`; `refresh()` picks up new records.
+    """
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.variant = widgets.Dropdown(description="Variant", options=[("all variants", None)], style=WIDE)
+        self.pick = widgets.Dropdown(
+            description="Diagnosis", options=[], style=WIDE, layout=widgets.Layout(width="50%")
+        )
+        self.rows_html, self.findings = widgets.HTML(), widgets.HTML()
+        self.rows: list[dict] = []  # every recorded diagnosis, newest first
+        self._quiet = False  # set while options are replaced: one redraw per refresh, not one per trait change
+        self.variant.observe(lambda _: self._quiet or self.show_rows(), names="value")
+        self.pick.observe(lambda _: self._quiet or self.show_findings(), names="value")
+        self.widget = widgets.VBox(
+            [widgets.HTML("<h4>Diagnoses</h4>"), widgets.HBox([self.variant, self.pick]), self.rows_html, self.findings]
+        )
+
+    def refresh(self) -> None:
+        """Re-read the diagnoses; the chosen variant and diagnosis stay chosen while they still exist."""
+        self.rows = diagnosis_rows(self.session.workspace)
+        variants = {r["variant_id"]: f"#{r['variant_id']} {r['variant']}" for r in self.rows}
+        options = [("all variants", None)] + sorted(((label, i) for i, label in variants.items()), key=lambda o: o[1])
+        keep = self.variant.value if self.variant.value in variants else None
+        with self._hushed():
+            self.variant.options, self.variant.value = options, keep
+        self.show_rows()
+
+    def show_variant(self, variant_id: int) -> None:
+        """Show the diagnoses of `variant_id` (all, when it has none)."""
+        self.variant.value = variant_id if any(r["variant_id"] == variant_id for r in self.rows) else None
+
+    def shown(self) -> list[dict]:
+        chosen = self.variant.value
+        return [r for r in self.rows if chosen is None or r["variant_id"] == chosen]
+
+    def show_rows(self) -> None:
+        rows = self.shown()
+        if not self.rows:
+            self.rows_html.value = "<i>No diagnoses recorded yet: run the accuracy or speed doctor on a variant.</i>"
+        else:
+            self.rows_html.value = f"<div style='max-height:220px;overflow:auto'>{table_html(rows, ROW_COLUMNS)}</div>"
+        options = [(f"#{r['id']} {r['kind']} · {r['variant']} · {r['when']}", r["id"]) for r in rows]
+        keep = self.pick.value if self.pick.value in {r["id"] for r in rows} else (rows[0]["id"] if rows else None)
+        with self._hushed():
+            self.pick.options, self.pick.value = options, keep
+        self.show_findings()
+
+    def show_findings(self) -> None:
+        """The picked diagnosis: its sentence, ranked findings and the top finding's pictures."""
+        if self.pick.value is None:
+            self.findings.value = ""
+            return
+        workspace = self.session.workspace
+        self.findings.value = diagnosis_html(workspace, workspace.ledger.measurement(self.pick.value))
+
+    @contextmanager
+    def _hushed(self):
+        self._quiet = True
+        try:
+            yield
+        finally:
+            self._quiet = False
 
 
 def _budget_text(ok, latency_budget_ms: float | None) -> str:
@@ -219,6 +294,11 @@ def details_html(details: dict) -> str:
             text = f"p50 {met.get('p50_ms', float('nan')):.2f} ms at {ctx.get('imgsz')} px"
         elif m["kind"] == "accuracy":
             text = f"mAP50-95 {met.get('map50_95', float('nan')):.4f} at {ctx.get('imgsz')} px"
+        elif m["kind"] == "diagnosis":
+            lines.append(
+                f"<li>{html.escape(str(met.get('kind', '')))} diagnosis: {html.escape(met.get('sentence', ''))}</li>"
+            )
+            continue
         else:
             text = f"verdict {met.get('verdict', '?')}"
         lines.append(

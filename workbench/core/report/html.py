@@ -30,6 +30,7 @@ table{border-collapse:collapse;font-size:.9rem} th,td{border:1px solid #ddd;padd
 th{background:#f4f4f4} .scroll{overflow-x:auto;max-width:100%}
 .grid{display:flex;flex-wrap:wrap;gap:.6rem} figure{margin:0}
 figcaption{font-size:.8rem;color:#555;text-align:center} pre{background:#f7f7f7;padding:.6rem;overflow-x:auto}
+.diagnosis{margin:1rem 0 1.6rem} figure img{max-width:100%} .missing{color:#b3261e}
 """
 
 

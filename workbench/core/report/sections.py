@@ -1,10 +1,11 @@
-"""Report sections for a study read back from the ledger: comparison table, charts, parity, failed rows."""
+"""Report sections for a study read back from the ledger: comparison table, charts, parity, failed rows, diagnoses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .compare import comparison_table, filter_table
+from .diagnoses import diagnoses_sections
 from .figures import latency_distribution_figure, pareto_figure, row_label, size_figure, stage_figure
 from .html import Section, figure_html
 from .tables import table_html
@@ -56,10 +57,10 @@ class Aside:
 
 
 def study_sections(workspace, *, asides: tuple[Aside, ...] = ()) -> list[Section]:
-    """Sections for every latency, accuracy and parity measurement in the workspace."""
+    """Sections for every latency, accuracy and parity measurement in the workspace, and its diagnoses if any."""
     table = comparison_table(workspace)
     if table.empty:
-        return [Section("Comparison", "<p><em>no latency measurements yet</em></p>")]
+        return [Section("Comparison", "<p><em>no latency measurements yet</em></p>"), *diagnoses_sections(workspace)]
     set_aside = {i for aside in asides for i in aside.variant_ids}
     main = table[~table["variant_id"].isin(set_aside)]
     ok, failed = main[main["status"] == "ok"], table[table["status"] != "ok"]
@@ -100,7 +101,7 @@ def study_sections(workspace, *, asides: tuple[Aside, ...] = ()) -> list[Section
         )
     sections.append(Section("Artifact size", figure_html(size_figure(workspace.variants()))))
     sections += _parity_and_failures(workspace, failed)
-    return sections
+    return sections + diagnoses_sections(workspace)
 
 
 def _table(rows) -> str:
