@@ -11,6 +11,8 @@ from ..core.errors import WorkbenchError
 from ..core.progress import Progress
 from .arguments import _positive, _seconds, _trust_flag
 from .deploy import _advise_parser, _doctor_parser
+from .serve import add_serve_parsers
+from .serve_admin import add_admin_parsers
 
 
 class ProgressPrinter:
@@ -309,6 +311,8 @@ def parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
     _advise_parser(sub, workspace_help, model_help)
     _doctor_parser(sub, model_help)
+    add_serve_parsers(sub)
+    add_admin_parsers(sub)
     return main
 
 
