@@ -92,3 +92,73 @@ def test_optimize_runs_a_recipe_and_prints_its_table(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "| input |" in out and "| 1:sparsify |" in out and "| 2:export |" in out and "onnxruntime" in out
+
+
+def _doctor_workspace(tmp_path):
+    """A workspace with one exported variant (a dummy file: the doctor is faked) and a folder of one image."""
+    from workbench.core.store.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws")
+    variant_id = workspace.add_artifact(lambda p: p.write_bytes(b"onnx"), "model.onnx", step="export", format="onnx")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"png")
+    return workspace, variant_id
+
+
+def _fake_accuracy_doctor(monkeypatch, verdict):
+    """Stand in for the accuracy doctor: record what it was asked, find `verdict` in the preprocessing."""
+    from workbench.core.doctor import accuracy_command
+    from workbench.core.doctor.findings import Diagnosis, Finding
+
+    calls = []
+
+    def doctor(model, data=None, images_dir=None, **options):
+        calls.append((model, images_dir, options))
+        found = Finding("preprocessing", verdict, "BGR images are fed as RGB", "feed RGB", cause="channels_swapped")
+        return Diagnosis.of("accuracy", [found], str(model))
+
+    monkeypatch.setattr(accuracy_command, "run_accuracy_doctor", doctor)
+    return calls
+
+
+def test_doctor_variant_records_the_diagnosis_and_exits_1_when_it_found_something(tmp_path, capsys, monkeypatch):
+    import json
+
+    from workbench.core.doctor.findings import Verdict
+
+    workspace, variant_id = _doctor_workspace(tmp_path)
+    calls = _fake_accuracy_doctor(monkeypatch, Verdict.CAUSE)
+    argv = ["doctor", "accuracy", "--workspace", str(workspace.root), "--variant", str(variant_id)]
+    assert main([*argv, "--images", str(tmp_path / "images"), "--color", "bgr", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    model, images_dir, options = calls[-1]
+    assert model == workspace.artifact_path(variant_id) and images_dir == tmp_path / "images"
+    assert options["color"] == "bgr" and options["workspace"].root == workspace.root
+    stored = workspace.ledger.measurement(report["measurement_id"])
+    assert (stored.kind, stored.variant_id, report["variant_id"]) == ("diagnosis", variant_id, variant_id)
+    assert stored.metrics["cause"] == "channels_swapped" and not report["ok"]
+
+
+def test_doctor_variant_exits_0_when_nothing_was_found_and_prints_the_measurement(tmp_path, capsys, monkeypatch):
+    from workbench.core.doctor.findings import Verdict
+
+    workspace, variant_id = _doctor_workspace(tmp_path)
+    _fake_accuracy_doctor(monkeypatch, Verdict.OK)
+    argv = ["doctor", "accuracy", "--workspace", str(workspace.root), "--variant", str(variant_id)]
+    assert main([*argv, "--images", str(tmp_path / "images")]) == 0
+    (stored,) = workspace.ledger.measurements(kind="diagnosis")
+    assert f"recorded as measurement {stored.id} of variant {variant_id}" in capsys.readouterr().out
+
+
+def test_doctor_variant_with_model_is_an_error_that_says_pick_one(tmp_path, capsys, monkeypatch):
+    from workbench.core.doctor.findings import Verdict
+
+    workspace, variant_id = _doctor_workspace(tmp_path)
+    calls = _fake_accuracy_doctor(monkeypatch, Verdict.CAUSE)
+    argv = ["doctor", "accuracy", "--workspace", str(workspace.root), "--variant", str(variant_id), "--model", "demo"]
+    assert main([*argv, "--images", str(tmp_path / "images")]) == 2
+    err = capsys.readouterr().err
+    assert "--model and --variant" in err and "fix: pick one" in err
+    assert not calls and not workspace.ledger.measurements()
+    assert main(["doctor", "speed", "--workspace", str(tmp_path / "none"), "--variant", "1"]) == 2
+    assert "no workspace ledger" in capsys.readouterr().err and not (tmp_path / "none").exists()

@@ -72,7 +72,9 @@ def test_core_holds_only_layer_packages_and_base_modules():
     flat = sorted(p.stem for p in core.glob("*.py"))
     assert flat == ["__init__", "environment", "errors", "offline", "options", "progress"]
     layers = sorted(p.name for p in core.iterdir() if (p / "__init__.py").is_file())
-    expected = ["advise", "bench", "data", "doctor", "measure", "models", "optimize", "report", "serve", "services", "store"]
+    expected = [
+        *("advise", "bench", "data", "doctor", "measure", "models", "optimize", "report", "serve", "services", "store")
+    ]
     assert layers == expected
     for module in core.rglob("*.py"):  # every module says in its first line what it is for
         first = module.read_text().lstrip().splitlines()[0]

@@ -60,34 +60,85 @@ def _advise(args) -> int:
     return 0
 
 
+ACCURACY_OVERRIDES = ("color", "scale", "mean", "std", "resize", "pad_value", "layout", "conf", "iou")
+
+
 def _doctor(args) -> int:
-    """`workbench doctor accuracy|speed`: the diagnosis as text (or JSON); exit 0 when nothing was found, 1 else."""
+    """`workbench doctor accuracy|speed`: the diagnosis as text (or JSON); exit 0 when nothing was found, 1 else.
+
+    With `--variant`, the deployed artifact is that workspace variant's and the diagnosis is recorded in the
+    workspace's ledger; without it, `--model` (default demo) is diagnosed and nothing is recorded.
+    """
     import json
 
-    from ..core.doctor.accuracy_command import describe_diagnosis, run_accuracy_doctor
+    from ..core.doctor.accuracy_command import describe_diagnosis
 
-    if args.which == "accuracy":
-        overrides = {k: getattr(args, k) for k in ("color", "scale", "mean", "std", "resize", "pad_value", "layout",
-                                                   "conf", "iou")}  # fmt: skip
-        diagnosis = run_accuracy_doctor(
-            args.model, args.data, args.images, reference=args.reference, imgsz=args.imgsz, out_dir=args.out,
-            time_limit_s=args.time_limit, **overrides,
-        )  # fmt: skip
+    if args.variant is not None:
+        diagnosis, measurement_id = _doctor_variant(args)
     else:
-        from ..core.doctor.speed import run_speed_doctor
-
-        if args.images is None:
-            raise WorkbenchError("the speed doctor needs images", "pass --images DIR (a folder of JPEG or PNG files)")
-        diagnosis = run_speed_doctor(
-            args.model, args.images, imgsz=args.imgsz, threads=args.threads, runtime=args.runtime,
-            scenario=args.scenario, data=args.data, budget_s=args.budget,
-        )  # fmt: skip
+        diagnosis, measurement_id = _doctor_model(args), None
     if args.json:
         findings = [f.as_dict() for f in diagnosis.findings]
-        print(json.dumps({"sentence": diagnosis.sentence(), "ok": diagnosis.ok, "findings": findings}, indent=2))
+        report = {"sentence": diagnosis.sentence(), "ok": diagnosis.ok, "findings": findings}
+        if args.variant is not None:
+            report.update(variant_id=args.variant, measurement_id=measurement_id)
+        print(json.dumps(report, indent=2))
     else:
         print(describe_diagnosis(diagnosis))
+        if measurement_id is not None:
+            print(f"\nrecorded as measurement {measurement_id} of variant {args.variant}")
     return 0 if diagnosis.ok else 1
+
+
+def _doctor_variant(args):
+    """The diagnosis of a workspace variant's artifact, recorded in that workspace's ledger."""
+    from ..core.errors import ConfigError
+    from ..core.services.diagnose import diagnose_variant
+    from ..core.store.workspace import Workspace, default_workspace
+
+    if args.model is not None:
+        raise ConfigError(
+            "--model and --variant both name the deployed artifact",
+            "pick one: --variant ID (a workspace variant, recorded in its ledger) or --model ARTIFACT",
+        )
+    if getattr(args, "runtime", None) is not None:
+        raise ConfigError(
+            "--runtime exports a --model; a --variant is diagnosed in its own runtime",
+            "export the variant to that runtime first and pass the export's variant id",
+        )
+    root = Path(args.workspace) if args.workspace else default_workspace()
+    if not (root / "workbench.db").is_file():
+        raise ConfigError(f"no workspace ledger in {root}", "pass --workspace DIR of the workspace the variant is in")
+    options = {"doctor": args.which, "images_dir": args.images, "data": args.data, "imgsz": args.imgsz}
+    if args.which == "accuracy":
+        overrides = {k: getattr(args, k) for k in ACCURACY_OVERRIDES if getattr(args, k) is not None}
+        options.update(reference=args.reference, overrides=overrides, out_dir=args.out, time_limit_s=args.time_limit)
+    else:
+        options.update(budget_s=args.budget, threads=args.threads, scenario=args.scenario)
+    return diagnose_variant(Workspace(root), args.variant, **options)
+
+
+def _doctor_model(args):
+    """The diagnosis of `--model` (default demo), as before `--variant` existed; nothing is recorded."""
+    from ..core.doctor.accuracy_command import run_accuracy_doctor
+    from ..core.store.workspace import Workspace
+
+    model = args.model or "demo"
+    workspace = Workspace(args.workspace) if args.workspace else None
+    if args.which == "accuracy":
+        overrides = {k: getattr(args, k) for k in ACCURACY_OVERRIDES}
+        return run_accuracy_doctor(
+            model, args.data, args.images, reference=args.reference, imgsz=args.imgsz, out_dir=args.out,
+            time_limit_s=args.time_limit, workspace=workspace, **overrides,
+        )  # fmt: skip
+    from ..core.doctor.speed import run_speed_doctor
+
+    if args.images is None:
+        raise WorkbenchError("the speed doctor needs images", "pass --images DIR (a folder of JPEG or PNG files)")
+    return run_speed_doctor(
+        model, args.images, imgsz=args.imgsz, threads=args.threads, runtime=args.runtime,
+        scenario=args.scenario, data=args.data, budget_s=args.budget, workspace=workspace,
+    )  # fmt: skip
 
 
 def _advise_parser(sub, workspace_help: str, model_help: str) -> None:
@@ -102,13 +153,20 @@ def _advise_parser(sub, workspace_help: str, model_help: str) -> None:
     advise.set_defaults(run=_advise)
 
 
-def _doctor_parser(sub, model_help: str) -> None:
+def _doctor_parser(sub, model_help: str, workspace_help: str = "folder of the ledger and artifacts") -> None:
     doctor = sub.add_parser("doctor", help="find why a deployment loses accuracy or is slow, and prove the fix")
     which = doctor.add_subparsers(dest="which", required=True)
     accuracy = which.add_parser("accuracy", help="the deployment against its reference: data, preprocessing, ...")
     speed = which.add_parser("speed", help="time the deployment, then every lever: engine, threads, precision, ...")
     for command in (accuracy, speed):
-        command.add_argument("--model", default="demo", help=model_help + ", or an export: the deployed artifact")
+        command.add_argument(
+            "--model", default=None, help=model_help + ", or an export: the deployed artifact (default: demo)"
+        )
+        command.add_argument("--workspace", default=None, help=workspace_help + "; where --variant is looked up")
+        command.add_argument(
+            "--variant", type=_positive, default=None, help="a workspace variant id: its artifact is the deployed "
+            "one, and the diagnosis is recorded in the workspace's ledger (instead of --model)"
+        )  # fmt: skip
         command.add_argument("--images", default=None, help="a folder of production images")
         command.add_argument("--data", default=None, help="a data YAML: labelled control set (its val split)")
         command.add_argument("--imgsz", type=_positive, default=None, help="the deployment's input size")

@@ -15,6 +15,7 @@ _EXPORTS = {
     "DistillPanel": "workbench.widgets.optimize",
     "PipelinePanel": "workbench.widgets.optimize",
     "Dashboard": "workbench.widgets.dashboard",
+    "DoctorPanel": "workbench.widgets.doctor",
     "Workbench": "workbench.widgets.app",
 }
 __all__ = sorted(_EXPORTS)

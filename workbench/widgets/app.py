@@ -9,6 +9,7 @@ import ipywidgets as widgets
 from ..core.services.session import Session
 from .advisor import AdvisorPanel
 from .dashboard import Dashboard
+from .doctor import DoctorPanel
 from .optimize import DistillPanel, PipelinePanel, PrunePanel, QuantizePanel
 from .panels import ExportPanel, MeasurePanel, ModelPanel
 
@@ -19,7 +20,8 @@ TABLE_CSS = (
 
 
 class Workbench:
-    """The app: Model & data, Where to deploy, Export, Measure, Prune, Quantize, Distill, Pipeline and Compare tabs.
+    """The app: Model & data, Where to deploy, Export, Measure, Prune, Quantize, Distill, Pipeline, Compare and
+    Troubleshoot tabs (the course's order: the doctors of chapters 07 and 08 come after the comparison).
 
     The advisor's latency budget is drawn on the Compare tab's chart once its requirements are ranked.
 
@@ -43,9 +45,11 @@ class Workbench:
         ]
         self.dashboard = Dashboard(self.session, lazy=True)  # its figures are built when its tab is first shown
         self.advisor.on_budget(self.dashboard.set_latency_budget)
+        self.doctor = DoctorPanel(self.session, background=background)
+        self.after = [self.doctor]  # the tabs after Compare (which stays at index len(self.panels))
         self.tabs = widgets.Tab(
-            children=[p.widget for p in self.panels] + [self.dashboard.widget],
-            titles=[p.title for p in self.panels] + [self.dashboard.title],
+            children=[p.widget for p in self.panels] + [self.dashboard.widget] + [p.widget for p in self.after],
+            titles=[p.title for p in self.panels] + [self.dashboard.title] + [p.title for p in self.after],
         )
         self.tabs.observe(self._on_tab, names="selected_index")
 
@@ -57,10 +61,11 @@ class Workbench:
 
     def panel(self, title: str):
         """The panel (or the dashboard) whose tab has this title."""
-        for item in [*self.panels, self.dashboard]:
+        every = [*self.panels, self.dashboard, *self.after]
+        for item in every:
             if item.title == title:
                 return item
-        raise KeyError(f"no tab {title!r}; tabs: {[p.title for p in [*self.panels, self.dashboard]]}")
+        raise KeyError(f"no tab {title!r}; tabs: {[p.title for p in every]}")
 
     @property
     def widget(self) -> widgets.VBox:
