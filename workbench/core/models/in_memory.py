@@ -1,0 +1,184 @@
+"""Runners opened from bytes in memory (ONNX Runtime, OpenVINO), never from a plaintext file: what a decrypted model
+is handed to. They are the `Runner` that `open_runner` returns, with the same options applied and reported."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from ..errors import ConfigError, WorkbenchError
+from .runners import (
+    ArtifactLoadError,
+    Runner,
+    RuntimeNotInstalled,
+    RuntimeOptions,
+    _openvino_precision,
+    installed,
+    runtime_for,
+    runtime_precisions,
+)
+
+IN_MEMORY_RUNTIMES = ("onnxruntime", "openvino")
+
+
+def open_runner_from_memory(
+    name: str, files: Mapping[str, bytes], options: RuntimeOptions = RuntimeOptions(), *, label: Path | None = None
+) -> Runner:
+    """Open an artifact held in memory with its runtime, as `open_runner` opens one on disk.
+
+    Args:
+        name: the artifact's name, which says its format: `model.onnx`, or an OpenVINO folder `x_openvino_model`.
+        files: its bytes by name: `{name: bytes}` for a file; for a folder, each file by its name inside it
+            (one `.xml` and its `.bin`; others such as metadata.yaml are ignored).
+        options: threads, precision hint, ... as for `open_runner`.
+        label: what the runner's `path` says in messages (default `name`); nothing is read from it.
+    Raises:
+        ConfigError: a format that cannot be opened from memory here.
+        RuntimeNotInstalled: the runtime's package is missing.
+        ArtifactLoadError: the bytes do not load.
+    """
+    runtime = runtime_for(Path(name))
+    if runtime not in IN_MEMORY_RUNTIMES:
+        raise ConfigError(
+            f"{name} ({runtime}) cannot be opened from memory", "export it to ONNX or OpenVINO, then protect that"
+        )
+    if not installed(runtime):
+        raise RuntimeNotInstalled(f"{runtime} is not installed, so {name} cannot run", "pip install -e '.[runtimes]'")
+    label = Path(label or name)
+    start = time.perf_counter()
+    try:
+        if runtime == "onnxruntime":
+            runner = onnx_runner(_only(files, name), options, label=label)
+        else:
+            runner = openvino_runner(*_ir_pair(files, name), options, label=label)
+    except WorkbenchError:
+        raise
+    except Exception as exc:
+        raise ArtifactLoadError(
+            f"{runtime} could not load {name} from memory: {type(exc).__name__}: {str(exc)[:300]}",
+            "protect a freshly exported artifact; these bytes may be truncated or from an incompatible version",
+        ) from exc
+    runner.load_ms = (time.perf_counter() - start) * 1000
+    return runner
+
+
+def onnx_runner(
+    model: bytes, options: RuntimeOptions = RuntimeOptions(), *, label: Path = Path("model.onnx")
+) -> Runner:
+    """An ONNX Runtime runner over a serialized model (`InferenceSession(bytes)`), with `open_runner`'s options."""
+    import onnxruntime as ort
+
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = options.thread_count
+    session_options.inter_op_num_threads = 1
+    levels = ort.GraphOptimizationLevel
+    session_options.graph_optimization_level = {
+        "disable": levels.ORT_DISABLE_ALL,
+        "basic": levels.ORT_ENABLE_BASIC,
+        "extended": levels.ORT_ENABLE_EXTENDED,
+        "all": levels.ORT_ENABLE_ALL,
+    }[options.graph_optimization]
+    session = ort.InferenceSession(model, session_options, providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0]
+    shape = tuple(d if isinstance(d, int) else -1 for d in feed.shape)
+    dtype = np.float16 if "float16" in feed.type else np.float32
+
+    def call(batch):
+        return session.run(None, {feed.name: batch.astype(dtype, copy=False)})
+
+    context = {
+        "threads": options.thread_count,
+        "inter_op_threads": 1,
+        "provider": "CPUExecutionProvider",
+        "graph_optimization": options.graph_optimization,
+        "onnxruntime": ort.__version__,
+        "loaded_from": "memory",
+    }
+    return Runner("onnxruntime", label, _onnx_precision(model), shape, 0.0, context, call)
+
+
+def _onnx_precision(model: bytes) -> str:
+    """fp32, fp16 or int8, read from the graph as `runners` reads it from a file."""
+    import onnx
+
+    graph = onnx.load_model_from_string(model).graph
+    if {node.op_type for node in graph.node} & {"QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}:
+        return "int8"
+    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def openvino_runner(
+    xml: bytes,
+    weights: bytes,
+    options: RuntimeOptions = RuntimeOptions(),
+    *,
+    label: Path = Path("model_openvino_model"),
+) -> Runner:
+    """An OpenVINO runner over an IR's XML and weights in memory (`read_model(xml, Tensor)`), then compiled for the
+    CPU with the options `open_runner` applies."""
+    from ..offline import decline_openvino_telemetry
+
+    decline_openvino_telemetry()
+    import openvino as ov
+
+    core = ov.Core()
+    buffer = np.frombuffer(weights, dtype=np.uint8)  # no copy: the tensor views the decrypted bytes
+    model = core.read_model(model=xml.decode("utf-8"), weights=ov.Tensor(buffer, shape=buffer.shape))
+    config = {"INFERENCE_NUM_THREADS": options.thread_count}
+    if options.hint != "none":
+        config["PERFORMANCE_HINT"] = options.hint.upper()
+    if options.streams is not None:
+        config["NUM_STREAMS"] = options.streams
+    if options.precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = options.precision
+    compiled = core.compile_model(model, "CPU", config)
+    counts = runtime_precisions(compiled)
+    shape = tuple(d.get_length() if d.is_static else -1 for d in model.input().get_partial_shape())
+    request = compiled.create_infer_request()
+    internal: list[float] = []
+
+    def call(batch, _weights=buffer):  # holds the bytes as long as the runner lives, whatever OpenVINO shares
+        result = request.infer({0: batch}, share_inputs=True)
+        internal.append(request.latency)
+        return [result[out] for out in compiled.outputs]
+
+    def async_queue(jobs: int):
+        return ov.AsyncInferQueue(compiled, jobs)
+
+    context = {
+        "threads": options.thread_count,
+        "hint": options.hint,
+        "precision_hint": options.precision,
+        "inference_precision_property": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+        "node_precisions": counts,
+        "streams": int(compiled.get_property("NUM_STREAMS")),
+        "optimal_requests": int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")),
+        "openvino": ov.get_version(),
+        "loaded_from": "memory",
+    }
+    return Runner("openvino", label, _openvino_precision(counts), shape, 0.0, context, call, async_queue, internal)
+
+
+def _only(files: Mapping[str, bytes], name: str) -> bytes:
+    if name not in files:
+        raise ArtifactLoadError(f"{name} is not among the files given ({sorted(files)})", "pass {name: bytes}")
+    return files[name]
+
+
+def _ir_pair(files: Mapping[str, bytes], name: str) -> tuple[bytes, bytes]:
+    """The XML and its weights: the one .xml among `files` (names inside the folder, or prefixed by it) and the .bin
+    of the same stem."""
+    names = {str(PurePosixPath(k).relative_to(name)) if k.startswith(f"{name}/") else k: k for k in files}
+    xmls = [n for n in names if n.endswith(".xml")] if not name.endswith(".xml") else [PurePosixPath(name).name]
+    if len(xmls) != 1:
+        raise ArtifactLoadError(f"{name} holds {len(xmls)} .xml files, not one", "protect one OpenVINO IR folder")
+    xml = xmls[0]
+    weights = str(PurePosixPath(xml).with_suffix(".bin"))
+    if xml not in names or weights not in names:
+        raise ArtifactLoadError(f"{name} lacks {xml} or {weights}", "protect the whole OpenVINO IR folder")
+    return files[names[xml]], files[names[weights]]
