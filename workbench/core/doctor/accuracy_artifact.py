@@ -4,9 +4,10 @@ or in where it runs (library versions, the precision actually executed), rather 
 Re-export: the deployment's artifact is first run with the reference's own pre- and postprocessing. If it then
 agrees with the reference, the artifact is sound and the fault is in the pipeline. If not, the reference's weights
 are re-exported to the same format in fp32 (static at the same size), then with one setting changed at a time
-(simplify off, dynamic shape), and each re-export's parity with the reference is measured (`measure.parity`),
-within a time budget: an fp32 re-export that passes while the deployment fails points at the deployment's
-precision (int8 quantization, fp16) or its original export settings.
+(simplify off, another ONNX opset, dynamic shape), and each re-export's parity with the reference is measured
+(`measure.parity`), within a time budget: an fp32 re-export that passes while the deployment fails points at the
+deployment's precision (int8 quantization, fp16) or its original export settings. For an INT8 ONNX deployment the
+rest of the budget locates the layers whose quantization hurts most and keeps them in float (`accuracy_layers`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ from pathlib import Path
 from ..environment import fingerprint
 from ..measure.parity import ParityConfig, compare
 from ..models.detector import Detector
+from ..store.atomic import scratch
 from ..store.records import Format
 from .accuracy_run import AGREE, differences, run_on
 from .findings import Finding, Verdict
 
-REEXPORTS = (("fp32", {}), ("fp32, simplify off", {"simplify": False}), ("fp32, dynamic", {"dynamic": True}))
+OTHER_OPSET = 17  # Ultralytics exports opset 18 with torch 2.14; 17 predates opset 18's Resize and Reduce changes
+REEXPORTS = (
+    ("fp32", {}),
+    ("fp32, simplify off", {"simplify": False}),
+    (f"fp32, opset {OTHER_OPSET}", {"opset": OTHER_OPSET}),  # ONNX only
+    ("fp32, dynamic", {"dynamic": True}),
+)
 
 
 def runners_of(subject, reference_detector):
@@ -139,7 +147,22 @@ def artifact_check(
             "pre- and postprocessing: any fault is in the pipeline, not the export",
             evidence=evidence,
         )
-    return _reexport(runner, reference_detector, reference_weights, paths, evidence, budget_s)
+    started = time.monotonic()
+    with scratch("doctor-reexport-") as tmp:
+        found = _reexport(runner, reference_detector, reference_weights, paths, evidence, budget_s, Path(tmp))
+        if found.cause != "int8_quantization":
+            return found
+        from .accuracy_layers import quantized_layers
+
+        left = budget_s - (time.monotonic() - started)
+        weights = _weights(reference_weights, reference)
+        return quantized_layers(found, own, reference_detector, weights, images, ref_dets, Path(tmp), left)
+
+
+def _weights(weights, reference) -> Path | None:
+    if weights:
+        return Path(weights)
+    return Path(reference.artifact) if str(reference.artifact).endswith(".pt") else None
 
 
 def _tolerant(detector):
@@ -170,12 +193,9 @@ def _precision_cause(precision: str) -> tuple[str, str, str]:
     )
 
 
-def _reexport(runner, reference_detector, weights, paths, evidence, budget_s: float) -> Finding:
-    reference = reference_detector.spec
+def _reexport(runner, reference_detector, weights, paths, evidence, budget_s: float, folder: Path) -> Finding:
     cause, title, fix = _precision_cause(runner.precision)
-    weights = (
-        Path(weights) if weights else (Path(reference.artifact) if str(reference.artifact).endswith(".pt") else None)
-    )
+    weights = _weights(weights, reference_detector.spec)
     try:
         fmt = Format.of_path(runner.path)
     except ValueError:
@@ -196,7 +216,7 @@ def _reexport(runner, reference_detector, weights, paths, evidence, budget_s: fl
             evidence,
             strength=0.6,
         )
-    tried = _try_reexports(weights, fmt, reference_detector, paths, budget_s)
+    tried = _try_reexports(weights, fmt, reference_detector, paths, budget_s, folder)
     evidence["reexports"] = tried
     passed = [t for t in tried if t.get("verdict") == "pass"]
     if passed and passed[0]["settings"] == "fp32":
@@ -225,38 +245,38 @@ def _reexport(runner, reference_detector, weights, paths, evidence, budget_s: fl
     )
 
 
-def _try_reexports(weights: Path, fmt: Format, reference_detector, paths, budget_s: float) -> list[dict]:
+def _try_reexports(weights: Path, fmt: Format, reference_detector, paths, budget_s: float, folder: Path) -> list[dict]:
     from ..models.export import ExportConfig, export_artifact
     from ..models.runners import open_runner
-    from ..store.atomic import scratch
 
     start, tried = time.monotonic(), []
     reference, ref_runner = reference_detector.spec, reference_detector.runner
-    with scratch("doctor-reexport-") as tmp:
-        for index, (name, change) in enumerate(REEXPORTS):
-            if time.monotonic() - start > budget_s:
-                tried.append({"settings": name, "verdict": "skipped", "reason": f"past the {budget_s:g} s budget"})
-                continue
-            config = ExportConfig(format=fmt.value, imgsz=reference.imgsz, **change)
-            try:
-                out = export_artifact(weights, config, Path(tmp) / f"re{index}{_suffix(fmt)}")
-                result = compare(
-                    ref_runner, open_runner(out), list(paths), ParityConfig(imgsz=reference.imgsz, images=len(paths))
-                )
-            except Exception as exc:  # an export that fails is evidence too
-                tried.append({"settings": name, "verdict": "error", "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
-                continue
-            tried.append(
-                {
-                    "settings": name,
-                    "verdict": result.verdict,
-                    "match_rate": round(result.match_rate, 4),
-                    "mean_iou": round(result.mean_iou, 4),
-                    "max_abs_diff": round(result.max_abs_diff, 5),
-                }
+    for index, (name, change) in enumerate(REEXPORTS):
+        if "opset" in change and fmt is not Format.ONNX:
+            continue
+        if time.monotonic() - start > budget_s:
+            tried.append({"settings": name, "verdict": "skipped", "reason": f"past the {budget_s:g} s budget"})
+            continue
+        config = ExportConfig(format=fmt.value, imgsz=reference.imgsz, **change)
+        try:
+            out = export_artifact(weights, config, folder / f"re{index}{_suffix(fmt)}")
+            result = compare(
+                ref_runner, open_runner(out), list(paths), ParityConfig(imgsz=reference.imgsz, images=len(paths))
             )
-            if result.verdict == "pass":
-                break
+        except Exception as exc:  # an export that fails is evidence too
+            tried.append({"settings": name, "verdict": "error", "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+            continue
+        tried.append(
+            {
+                "settings": name,
+                "verdict": result.verdict,
+                "match_rate": round(result.match_rate, 4),
+                "mean_iou": round(result.mean_iou, 4),
+                "max_abs_diff": round(result.max_abs_diff, 5),
+            }
+        )
+        if result.verdict == "pass":
+            break
     return tried
 
 

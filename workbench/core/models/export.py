@@ -47,6 +47,7 @@ _WHY_NOT = {
 }
 _ULTRALYTICS_FORMAT = {ExportFormat.TFLITE: "litert"}  # Ultralytics 8.4 renamed tflite to litert (same exporter)
 _QUANTIZE = {"fp32": None, "fp16": 16, "int8": 8, "w8a32": "w8a32"}
+MIN_DETECT_OPSET = 9  # Ultralytics' ONNX export asserts opset >= 9 for a detection model (nearest Upsample)
 
 
 class ExportError(WorkbenchError):
@@ -67,6 +68,7 @@ class ExportConfig:
     data: str | None = None  # calibration data YAML, needed for int8
     fraction: float = 1.0  # share of the calibration split used for int8
     split: str = "train"  # calibration split: not the val split that accuracy is measured on
+    opset: int | None = None  # ONNX only; None: Ultralytics' choice for the installed torch (18 for torch 2.14)
 
     def __post_init__(self):
         object.__setattr__(self, "format", ExportFormat(self.format))
@@ -85,6 +87,8 @@ class ExportConfig:
             raise ConfigError(f"batch must be >= 1, got {self.batch}", "use batch=1 for latency")
         if self.precision == "int8" and not self.data:
             raise ConfigError("int8 export needs calibration images", "pass data= a YOLO data YAML")
+        if self.opset is not None:
+            _check_opset(self.opset, self.format)
 
     def arguments(self) -> dict:
         """The keyword arguments of Ultralytics' `YOLO.export` for this config."""
@@ -99,13 +103,54 @@ class ExportConfig:
         }
         if self.format is ExportFormat.ONNX:
             args["simplify"] = self.simplify
+            if self.opset is not None:
+                args["opset"] = self.opset
         if self.precision == "int8":
             args.update(data=self.data, fraction=self.fraction, split=self.split)
         return args
 
     def name_suffix(self) -> str:
         shape = "dyn" if self.dynamic else f"{self.imgsz}"
-        return f"{shape}-b{self.batch}-{self.precision}"
+        opset = f"-opset{self.opset}" if self.opset is not None else ""
+        return f"{shape}-b{self.batch}{opset}-{self.precision}"
+
+    def params(self) -> dict:
+        """What the ledger records (and matches a reused export on); an unset opset is left out, so that exports
+        recorded before the option existed are still found."""
+        params = asdict(self)
+        if self.opset is None:
+            del params["opset"]
+        return params
+
+
+def opset_range() -> tuple[int, int]:
+    """The ONNX opsets Ultralytics' export can write here: from its minimum for a detection model up to the
+    lower of the installed torch exporter's maximum (the TorchScript exporter, which Ultralytics uses) and the
+    installed onnx package's."""
+    import onnx
+
+    try:
+        from torch.onnx import _constants  # heavy: only when an opset is asked for
+
+        low, high = _constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    except (ImportError, AttributeError):  # a torch without these constants: its documented range
+        low, high = 7, 20
+    return max(low, MIN_DETECT_OPSET), min(high, onnx.defs.onnx_opset_version())
+
+
+def _check_opset(opset, fmt: ExportFormat) -> None:
+    if fmt is not ExportFormat.ONNX:
+        raise ConfigError(
+            f"opset applies to ONNX export only, not {fmt}", "leave opset unset, or export with format='onnx'"
+        )
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise ConfigError(f"opset must be an integer ONNX opset version, got {opset!r}", "use e.g. opset=17")
+    low, high = opset_range()
+    if not low <= opset <= high:
+        raise ConfigError(
+            f"opset {opset} is outside what the installed exporter writes ({low}..{high})",
+            f"choose an opset from {low} to {high}, or leave it unset",
+        )
 
 
 def export_artifact(weights: Path, config: ExportConfig, out: Path, *, progress: ProgressFn | None = None) -> Path:
@@ -156,7 +201,7 @@ def export(workspace, parent_id: int, config: ExportConfig, *, progress: Progres
         raise ConfigError(f"variant {parent_id} is {parent.name}, not a PyTorch .pt model", "export a .pt variant")
     if config.imgsz is None:
         config = replace(config, imgsz=checkpoint_imgsz(parent) or DEFAULT_IMGSZ)
-    earlier = workspace.ledger.find_variant(step="export", parent_id=parent_id, params=asdict(config))
+    earlier = workspace.ledger.find_variant(step="export", parent_id=parent_id, params=config.params())
     if earlier is not None and workspace.artifact_path(earlier.id).exists():
         return earlier.id
     name = f"{parent.stem.rsplit('-', 1)[0]}-{config.name_suffix()}{_OUTPUT[config.format]}"
@@ -164,7 +209,7 @@ def export(workspace, parent_id: int, config: ExportConfig, *, progress: Progres
         lambda path: export_artifact(parent, config, path, progress=progress),
         name,
         step="export",
-        params=asdict(config),
+        params=config.params(),
         parent_id=parent_id,
         format=config.format.value,
         check=check_loads,
