@@ -1,7 +1,7 @@
 """The speed doctor on the speed lab: each planted fault is named, the correct deployment is not blamed, and bad
 input gives a finding, never an exception.
 
-Causes are decided by ratios (>= 1.5x) measured side by side in interleaved rounds; nothing here asserts an absolute
+Causes are decided by ratios (>= 1.5x) measured side by side in alternating blocks; nothing here asserts an absolute
 time. Each fault runs the levers that could name it (plus the warm-up check, which always runs) to keep the file
 short; `test_full_doctor_*` run every lever.
 """
@@ -162,7 +162,7 @@ def test_run_speed_doctor_on_a_folder(lab):
         run_speed_doctor("demo", lab.folder / "nothing-here", imgsz=IMGSZ)
 
 
-def test_compare_calls_interleaves_and_measures_ratios():
+def test_compare_calls_alternates_blocks_and_measures_ratios():
     order = []
 
     def slow():
@@ -173,11 +173,47 @@ def test_compare_calls_interleaves_and_measures_ratios():
         order.append("fast")
         time.sleep(0.001)
 
-    result = compare_calls({"slow": slow, "fast": fast}, rounds=3, round_s=0.02, warm_calls=0)
+    result = compare_calls({"slow": slow, "fast": fast}, rounds=3, round_s=0.02, warm_calls=0, discard=2)
     assert result.ratio("slow", "fast") > 1.5 and result.fastest() == "fast"
     assert len(result.rounds_ms["slow"]) == 3
-    switches = sum(1 for a, b in zip(order, order[1:], strict=False) if a != b)
-    assert switches >= 2  # rounds alternate between candidates
+    blocks = [name for i, name in enumerate(order) if i == 0 or order[i - 1] != name]
+    assert blocks == ["slow", "fast", "slow", "fast"]  # contiguous blocks; the order reversed every other round
+    assert len(order) == sum(result.calls.values()) + 2 * 2 * 3  # two untimed calls per block
+    assert "2 untimed calls" in result.evidence()["method"]
+
+
+def _warm_pool(base_ms: float, penalty_ms: float, last: list):
+    """A fake runtime whose first calls after another runtime ran pay for its thread pools to settle."""
+    state = {"cold": 0}
+
+    def call():
+        if last and last[-1] is not call:
+            state["cold"] = 2
+        time.sleep((base_ms + (penalty_ms if state["cold"] else 0)) / 1000)
+        state["cold"] = max(0, state["cold"] - 1)
+        last.append(call)
+
+    return call
+
+
+def test_compare_calls_discards_the_cold_calls_of_each_block():
+    last: list = []
+    slow, fast = _warm_pool(6, 12, last), _warm_pool(2, 12, last)
+    kwargs = {"rounds": 3, "round_s": 0.03, "warm_calls": 0}
+    blocks = compare_calls({"slow": slow, "fast": fast}, discard=2, **kwargs)
+    assert 2.4 <= blocks.ratio("slow", "fast") <= 3.6  # 6 ms against 2 ms, as each runs alone
+    interleaved = compare_calls({"slow": slow, "fast": fast}, discard=0, min_calls=1, rounds=3, round_s=0.0)
+    assert interleaved.ratio("slow", "fast") < 1.8  # call by call, every call is a cold one: the old bug
+
+
+def test_guarded_releases_the_callers_openmp_pool():
+    import torch
+
+    from workbench.core.doctor.speed_timing import release_openmp_pool
+
+    torch.ones(256, 256) @ torch.ones(256, 256)  # the caller holds a team
+    assert release_openmp_pool() in (True, False)  # never raises, whatever OpenMP runtime torch has
+    assert guarded(lambda: float((torch.ones(64, 64) @ torch.ones(64, 64)).sum()), 10).value == 64.0**3
 
 
 def test_guarded_reports_errors_and_time_outs():

@@ -1,7 +1,7 @@
 """The speed doctor: why is inference slow, and what would each lever of the deployment guide save here.
 
 `diagnose_speed(deployment, images)` first times the deployment as it is (the first call apart, then steady p50 and
-p99), then measures each lever side by side with it on the same machine, in interleaved rounds: warm-up, inference
+p99), then measures each lever side by side with it on the same machine, in alternating blocks: warm-up, inference
 engine, asynchronous or batched processing (for the scenario stated), where the time goes (stages and layers),
 the precision actually executed, threads, model size and input size. Each lever is a `Finding` with the numbers
 before and after and, where accuracy can change, the accuracy after. A lever is named the cause only where it saves
