@@ -103,3 +103,14 @@ def test_invalid_configs_are_refused():
         ShapesConfig(train=0)
     with pytest.raises(ConfigError, match="imgsz"):
         ShapesConfig(imgsz=8)
+
+
+def test_the_noisy_shift_takes_any_float_image_and_is_deterministic():
+    """A float image whose first value is below 0 (as a generated image can be before clipping) gets its noise,
+    the same noise every time."""
+    from workbench.core.data.generate import apply_shift
+
+    image = np.full((8, 8, 3), 100.0, np.float32)
+    image[0, 0, 0] = -3.5
+    first, again = apply_shift(image, "noisy", 8), apply_shift(image, "noisy", 8)
+    assert np.array_equal(first, again) and not np.array_equal(first, image)

@@ -149,7 +149,7 @@ def apply_shift(image: np.ndarray, shift: str | None, size: int) -> np.ndarray:
     if shift == "blur":
         return cv2.GaussianBlur(image, (0, 0), 2.5 * size / 320)
     if shift == "noisy":
-        rng = np.random.default_rng(int(image[0, 0, 0] * 1000))
+        rng = np.random.default_rng(abs(int(image[0, 0, 0] * 1000)))  # a float pixel can be below 0
         return image + rng.normal(0, 25, image.shape).astype(np.float32)
     if shift == "bgr_swap":
         return image[..., ::-1]
