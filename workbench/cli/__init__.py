@@ -10,6 +10,7 @@ from pathlib import Path
 from ..core.errors import WorkbenchError
 from ..core.progress import Progress
 from .arguments import _positive, _seconds, _trust_flag
+from .bundle import add_bundle_parsers
 from .deploy import _advise_parser, _doctor_parser
 from .serve import add_serve_parsers
 from .serve_admin import add_admin_parsers
@@ -313,6 +314,7 @@ def parser() -> argparse.ArgumentParser:
     _doctor_parser(sub, model_help)
     add_serve_parsers(sub)
     add_admin_parsers(sub)
+    add_bundle_parsers(sub)
     return main
 
 
