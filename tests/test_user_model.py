@@ -142,6 +142,7 @@ def test_bench_takes_the_users_model_and_data(user_model, tmp_path):
         benchmark_app_seconds=1,
         bare_loop_runs=5,
         retries=0,
+        serving=False,  # tests/test_bench_serving.py covers the section on a tiny setup
     )
     result = run_bench(tmp_path / "bench", quick)
     rows = {r["variant"]: r for r in result["records"]}

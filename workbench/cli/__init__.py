@@ -187,6 +187,7 @@ def _bench(args) -> int:
         benchmark_app_seconds=args.benchmark_app_seconds,
         shapes=_shapes(args),
         trust=args.trust_checkpoint,
+        serving=not args.no_serving,
     )
     start = time.perf_counter()
     result = _run(run_bench, args.out, config)
@@ -301,6 +302,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=_positive, default=2)
     bench.add_argument("--seconds", type=_seconds, default=5.0, help="timed seconds per row (default 5)")
     bench.add_argument("--benchmark-app-seconds", type=_positive, default=10)
+    bench.add_argument("--no-serving", action="store_true", help="skip the serving section (HTTPS against in process)")
     bench.set_defaults(run=_bench)
 
     evaluate = sub.add_parser("evaluate", help="mAP of a model on a YOLO dataset (Ultralytics' validator)")

@@ -31,6 +31,7 @@ from .estimator import estimator_markdown, estimator_summary
 from .litert import KEYS as LITERT_KEYS
 from .litert import litert_markdown, litert_rows, litert_summary
 from .optimized import NAMES, Row, optimized_markdown, optimized_rows, summary
+from .serving import serving_markdown
 
 RECORD_KEYS = (
     "variant",
@@ -95,6 +96,7 @@ class BenchConfig:
     max_drift: float = 0.10
     retries: int = 2
     trust: bool = False  # load a .pt whose pickle names more than model classes (it may run code)
+    serving: bool = True  # the serving section: HTTPS + key + audit against in process (needs the serve extra)
 
     def __post_init__(self):
         object.__setattr__(self, "imgsizes", tuple(check_imgsz(s) for s in self.imgsizes))
@@ -184,12 +186,14 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
     result["litert"] = litert_summary(records, litert_skipped)
     result["estimator"] = estimator_summary(workspace)
     result["end_to_end"] = _end_to_end(rows, workspace, data_yaml, config, progress)
+    result["serving"] = _serving(rows, workspace, data_yaml, config, progress)
     text = markdown_table(records, TABLE_COLUMNS)
     text += "\n\n" + litert_markdown(result["litert"])
     if "optimized" in result:
         text += "\n\n" + optimized_markdown(result["optimized"])
     text += "\n\n" + estimator_markdown(result["estimator"])
     text += "\n\n" + end_to_end_markdown(result["end_to_end"])
+    text += "\n\n" + serving_markdown(result["serving"])
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out / "results.md").write_text(text + "\n")
     return result
@@ -320,6 +324,30 @@ def _end_to_end(rows: list[Row], workspace, data_yaml, config: BenchConfig, prog
     path = workspace.artifact_path(row.variant_id)
     try:
         return end_to_end(path, list_images(data_yaml, "val"), imgsz, config.threads, progress=progress)
+    except Cancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded in results.json and the markdown
+        return {"error": f"{type(exc).__name__}: {exc}", "artifact": str(path), "imgsz": imgsz}
+
+
+def _serving(rows: list[Row], workspace, data_yaml, config: BenchConfig, progress) -> dict | None:
+    """Served (HTTPS, an API key, the audit log, 4 clients) against in-process throughput, and the latency TLS + key
+    + audit add, on the variant the end-to-end section runs (the Ultralytics INT8 export at 320, else the smallest
+    size benched), with the val images as JPEGs; None without that row. Skipped when `config.serving` is off; a
+    failure is recorded, not raised."""
+    from ..data.checks import list_images
+    from .serving import serving_section
+
+    imgsz = 320 if 320 in config.imgsizes else min(config.imgsizes)
+    row = next((r for r in rows if r.key == "ultralytics-int8" and r.imgsz == imgsz), None)
+    if row is None:
+        return None
+    path = workspace.artifact_path(row.variant_id)
+    if not config.serving:
+        return {"skipped": "BenchConfig(serving=False)", "artifact": str(path), "imgsz": imgsz}
+    try:
+        images = list_images(data_yaml, "val")
+        return serving_section(path, images, imgsz=imgsz, threads=config.threads, progress=progress)
     except Cancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - recorded in results.json and the markdown
