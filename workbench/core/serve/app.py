@@ -72,6 +72,7 @@ class _Call:
     action: Action
     principal: Principal | None = None
     outcome: str = "ok"
+    refused_key: str | None = None  # the key id of a 403: the key was proven, its role may not (or no TOTP code)
 
 
 class Service:
@@ -133,7 +134,7 @@ class Service:
     def record(self, request: Request, call: _Call, status: int, latency_ms: float) -> dict:
         principal = call.principal
         return {
-            "who": principal.key_id if principal else None,
+            "who": principal.key_id if principal else call.refused_key,
             "name": principal.name if principal else None,
             "action": call.action.value,
             "method": request.method[:16],
@@ -172,6 +173,8 @@ def endpoint(service: Service, action: Action, methods: tuple[str, ...], handler
             response = await _within(service.limits.timeout_s, handler(service, request, timings))
         except Denied as exc:
             call.outcome, response = "denied", _error(exc.status, exc.reason)
+            if exc.status == 403:  # the key checked out: the audit names who tried what they may not
+                call.refused_key = getattr(exc, "key_id", None)
         except LimitExceeded as exc:
             call.outcome = "shed" if exc.status in (429, 503) else "error"
             response = _error(exc.status, exc.message, exc.headers)
