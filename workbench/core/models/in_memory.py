@@ -15,10 +15,9 @@ from .runners import (
     Runner,
     RuntimeNotInstalled,
     RuntimeOptions,
-    _openvino_precision,
     installed,
+    openvino_compiled_runner,
     runtime_for,
-    runtime_precisions,
 )
 
 IN_MEMORY_RUNTIMES = ("onnxruntime", "openvino")
@@ -129,39 +128,10 @@ def openvino_runner(
     core = ov.Core()
     buffer = np.frombuffer(weights, dtype=np.uint8)  # no copy: the tensor views the decrypted bytes
     model = core.read_model(model=xml.decode("utf-8"), weights=ov.Tensor(buffer, shape=buffer.shape))
-    config = {"INFERENCE_NUM_THREADS": options.thread_count}
-    if options.hint != "none":
-        config["PERFORMANCE_HINT"] = options.hint.upper()
-    if options.streams is not None:
-        config["NUM_STREAMS"] = options.streams
-    if options.precision is not None:
-        config["INFERENCE_PRECISION_HINT"] = options.precision
-    compiled = core.compile_model(model, "CPU", config)
-    counts = runtime_precisions(compiled)
-    shape = tuple(d.get_length() if d.is_static else -1 for d in model.input().get_partial_shape())
-    request = compiled.create_infer_request()
-    internal: list[float] = []
-
-    def call(batch, _weights=buffer):  # holds the bytes as long as the runner lives, whatever OpenVINO shares
-        result = request.infer({0: batch}, share_inputs=True)
-        internal.append(request.latency)
-        return [result[out] for out in compiled.outputs]
-
-    def async_queue(jobs: int):
-        return ov.AsyncInferQueue(compiled, jobs)
-
-    context = {
-        "threads": options.thread_count,
-        "hint": options.hint,
-        "precision_hint": options.precision,
-        "inference_precision_property": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
-        "node_precisions": counts,
-        "streams": int(compiled.get_property("NUM_STREAMS")),
-        "optimal_requests": int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")),
-        "openvino": ov.get_version(),
-        "loaded_from": "memory",
-    }
-    return Runner("openvino", label, _openvino_precision(counts), shape, 0.0, context, call, async_queue, internal)
+    runner = openvino_compiled_runner(core, model, options, label, loaded_from="memory")
+    call = runner._call
+    runner._call = lambda batch, _weights=buffer: call(batch)  # holds the bytes as long as the runner lives
+    return runner
 
 
 def _only(files: Mapping[str, bytes], name: str) -> bytes:

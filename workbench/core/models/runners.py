@@ -241,7 +241,14 @@ def _open_openvino(path: Path, options: RuntimeOptions) -> Runner:
 
     xml = path if path.suffix == ".xml" else next(path.glob("*.xml"))
     core = ov.Core()
-    model = core.read_model(str(xml))
+    return openvino_compiled_runner(core, core.read_model(str(xml)), options, path)
+
+
+def openvino_compiled_runner(core, model, options: RuntimeOptions, label: Path, **context) -> Runner:
+    """A read OpenVINO model compiled for the CPU with `options` (threads, hint, streams, precision) as a `Runner`;
+    `context` is added to its context (e.g. where it was loaded from)."""
+    import openvino as ov
+
     config = {"INFERENCE_NUM_THREADS": options.thread_count}
     if options.hint != "none":
         config["PERFORMANCE_HINT"] = options.hint.upper()
@@ -273,8 +280,9 @@ def _open_openvino(path: Path, options: RuntimeOptions) -> Runner:
         "streams": int(compiled.get_property("NUM_STREAMS")),
         "optimal_requests": int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")),
         "openvino": ov.get_version(),
+        **context,
     }
-    return Runner("openvino", path, used, shape, 0.0, context, call, async_queue, internal)
+    return Runner("openvino", label, used, shape, 0.0, context, call, async_queue, internal)
 
 
 _COMPUTE_OPS = {"Convolution", "GroupConvolution", "MatMul", "FullyConnected", "Deconvolution"}
