@@ -1,9 +1,10 @@
 """The serving layer's protections end to end, all real pieces over HTTPS on loopback: the demo model (OpenVINO at
 128 px) behind the key store, the guard, the hash-chained audit log, Prometheus metrics and the TLS context of
-`tls.local_certificate`. Every role against every endpoint, cell by cell; the admin actions the app has no endpoint
-for (load a variant, manage keys, read the audit) at the guard, with their TOTP second factor; wrong, expired and
-revoked keys, the lockout; one audit line per request, verified, and an edited line found; no plain HTTP and no
-TLS 1.1 on the TLS port.
+`tls.local_certificate`. Every role against every endpoint, cell by cell (the ones that need a TOTP code, managing
+keys and reading the audit, are `test_serve_admin.py`'s over HTTP: this module's guard runs on the real clock, and
+a code is accepted once per 30 s); the admin actions at the guard as well, with their TOTP second factor; wrong,
+expired and revoked keys, the lockout; one audit line per request, verified, and an edited line found; no plain
+HTTP and no TLS 1.1 on the TLS port.
 
 Failures that count towards a lockout are sent from their own loopback source addresses (127.0.x.y all reach the
 server), so that they never lock out 127.0.0.1, which the rest of the module uses."""
@@ -35,6 +36,7 @@ from argon2 import PasswordHasher  # noqa: E402
 
 from workbench.cli import main  # noqa: E402
 from workbench.core.serve import tls  # noqa: E402
+from workbench.core.serve.admin import LoadedVariant  # noqa: E402
 from workbench.core.serve.audit import AuditLog, verify_audit  # noqa: E402
 from workbench.core.serve.guard import Guard  # noqa: E402
 from workbench.core.serve.keys import TOTP_STEP_S, KeyStore  # noqa: E402
@@ -60,9 +62,12 @@ ENDPOINTS = {
     "version-infer": ("POST", "/v2/models/{name}/versions/{version}/infer", "infer", INFERRERS),
     "detect": ("POST", "/v1/detect", "infer", INFERRERS),
     "metrics": ("GET", "/metrics", "metrics", {Role.OPERATOR, Role.ADMIN}),
+    "served-model": ("GET", "/v1/admin/model", "metrics", {Role.OPERATOR, Role.ADMIN}),
+    "switch-model": ("PUT", "/v1/admin/model", "load_variant", {Role.OPERATOR, Role.ADMIN}),
     "unknown": ("GET", "/v2/no/such/endpoint", "metadata", set()),  # 404 for every key, 401 without
 }
-# The actions no endpoint takes yet: checked at the guard. action -> (who may, whether a TOTP code is needed)
+# The operator's and admin's actions, checked at the guard too (over HTTP: the matrix above for LOAD_VARIANT,
+# test_serve_admin.py for the TOTP ones). action -> (who may, whether a TOTP code is needed)
 GUARD_ONLY = {
     Action.LOAD_VARIANT: ({Role.OPERATOR, Role.ADMIN}, False),
     Action.MANAGE_KEYS: ({Role.ADMIN}, True),
@@ -147,8 +152,9 @@ def stack(served, tmp_path_factory):
     guard = Guard(store, max_failures=MAX_FAILURES, window_s=300, lockout_s=300)
     metrics = Metrics(served.name)
     limits = Limits(max_body_bytes=2 * MIB, rate_per_s=1000.0, burst=1000)
+    same = LoadedVariant(served)  # a switch "loads" the model served: the matrix checks who may, not what loads
     with AuditLog(root / "serve" / "audit.jsonl") as audit:
-        app = create_app(served, guard=guard, audit=audit, limits=limits, metrics=metrics)
+        app = create_app(served, guard=guard, audit=audit, limits=limits, metrics=metrics, loader=lambda *_: same)
         with serving(app, certfile=certs.certfile, keyfile=certs.keyfile) as url:
             assert url.startswith("https://127.0.0.1:")
             yield Stack(url, certs, store, keys, audit.path, guard, served)
@@ -193,6 +199,8 @@ def request_kwargs(stack: Stack, endpoint: str) -> dict:
         return {"content": infer_body(spec), "headers": {"Content-Type": "application/json"}}
     if endpoint == "detect":
         return {"content": jpeg(), "headers": {"Content-Type": "image/jpeg"}}
+    if endpoint == "switch-model":
+        return {"json": {"variant": "the same"}}
     return {}
 
 
@@ -226,6 +234,8 @@ def test_role_matrix_cell_over_https(stack, http, caller, endpoint):
         assert response.json()["outputs"][0]["name"] == stack.model.outputs[0].name
     if status == 200 and endpoint == "metrics":
         assert b"wb_requests_total" in response.content
+    if status == 200 and endpoint.endswith("-model"):
+        assert response.json()["version"] == stack.model.version
     if status == 403:
         assert response.json() == {"error": f"role {caller.value} may not {action}"}
     if endpoint in ("live", "ready") and status == 200:

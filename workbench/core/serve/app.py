@@ -15,7 +15,12 @@ run in a pool of `model.parallelism` threads.
 
 Endpoints: GET /v2/health/live, /v2/health/ready, /v2 (server metadata), /v2/models/{name}[/versions/{v}] (model
 metadata), .../ready; POST /v2/models/{name}[/versions/{v}]/infer (tensors as JSON); POST /v1/detect (a JPEG or
-PNG as the body -> detections); GET /metrics (Prometheus, operators and admins, when started with metrics).
+PNG as the body -> detections); GET /metrics (Prometheus, operators and admins, when started with metrics). The admin
+and operator endpoints (their handlers in `admin.py`): GET, POST /v1/admin/keys and DELETE /v1/admin/keys/{id} (list,
+add, revoke keys: admins with a TOTP code); GET /v1/admin/audit?tail=N (the chain verified and its last lines:
+admins with a TOTP code); GET /v1/admin/model (what is served: operators and admins) and PUT /v1/admin/model (switch
+to another variant through the `loader`: operators and admins). A switch swaps the model for the requests that
+start after it; the inference threads and the admission queue stay sized for the first model.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +41,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import admin
+from .admin import Current, Loader
 from .limits import Admission, LimitExceeded, Limits, RateLimiter, check_content_length, check_image, read_body
 from .model import ServedModel, decode_image
 from .principal import Action, Denied, Principal
@@ -76,14 +84,23 @@ class _Call:
 
 
 class Service:
-    """The state the endpoints share: the model, the guard, the audit log, the limits and the inference threads."""
+    """The state the endpoints share: the model served (`current`), the guard, the audit log, the limits, the
+    inference threads and the variant loader. The threads and the admission queue are sized for the first model."""
 
-    def __init__(self, model: ServedModel, guard: Guard, audit, limits: Limits, metrics=None):
-        self.model, self.guard, self.audit, self.limits, self.metrics = model, guard, audit, limits, metrics
+    def __init__(self, model: ServedModel, guard: Guard, audit, limits: Limits, metrics=None, loader=None):
+        self.guard, self.audit, self.limits, self.metrics, self.loader = guard, audit, limits, metrics, loader
+        self.current = Current(model, getattr(metrics, "variant_id", None), time.time())
+        self.switching = threading.Lock()  # held from a switch's start until its model is served (or refused)
         self.rate = RateLimiter(limits.rate_per_s, limits.burst)
+        self.threads = model.parallelism
         self.admission = Admission(model.parallelism, limits.max_queue)
         self.executor = ThreadPoolExecutor(model.parallelism, thread_name_prefix="workbench-infer")
         self.ready = False
+
+    @property
+    def model(self) -> ServedModel:
+        """The model served now: a request reads it once and keeps it, so a switch never changes it halfway."""
+        return self.current.model
 
     @asynccontextmanager
     async def lifespan(self, app):
@@ -132,8 +149,10 @@ class Service:
         return await asyncio.wrap_future(place["future"])
 
     def record(self, request: Request, call: _Call, status: int, latency_ms: float) -> dict:
+        """The request's audit record; an admin handler adds flat fields of its own (`request.state.audit`: the key
+        it added, the versions it switched between), which never replace these."""
         principal = call.principal
-        return {
+        return getattr(request.state, "audit", {}) | {
             "who": principal.key_id if principal else call.refused_key,
             "name": principal.name if principal else None,
             "action": call.action.value,
@@ -154,23 +173,38 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
     return JSONResponse(error_body(message), status_code=status, headers=headers)
 
 
-def endpoint(service: Service, action: Action, methods: tuple[str, ...], handler, *, anonymous: bool = False):
+def endpoint(
+    service: Service,
+    action: Action | Mapping[str, Action],
+    methods: tuple[str, ...],
+    handler,
+    *,
+    anonymous: bool = False,
+    timeout_s: float | None = None,
+):
     """An endpoint: guard, rate limit, method, then `handler(service, request, timings)`; audited and observed.
-    `anonymous`: a request without any key is let through (the liveness and readiness probes: Kubernetes sends
-    none); one with a key is still checked."""
+
+    Args:
+        action: what the guard checks; a mapping method -> action for a path whose methods differ (any other
+            method is checked as the first one's action, then refused with 405).
+        anonymous: a request without any key is let through (the liveness and readiness probes: Kubernetes sends
+            none); one with a key is still checked.
+        timeout_s: the longest the handler may take (None: the limits' timeout).
+    """
+    timeout_s = service.limits.timeout_s if timeout_s is None else timeout_s
 
     async def handle(request: Request) -> Response:
-        start, call, timings = time.perf_counter(), _Call(action), {}
+        start, call, timings = time.perf_counter(), _Call(_action_of(action, request.method)), {}
         try:
             keyless = anonymous and not {"authorization", "x-api-key"} & {k.lower() for k in request.headers}
             if not keyless:
-                call.principal = await run_in_threadpool(service.guard, request.headers, action, _client(request))
+                call.principal = await run_in_threadpool(service.guard, request.headers, call.action, _client(request))
             timings["guard_ms"] = (time.perf_counter() - start) * 1000
-            if action is not Action.HEALTH:
+            if call.action is not Action.HEALTH:
                 service.rate.take(call.principal.key_id)  # only health is ever keyless
             if methods and request.method not in methods:
                 raise Refused(405, f"{request.method} is not allowed on {request.url.path}; use {', '.join(methods)}")
-            response = await _within(service.limits.timeout_s, handler(service, request, timings))
+            response = await _within(timeout_s, handler(service, request, timings))
         except Denied as exc:
             call.outcome, response = "denied", _error(exc.status, exc.reason)
             if exc.status == 403:  # the key checked out: the audit names who tried what they may not
@@ -187,6 +221,12 @@ def endpoint(service: Service, action: Action, methods: tuple[str, ...], handler
         return await _audited(service, request, call, response, start, timings)
 
     return handle
+
+
+def _action_of(action: Action | Mapping[str, Action], method: str) -> Action:
+    if isinstance(action, Action):
+        return action
+    return action.get(method) or next(iter(action.values()))
 
 
 async def _within(timeout_s: float, answer) -> Response:
@@ -232,23 +272,24 @@ async def metadata(service: Service, request: Request, timings: dict) -> Respons
     return JSONResponse(server_metadata(SERVER_NAME, _version()))
 
 
-def _check_model(service: Service, request: Request) -> None:
+def _check_model(service: Service, request: Request) -> ServedModel:
+    """The model served now, if the path names it (and its version); the request keeps it to the end."""
     name, version = request.path_params["name"], request.path_params.get("version")
     model = service.model
     if name != model.name:
         raise Refused(404, f"unknown model {name[:100]!r}: this server serves {model.name!r}")
     if version is not None and version != model.version:
         raise Refused(404, f"model {model.name!r} has no version {version[:40]!r}; it has {model.version!r}")
+    return model
 
 
 async def model_metadata(service: Service, request: Request, timings: dict) -> Response:
-    _check_model(service, request)
-    return JSONResponse(service.model.metadata())
+    return JSONResponse(_check_model(service, request).metadata())
 
 
 async def model_ready(service: Service, request: Request, timings: dict) -> Response:
-    _check_model(service, request)
-    return JSONResponse({"name": service.model.name, "ready": service.ready}, status_code=200 if service.ready else 503)
+    model = _check_model(service, request)
+    return JSONResponse({"name": model.name, "ready": service.ready}, status_code=200 if service.ready else 503)
 
 
 async def _body(service: Service, request: Request, timings: dict) -> bytes:
@@ -261,8 +302,7 @@ async def _body(service: Service, request: Request, timings: dict) -> bytes:
 
 
 async def infer(service: Service, request: Request, timings: dict) -> Response:
-    _check_model(service, request)
-    model = service.model
+    model = _check_model(service, request)
     async with service.place() as place:
         body = await _body(service, request, timings)
         parsed = await run_in_threadpool(parse_infer_request, body, model.inputs, model.outputs, request.headers)
@@ -285,14 +325,15 @@ async def detect(service: Service, request: Request, timings: dict) -> Response:
     if content_type.split(";")[0].strip().lower() not in IMAGE_TYPES:
         shown = content_type[:60] or "none"
         raise Refused(415, f"send a JPEG or PNG as the body with Content-Type image/jpeg or image/png (got {shown})")
+    model = service.model  # kept to the end: a variant switch meanwhile does not change it
     async with service.place() as place:
         body = await _body(service, request, timings)
         check_image(body, content_type, service.limits.max_pixels)  # the header only: nothing is decoded yet
         if _watches_payloads(service.metrics):
-            image, found = await service.run(place, _detect_keeping_image, service.model, body, timings=timings)
+            image, found = await service.run(place, _detect_keeping_image, model, body, timings=timings)
             request.state.payload = (image, found)  # for drift and sampling, never for the audit
         else:
-            found = await service.run(place, service.model.detect_encoded, body, timings=timings)
+            found = await service.run(place, model.detect_encoded, body, timings=timings)
     return JSONResponse(found)
 
 
@@ -320,20 +361,34 @@ async def not_found(service: Service, request: Request, timings: dict) -> Respon
 PROBES = ("/v2/health/live", "/v2/health/ready")  # answered without a key: they say only "up" and "ready"
 
 
-def create_app(model: ServedModel, *, guard: Guard, audit, limits: Limits = Limits(), metrics=None) -> Starlette:
+def create_app(
+    model: ServedModel,
+    *,
+    guard: Guard,
+    audit,
+    limits: Limits = Limits(),
+    metrics=None,
+    loader: Loader | None = None,
+) -> Starlette:
     """The service's ASGI app.
 
     Args:
-        model: what it serves.
-        guard: `guard(headers, action, client_host) -> Principal`, raising `Denied(status, reason)`.
-        audit: has `append(record: dict)`; receives one record per request.
+        model: what it serves first; its `parallelism` sizes the inference threads and the admission queue for the
+            server's life (a variant switched to later is served by as many threads).
+        guard: `guard(headers, action, client_host) -> Principal`, raising `Denied(status, reason)`; the key
+            endpoints manage its `keystore` (a `Guard`'s; none: they answer 404).
+        audit: has `append(record: dict)`; receives one record per request. GET /v1/admin/audit reads its `path`
+            (an `AuditLog`'s; none: 404).
         limits: body, pixels, rate, timeout and queue.
         metrics: None, or a `monitor.Metrics`: `observe(action, status, stage_timings, in_flight, image=, detections=)`
             per request (the decoded image and detections only when it has drift or a sampler), and `exposition()`
-            for GET /metrics.
+            for GET /metrics; told of a variant switch (`set_variant`).
+        loader: `loader(variant, served_name) -> admin.LoadedVariant` for PUT /v1/admin/model (None: it answers
+            404, e.g. a server started from a bundle).
     """
-    service = Service(model, guard, audit, limits, metrics)
+    service = Service(model, guard, audit, limits, metrics, loader)
     get, post = ("GET",), ("POST",)
+    operate = {"GET": Action.METRICS, "PUT": Action.LOAD_VARIANT}
     table = [
         ("/v2/health/live", Action.HEALTH, get, live),
         ("/v2/health/ready", Action.HEALTH, get, ready),
@@ -346,10 +401,18 @@ def create_app(model: ServedModel, *, guard: Guard, audit, limits: Limits = Limi
         ("/v2/models/{name}/versions/{version}/infer", Action.INFER, post, infer),
         ("/v1/detect", Action.INFER, post, detect),
         ("/metrics", Action.METRICS, get, prometheus),
+        ("/v1/admin/keys", Action.MANAGE_KEYS, ("GET", "POST"), admin.keys),
+        ("/v1/admin/keys/{key_id}", Action.MANAGE_KEYS, ("DELETE",), admin.revoke_key),
+        ("/v1/admin/audit", Action.READ_AUDIT, get, admin.audit_tail),
+        ("/v1/admin/model", operate, ("GET", "PUT"), admin.model),
         ("/{rest:path}", Action.METADATA, (), not_found),
     ]
     routes = [
-        Route(path, endpoint(service, action, methods, handler, anonymous=path in PROBES), methods=ALL_METHODS)
+        Route(
+            path,
+            endpoint(service, action, methods, handler, anonymous=path in PROBES, timeout_s=admin.LONG.get(path)),
+            methods=ALL_METHODS,
+        )
         for path, action, methods, handler in table
     ]
     app = Starlette(routes=routes, lifespan=service.lifespan)

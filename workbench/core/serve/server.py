@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .limits import Limits
+from .tls import uvicorn_config as tls_uvicorn_config
 
 LOOPBACK = "127.0.0.1"
 
@@ -85,25 +86,22 @@ def uvicorn_config(app, *, host: str, port: int, certfile=None, keyfile=None, **
     kwargs.setdefault("lifespan", "on")
     if certfile is None:
         return uvicorn.Config(app, host=host, port=port, **kwargs)
-    try:
-        from .tls import uvicorn_config as tls_config  # imported only when TLS is asked for
-    except ImportError:  # TODO(tls): the TLS module's context (TLS 1.2 floor, its suites) when it is not there yet
-        return uvicorn.Config(app, host=host, port=port, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile), **kwargs)
-    return tls_config(app, host=host, port=port, certfile=certfile, keyfile=keyfile, **kwargs)
+    return tls_uvicorn_config(app, host=host, port=port, certfile=certfile, keyfile=keyfile, **kwargs)
 
 
-def run_server(config: ServeConfig, model, guard, audit, *, metrics=None) -> None:
+def run_server(config: ServeConfig, model, guard, audit, *, metrics=None, loader=None) -> None:
     """Serve `model` as `config` says until interrupted (Ctrl-C, SIGTERM): uvicorn's graceful shutdown.
 
     Args:
         model: a `ServedModel`.
-        guard, audit, metrics: as `create_app` takes them.
+        guard, audit, metrics, loader: as `create_app` takes them (`loader`: PUT /v1/admin/model switches the
+            variant through it; None: it cannot).
     """
     import uvicorn
 
     from .app import create_app
 
-    app = create_app(model, guard=guard, audit=audit, limits=config.limits, metrics=metrics)
+    app = create_app(model, guard=guard, audit=audit, limits=config.limits, metrics=metrics, loader=loader)
     settings = uvicorn_config(app, host=config.host, port=config.port, certfile=config.certfile, keyfile=config.keyfile)
     uvicorn.Server(settings).run()
 

@@ -63,6 +63,7 @@ def serve_model(
     tls: Path | str | None = None,
     limits: Limits = Limits(),
     metrics=None,
+    loader=None,
 ) -> Iterator[RunningServer]:
     """Serve `model` on 127.0.0.1 in a background thread until the block ends, with the protections asked for.
 
@@ -76,10 +77,13 @@ def serve_model(
             HTTP.
         limits: body, pixels, per-key rate, timeout and queue, as for `create_app`.
         metrics: None, or a `Metrics` the app reports each request to.
+        loader: None, or `loader(variant, served_name) -> LoadedVariant` (`serve.admin`): PUT /v1/admin/model
+            switches the served variant through it (e.g. `services.monitoring.workspace_loader(workspace,
+            drift=False)`); it needs `keys` (only operators and admins may switch).
     Yields:
         the `RunningServer`: URL, CA file, guard, audit path.
     Raises:
-        ConfigError: `keys` is not a key store.
+        ConfigError: `keys` is not a key store, or a loader without keys.
         RuntimeError: the server did not start.
     """
     from ..serve.app import create_app
@@ -91,11 +95,16 @@ def serve_model(
 
     if keys is not None and not isinstance(keys, KeyStore):
         raise ConfigError(f"keys must be a KeyStore, got {type(keys).__name__}", "pass KeyStore(path), or None")
+    if loader is not None and keys is None:
+        raise ConfigError(
+            "a server without keys lets every caller in: with a loader, anyone could switch the model it serves",
+            "pass keys=KeyStore(path) with an operator's key for the switch, or leave the loader out",
+        )
     guard = Guard(keys) if keys is not None else open_guard
     certificate = local_certificate(Path(tls)) if tls is not None else None
     with ExitStack() as stack:
         log = stack.enter_context(AuditLog(Path(audit))) if audit is not None else _Unrecorded()
-        app = create_app(model, guard=guard, audit=log, limits=limits, metrics=metrics)
+        app = create_app(model, guard=guard, audit=log, limits=limits, metrics=metrics, loader=loader)
         files = {"certfile": certificate.certfile, "keyfile": certificate.keyfile} if certificate else {}
         url = stack.enter_context(serving(app, **files))
         asked = (("tls", certificate), ("api keys", keys), ("audit", audit))
