@@ -4,54 +4,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
-from .arguments import _positive, _seconds
+from .arguments import _count, _fraction, _mebibytes, _per_second, _port, _positive, _seconds
 
 KEYS_NAME = "keys.json"
 AUDIT_NAME = "audit.jsonl"
 ADD_KEY = "workbench keys add NAME --role inferrer"
-
-
-def _port(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
-    if not 1 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {number}")
-    return number
-
-
-def _count(value: str) -> int:
-    """A whole number >= 0."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
-    return number
-
-
-def _mebibytes(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of MiB, got {value!r}") from None
-    if not 0 < number <= 4096:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 4096 MiB, got {value}")
-    return number
-
-
-def _per_second(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected requests per second, got {value!r}") from None
-    if not 0 < number < 1e6:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
-    return number
+DRIFT_WINDOW, SAMPLE_RATE, SAMPLE_MAX = 200, 0.01, 1000
 
 
 def _workspace_root(args) -> Path:
@@ -130,6 +91,51 @@ def _key_store(path: Path):
     return store
 
 
+def _check_watching(args) -> None:
+    """The drift and sampling flags agree with each other (checked before anything is opened or written)."""
+    from ..core.errors import ConfigError
+    from ..core.serve.drift import DriftThresholds
+
+    if args.drift is False and (args.drift_window is not None or args.drift_data):
+        raise ConfigError("--drift-window and --drift-data go with drift on", "drop --no-drift, or drop them")
+    least = DriftThresholds().min_images
+    if args.drift_window is not None and args.drift_window < least:
+        raise ConfigError(f"--drift-window must be at least {least} images, got {args.drift_window}", "use e.g. 200")
+    if args.sample_dir is None and (args.sample_rate is not None or args.sample_max is not None):
+        raise ConfigError("--sample-rate and --sample-max go with --sample-dir", "add --sample-dir DIR, or drop them")
+    if args.sample_dir is not None:
+        folder = Path(args.sample_dir).expanduser().resolve()
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if existing == folder and not folder.is_dir():
+            raise ConfigError(f"--sample-dir {folder} is a file", "pass a folder (made if missing) for the samples")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"--sample-dir {folder} cannot be written here ({existing})", "pass a writable folder")
+        args.sample_dir = folder
+
+
+def _drift_data(args, root: Path | None, variant_id: int | None) -> Path | None:
+    """The data YAML of the drift reference: --drift-data, else the variant's recorded one; None: no drift."""
+    from ..core.errors import ConfigError
+    from ..core.services.monitoring import NO_DATA_FIX, drift_data
+
+    if args.drift is False:
+        return None
+    workspace = None
+    if variant_id is not None:
+        from ..core.store.workspace import Workspace
+
+        workspace = Workspace(root)
+    data = drift_data(workspace, variant_id, args.drift_data)
+    if data is None and (args.drift or args.drift_window is not None):  # asked for, not just the default
+        what = f"variant {variant_id}" if variant_id is not None else "a model served without a workspace variant"
+        raise ConfigError(f"--drift needs validation data, and none is known for {what}", NO_DATA_FIX)
+    if data is not None:
+        from ..core.data.checks import list_images
+
+        list_images(data, "val")  # a data YAML without a readable val split is named now, not after the model opened
+    return data
+
+
 def _serve(args) -> int:
     from ..core.errors import ConfigError
 
@@ -150,9 +156,11 @@ def _serve_variant(args) -> int:
 
     root = _workspace_root(args)
     limits = _limits(args)
+    _check_watching(args)
     if args.name is not None:
         check_model_name(args.name)
     variant_id, artifact = _artifact(args, root)
+    data = _drift_data(args, root, variant_id)
     keys = Path(args.keys).expanduser().resolve() if args.keys else root / "serve" / KEYS_NAME
     audit_path = Path(args.audit).expanduser().resolve() if args.audit else keys.with_name(AUDIT_NAME)
     store = _key_store(keys)
@@ -167,7 +175,7 @@ def _serve_variant(args) -> int:
         audit=audit_path,
         plaintext_remote=args.allow_plaintext,
     )
-    return _start(args, config, store, variant_id, artifact, root, ca)
+    return _start(args, config, store, (variant_id, artifact, root, data), ca)
 
 
 def _serve_bundle(args) -> int:
@@ -180,43 +188,78 @@ def _serve_bundle(args) -> int:
                                         ("--tls", args.tls), ("--name", args.name)) if given]  # fmt: skip
     if clashes:
         raise ConfigError(f"{', '.join(clashes)} cannot go with --bundle", "drop them: server.yaml says them")
+    _check_watching(args)
+    data = _drift_data(args, None, None)
     key = load_key(key_file=args.model_key_file)
     overrides = {k: getattr(args, k) for k in ("host", "port", "certfile", "keyfile", "keys", "audit")}
     model, config = open_bundle(args.bundle, key, args.public_key, **overrides)
     store = _key_store(Path(config.keys))
-    return _run(model, config, store, f"the bundle {args.bundle}", None)
+    metrics, notes = _watch(args, model, data, None, None)
+    return _run(model, config, store, f"the bundle {args.bundle}", None, metrics, notes)
 
 
-def _start(args, config, store, variant_id, artifact, root, ca) -> int:
-    """Open the model (everything is checked by now), then serve it until stopped."""
+def _start(args, config, store, what, ca) -> int:
+    """Open the model (everything is checked by now), watch it as asked, then serve it until stopped."""
     from ..core.serve.model import ServedModel
+    from ..core.services.monitoring import workspace_loader
     from ..core.store.workspace import Workspace
 
+    variant_id, artifact, root, data = what
     options = {"threads": args.threads, "workers": args.workers}
     if variant_id is None:
         model = ServedModel.open(artifact, name=args.name or "model", **options)
+        metrics, notes = _watch(args, model, data, None, None)
+        return _run(model, config, store, artifact, ca, metrics, notes)
+    workspace = Workspace(root)
+    model = ServedModel.from_variant(workspace, variant_id, name=args.name, **options)
+    metrics, notes = _watch(args, model, data, workspace, variant_id)
+    window = args.drift_window or DRIFT_WINDOW
+    loader = workspace_loader(workspace, drift=data is not None, data=args.drift_data, window=window, **options)
+    return _run(model, config, store, artifact, ca, metrics, notes, loader)
+
+
+def _watch(args, model, data, workspace, variant_id):
+    """The service's `Metrics`, with the drift monitor (`data`: its reference's data YAML) and the payload sampler
+    asked for, and a line on each."""
+    from ..core.serve.monitor import Metrics, Sampler
+    from ..core.services.monitoring import drift_monitor
+
+    monitor, notes = None, []
+    if data is not None:
+        monitor = drift_monitor(workspace, variant_id, model, data=data, window=args.drift_window or DRIFT_WINDOW)
+        where = f", alerts in the ledger of variant {variant_id}" if variant_id is not None else ""
+        notes.append(f"  drift: windows of {monitor.window} images against {monitor.reference.source}{where}")
     else:
-        model = ServedModel.from_variant(Workspace(root), variant_id, name=args.name, **options)
-    return _run(model, config, store, artifact, ca)
+        unknown = "" if variant_id is None else f"no val data recorded for variant {variant_id}; "
+        why = "--no-drift" if args.drift is False else f"{unknown}--drift-data DATA_YAML turns it on"
+        notes.append(f"  drift: off ({why})")
+    sampler = None
+    if args.sample_dir is not None:
+        rate, most = args.sample_rate or SAMPLE_RATE, args.sample_max or SAMPLE_MAX
+        sampler = Sampler(args.sample_dir, rate, most)
+        notes.append(f"  sampling {rate:.2%} of the images into {args.sample_dir} (at most {most}, 7 days)")
+    return Metrics(model.name, drift=monitor, sampler=sampler, workspace=workspace, variant_id=variant_id), notes
 
 
-def _run(model, config, store, source, ca) -> int:
-    """Serve `model` with the guard over `store`, the audit log and Prometheus metrics until stopped."""
+def _run(model, config, store, source, ca, metrics, notes, loader=None) -> int:
+    """Serve `model` with the guard over `store`, the audit log and `metrics` until stopped; `loader`: how the
+    admin endpoint opens another variant (None: it cannot switch)."""
     from ..core.serve.audit import AuditLog
     from ..core.serve.guard import Guard
-    from ..core.serve.monitor import Metrics
     from ..core.serve.server import run_server
 
     scheme = "https" if config.tls else "http"
     print(f"serving {model.describe()}\n  from {source}")
     print(f"  at {scheme}://{config.host}:{config.port}/v2, POST /v1/detect, GET /metrics (Ctrl-C stops)")
     print(f"  keys {config.keys}\n  audit {config.audit}" + (f"\n  clients trust the CA {ca}" if ca else ""))
-    metrics = Metrics(model.name)
+    print("\n".join(notes))
     with AuditLog(config.audit) as audit:
         try:
-            run_server(config, model, Guard(store), audit, metrics=metrics)
+            run_server(config, model, Guard(store), audit, metrics=metrics, loader=loader)  # PUT /v1/admin/model
         except KeyboardInterrupt:  # uvicorn shut down gracefully first, then passed the signal on
             pass
+        finally:
+            metrics.close()  # what was queued is watched (a drifted window still reaches the ledger)
     print("stopped: every request answered was audited")
     return 0
 
@@ -249,4 +292,16 @@ def add_serve_parsers(sub) -> None:
     serve.add_argument("--max-queue", type=_count, default=None, help="requests waiting beyond the workers (32)")
     serve.add_argument("--threads", type=_positive, default=None, help="inference threads (default: every core)")
     serve.add_argument("--workers", type=_positive, default=None, help="concurrent requests (OpenVINO; default: its)")
+    serve.add_argument(
+        "--drift",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="watch production images and detections for drift (default: on for a workspace variant whose val "
+        "data is recorded, else off)",
+    )
+    serve.add_argument("--drift-window", type=_positive, default=None, help="images per drift check (default 200)")
+    serve.add_argument("--drift-data", default=None, help="the data YAML whose val images make the drift reference")
+    serve.add_argument("--sample-dir", default=None, help="keep a random share of the served images here (opt-in)")
+    serve.add_argument("--sample-rate", type=_fraction, default=None, help="with --sample-dir: the share (0.01)")
+    serve.add_argument("--sample-max", type=_positive, default=None, help="with --sample-dir: most kept (1000)")
     serve.set_defaults(run=_serve)

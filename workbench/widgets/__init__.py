@@ -16,6 +16,8 @@ _EXPORTS = {
     "PipelinePanel": "workbench.widgets.optimize",
     "Dashboard": "workbench.widgets.dashboard",
     "DoctorPanel": "workbench.widgets.doctor",
+    "MonitorPanel": "workbench.widgets.monitor",
+    "MonitorTab": "workbench.widgets.monitor",
     "Workbench": "workbench.widgets.app",
 }
 __all__ = sorted(_EXPORTS)

@@ -10,6 +10,7 @@ from ..core.services.session import Session
 from .advisor import AdvisorPanel
 from .dashboard import Dashboard
 from .doctor import DoctorPanel
+from .monitor import MonitorTab
 from .optimize import DistillPanel, PipelinePanel, PrunePanel, QuantizePanel
 from .panels import ExportPanel, MeasurePanel, ModelPanel
 
@@ -20,8 +21,9 @@ TABLE_CSS = (
 
 
 class Workbench:
-    """The app: Model & data, Where to deploy, Export, Measure, Prune, Quantize, Distill, Pipeline, Compare and
-    Troubleshoot tabs (the course's order: the doctors of chapters 07 and 08 come after the comparison).
+    """The app: Model & data, Where to deploy, Export, Measure, Prune, Quantize, Distill, Pipeline, Compare,
+    Troubleshoot and Monitor tabs (the course's order: the doctors of chapters 07 and 08 come after the comparison,
+    the live monitor of a running server last).
 
     The advisor's latency budget is drawn on the Compare tab's chart once its requirements are ranked.
 
@@ -46,7 +48,8 @@ class Workbench:
         self.dashboard = Dashboard(self.session, lazy=True)  # its figures are built when its tab is first shown
         self.advisor.on_budget(self.dashboard.set_latency_budget)
         self.doctor = DoctorPanel(self.session, background=background)
-        self.after = [self.doctor]  # the tabs after Compare (which stays at index len(self.panels))
+        self.monitor = MonitorTab(self.session.workspace.root)  # polls nothing until its Connect is clicked
+        self.after = [self.doctor, self.monitor]  # the tabs after Compare (which stays at index len(self.panels))
         self.tabs = widgets.Tab(
             children=[p.widget for p in self.panels] + [self.dashboard.widget] + [p.widget for p in self.after],
             titles=[p.title for p in self.panels] + [self.dashboard.title] + [p.title for p in self.after],

@@ -2,7 +2,8 @@
 refreshed from a background thread while the server runs.
 
 It reads an injected `snapshot()` callable: `metrics.snapshot` of a server in the same kernel (`from_metrics`), or
-a scraper of a server's /metrics with an operator key (`from_url`); tests pass a fake.
+a scraper of a server's /metrics with an operator key (`from_url`); tests pass a fake. `MonitorTab` is the app's
+"Monitor" tab: a small form (URL, key, CA file) that points a `MonitorPanel` at a running server.
 """
 
 from __future__ import annotations
@@ -28,14 +29,21 @@ class MonitorPanel:
         interval_s: seconds between refreshes.
         max_points: points of the latency chart kept (older ones scroll off).
         max_s: the refresh thread stops by itself after this long (a forgotten panel does not poll forever).
+        buttons: show Start and Stop (False: whoever holds the panel starts and stops it, as `MonitorTab` does).
     """
 
     title = "Live monitor"
 
     def __init__(
-        self, snapshot: Callable[[], dict], *, interval_s: float = 2.0, max_points: int = 300, max_s: float = 3600.0
+        self,
+        snapshot: Callable[[], dict],
+        *,
+        interval_s: float = 2.0,
+        max_points: int = 300,
+        max_s: float = 3600.0,
+        buttons: bool = True,
     ):
-        self.snapshot, self.interval_s, self.max_s = snapshot, interval_s, max_s
+        self.snapshot, self.interval_s, self.max_s, self.buttons = snapshot, interval_s, max_s, buttons
         self.history: deque[tuple[float, float | None, float | None]] = deque(maxlen=max_points)
         self.refreshes = 0
         self.last: dict | None = None
@@ -58,10 +66,12 @@ class MonitorPanel:
 
     @classmethod
     def from_url(cls, url: str, key: str, ca_file=None, **options) -> MonitorPanel:
-        """A panel scraping a server's /metrics `url` with an operator's API `key` (trusting `ca_file` over https)."""
-        from ..core.serve.monitor import Scraper, http_fetcher
+        """A panel scraping a server's /metrics `url` (or its base URL) with an operator's API `key` (trusting
+        `ca_file` over https); a failed read is shown as its cause and fix (`monitoring.metrics_fetcher`)."""
+        from ..core.serve.monitor import Scraper
+        from ..core.services.monitoring import metrics_fetcher
 
-        return cls(Scraper(http_fetcher(url, key, ca_file)), **options)
+        return cls(Scraper(metrics_fetcher(url, key, ca_file)), **options)
 
     @property
     def widget(self) -> widgets.VBox:
@@ -76,9 +86,9 @@ class MonitorPanel:
             self.figure.update_yaxes(title="ms", rangemode="tozero")
             self._draw()
             header = widgets.HTML(f"<h3 style='margin:4px 0'>{html.escape(self.title)}</h3>")
-            buttons = widgets.HBox([self.start_button, self.stop_button])
+            buttons = [widgets.HBox([self.start_button, self.stop_button])] if self.buttons else []
             self._widget = widgets.VBox(
-                [header, buttons, self.status, self.stats, self.by_status, self.figure, self.drift]
+                [header, *buttons, self.status, self.stats, self.by_status, self.figure, self.drift]
             )
         return self._widget
 
@@ -151,6 +161,93 @@ class MonitorPanel:
     def _set_status(self, state: str, text: str) -> None:
         self.state = state
         self.status.value = f"<span style='color:{STATUS_STYLE[state]}'>{html.escape(text)}</span>"
+
+
+class MonitorTab:
+    """The app's "Monitor" tab: the URL, an operator's key and the CA file of a running server (`workbench serve`),
+    Connect and Disconnect; once connected, a live `MonitorPanel` of it. Nothing runs until Connect; a refused
+    connection, a rejected key or an untrusted certificate is one line of problem and fix.
+
+    Args:
+        workspace: the app's workspace root: its local CA (`serve/tls/ca.pem`), where `workbench serve --tls` puts
+            it, fills the CA field when it exists.
+        connect: `(url, key, ca_file) -> MonitorPanel` (tests pass a fake); default `MonitorPanel.from_url`.
+        interval_s: seconds between refreshes once connected.
+    """
+
+    title = "Monitor"
+
+    def __init__(self, workspace=None, *, connect: Callable | None = None, interval_s: float = 2.0):
+        from pathlib import Path
+
+        ca = Path(workspace) / "serve" / "tls" / "ca.pem" if workspace is not None else None
+        self.interval_s = interval_s
+        self.connect_fn = connect or (
+            lambda url, key, ca_file: MonitorPanel.from_url(
+                url, key, ca_file, interval_s=self.interval_s, buttons=False
+            )
+        )
+        self.url = widgets.Text(placeholder="https://127.0.0.1:8000", description="Server URL")
+        self.key = widgets.Password(placeholder="an operator's API key", description="API key")
+        self.ca_file = widgets.Text(
+            value=str(ca) if ca is not None and ca.is_file() else "", placeholder="(https only)", description="CA file"
+        )
+        self.connect_button = widgets.Button(description="Connect", icon="plug", button_style="primary")
+        self.disconnect_button = widgets.Button(description="Disconnect", icon="stop", disabled=True)
+        self.connect_button.on_click(lambda _: self.connect())
+        self.disconnect_button.on_click(lambda _: self.disconnect())
+        self.status = widgets.HTML()
+        self.live = widgets.VBox()
+        self.panel: MonitorPanel | None = None
+        self._say("idle", "not connected: type the server's URL and an operator's key, then Connect")
+
+    @property
+    def widget(self) -> widgets.VBox:
+        if not hasattr(self, "_widget"):
+            header = widgets.HTML(f"<h3 style='margin:4px 0'>{html.escape(self.title)}</h3>")
+            buttons = widgets.HBox([self.connect_button, self.disconnect_button])
+            self._widget = widgets.VBox([header, self.url, self.key, self.ca_file, buttons, self.status, self.live])
+        return self._widget
+
+    def connect(self) -> bool:
+        """Read the form, check the server answers with this key, then refresh live; False (and the reason shown)
+        when it does not."""
+        self.disconnect()
+        try:
+            panel = self.connect_fn(self.url.value, self.key.value, self.ca_file.value.strip() or None)
+        except Exception as exc:  # noqa: BLE001 - a bad URL or CA file is a status line, not a traceback
+            return self._failed(exc)
+        if panel.refresh() is None:  # the first read: a wrong key or an unreachable server says so now
+            return self._failed(panel.last_error)
+        self.panel = panel
+        self.live.children = [panel.widget]
+        panel.start()
+        self.connect_button.disabled, self.disconnect_button.disabled = True, False
+        self._say("done", f"connected to {self.url.value.strip()}")
+        return True
+
+    def disconnect(self) -> None:
+        """Stop refreshing and drop the panel."""
+        if self.panel is not None:
+            self.panel.stop()
+            self.panel = None
+            self._say("idle", "disconnected")
+        self.live.children = []
+        self.connect_button.disabled, self.disconnect_button.disabled = False, True
+
+    def _failed(self, exc: BaseException | None) -> bool:
+        problem, fix = error_message(exc) if exc is not None else ("no answer", "")
+        self._say("error", f"cannot connect: {problem}" + (f" (fix: {fix})" if fix else ""))
+        return False
+
+    def _say(self, state: str, text: str) -> None:
+        self.state = state
+        self.status.value = f"<span style='color:{STATUS_STYLE[state]}'>{html.escape(text)}</span>"
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
 
 
 def _num(value, digits: int = 1) -> str:

@@ -84,7 +84,7 @@ class Metrics:
         self._queue: queue.Queue | None = queue.Queue(maxsize=QUEUE) if background else None
         self._worker: threading.Thread | None = None
         self._series()
-        self.set_variant(variant)
+        self.set_variant(variant, drift=drift, variant_id=variant_id)
 
     def _series(self) -> None:
         from prometheus_client import Counter as PromCounter
@@ -108,13 +108,12 @@ class Metrics:
         self._dropped = PromCounter("wb_monitor_dropped", "Payloads not watched: the drift queue was full", registry=r)
 
     def set_variant(self, variant: str, *, drift: DriftMonitor | None = None, variant_id: int | None = None) -> None:
-        """Serve another variant from now on (with its own drift reference and ledger id, where given)."""
-        self.variant = str(variant)
+        """Serve another variant from now on, with its own drift reference and ledger id: None for either means none
+        (a variant loaded without a reference is not checked against the previous variant's)."""
+        with self._lock:
+            self.variant = str(variant)
+            self.drift, self.variant_id = drift, variant_id
         self._info.info({"variant": self.variant})
-        if drift is not None:
-            self.drift = drift
-        if variant_id is not None:
-            self.variant_id = variant_id
 
     def observe(
         self,
@@ -131,7 +130,9 @@ class Metrics:
         """Count one finished request: its action and status, milliseconds per stage ("infer" or "infer_ms"; "total"
         among them, else their sum), the requests in flight; its decoded BGR image and detections feed drift and
         sampling. Cheap (about 10 us): drift and sampling run on the worker thread unless `background=False`."""
-        name, code = str(variant or self.variant), str(status)
+        with self._lock:  # one variant's name, reference and ledger id, even while a switch happens
+            name, drift, variant_id = str(variant or self.variant), self.drift, self.variant_id
+        code = str(status)
         self._requests.labels(str(action), code, name).inc()
         stages = {str(stage).removesuffix("_ms"): float(ms) for stage, ms in stage_timings.items()}  # "infer_ms" too
         for stage, ms in stages.items():
@@ -143,9 +144,9 @@ class Metrics:
             self._by_status[code] += 1
             self._total += 1
             self._in_flight = int(in_flight)
-        watched = self.drift is not None or self.sampler is not None
+        watched = drift is not None or self.sampler is not None
         if watched and (image is not None or detections is not None):
-            self._enqueue((image, detections, name, extra))
+            self._enqueue((image, detections, name, extra, drift, variant_id))
 
     def _enqueue(self, item: tuple) -> None:
         if self._queue is None:
@@ -181,27 +182,27 @@ class Metrics:
             self._queue.put(None)
             self._worker.join()
 
-    def _watch(self, image, detections, variant: str, extra: dict) -> None:
+    def _watch(self, image, detections, variant: str, extra: dict, drift, variant_id) -> None:
         try:  # monitoring never fails the request it watches
             if self.sampler is not None and image is not None:
                 if self.sampler.offer(image, detections, variant=variant, **_plain_meta(extra)) is not None:
                     self._sampled.labels(variant).inc()
-            if self.drift is not None:
-                report = self.drift.update(image, detections)
+            if drift is not None:
+                report = drift.update(image, detections)
                 if report is not None:
-                    self._publish(report, variant)
+                    self._publish(report, variant, drift, variant_id)
         except Exception:  # noqa: BLE001 - logged and counted; the request was served
             self._errors.inc()
             log.warning("monitoring a request failed", exc_info=True)
 
-    def _publish(self, report: DriftReport, variant: str) -> None:
+    def _publish(self, report: DriftReport, variant: str, drift: DriftMonitor, variant_id: int | None) -> None:
         self._windows.labels(variant).inc()
         for name, feature in report.features.items():
             self._drift_value.labels(name, variant).set(feature.value)
             self._drift_threshold.labels(name, variant).set(feature.threshold)
             self._drift_flag.labels(name, variant).set(1.0 if feature.drifted else 0.0)
-        if report.drifted and self.workspace is not None and self.variant_id is not None:
-            if self.drift.record_alert(self.workspace, self.variant_id, report) is not None:
+        if report.drifted and self.workspace is not None and variant_id is not None:
+            if drift.record_alert(self.workspace, variant_id, report) is not None:
                 self._alerts.labels(variant).inc()
         if self.on_drift is not None:
             self.on_drift(report)
