@@ -11,6 +11,7 @@ from ..core.errors import WorkbenchError
 from ..core.progress import Progress
 from .arguments import _positive, _seconds, _trust_flag
 from .bundle import add_bundle_parsers
+from .card import add_card_parsers
 from .deploy import _advise_parser, _doctor_parser
 from .serve import add_serve_parsers
 from .serve_admin import add_admin_parsers
@@ -317,6 +318,7 @@ def parser() -> argparse.ArgumentParser:
     add_serve_parsers(sub)
     add_admin_parsers(sub)
     add_bundle_parsers(sub)
+    add_card_parsers(sub)
     return main
 
 
