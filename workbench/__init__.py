@@ -94,6 +94,8 @@ _EXPORTS = {
     "pareto_figure": "workbench.core.report.figures",
     "per_class_figure": "workbench.core.report.figures",
     "prediction_grid_html": "workbench.core.report.images",
+    "model_card": "workbench.core.report.model_card",
+    "deployment_record": "workbench.core.report.deployment_record",
     # services
     "Session": "workbench.core.services.session",
     "ModelChoice": "workbench.core.services.session",
@@ -126,6 +128,12 @@ _EXPORTS = {
     "open_protected": "workbench.core.serve.protect",
     "ProtectionError": "workbench.core.serve.protect",
     "Metrics": "workbench.core.serve.monitor",
+    "Sampler": "workbench.core.serve.monitor",
+    "DriftMonitor": "workbench.core.serve.drift",
+    "alert_sentence": "workbench.core.serve.drift",
+    "drift_reference": "workbench.core.services.monitoring",
+    "drift_monitor": "workbench.core.services.monitoring",
+    "workspace_loader": "workbench.core.services.monitoring",
     "serve_model": "workbench.core.services.serving",
     "RunningServer": "workbench.core.services.serving",
     # base

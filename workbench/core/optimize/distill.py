@@ -30,10 +30,14 @@ class DistillConfig:
     close_mosaic: int = 3
     seed: int = 0
     baseline: bool = False  # in a recipe: also fine-tune the same student without teacher, for comparison
+    nbs: int | None = None  # images per optimizer step (Ultralytics' nominal batch, 64: gradients of 64 / batch
+    # batches are accumulated); on a few images set it to `batch`, or an epoch may take no step at all
 
     def __post_init__(self):
         if self.weight <= 0:
             raise ConfigError(f"distillation weight must be > 0, got {self.weight}", "use e.g. weight=6.0")
+        if self.nbs is not None and (isinstance(self.nbs, bool) or not isinstance(self.nbs, int) or self.nbs < 1):
+            raise ConfigError(f"nbs must be a whole number >= 1, got {self.nbs!r}", "use the batch size, or leave it")
         self.train_config(self.imgsz or DEFAULT_IMGSZ)  # validates epochs, imgsz, batch
 
     def train_config(self, imgsz: int | None = None) -> TrainConfig:
@@ -46,6 +50,7 @@ class DistillConfig:
             warmup_epochs=0,
             close_mosaic=min(self.close_mosaic, self.epochs),
             seed=self.seed,
+            extra={} if self.nbs is None else {"nbs": self.nbs},
         )
 
 
@@ -115,7 +120,7 @@ def _train_step(
             _strip_training_state(tuned, out)
 
     name = f"{student_path.stem.rsplit('-', 1)[0]}-{step}{config.epochs}.pt"
-    params = {**asdict(config), "teacher_id": teacher_id, "history": history}
+    params = {**asdict(config), "teacher_id": teacher_id, "data": str(Path(data_yaml).resolve()), "history": history}
     return workspace.add_artifact(
         write, name, step=step, params=params, parent_id=parent_id, format="pytorch", check=check_reloads
     )
