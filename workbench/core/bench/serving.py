@@ -512,7 +512,17 @@ def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("uvicorn", "starlette", "cryptography", "argon2-cffi", "httpx", "h11", "httptools", "openvino"):
+    for name in (
+        "uvicorn",
+        "starlette",
+        "cryptography",
+        "argon2-cffi",
+        "httpx",
+        "h11",
+        "httptools",
+        "uvloop",
+        "openvino",
+    ):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
