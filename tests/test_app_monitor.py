@@ -15,6 +15,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("argon2")
 
 from argon2 import PasswordHasher  # noqa: E402
+from serving_helpers import export_demo  # noqa: E402
 
 from workbench.core.errors import ConfigError  # noqa: E402
 from workbench.core.services import monitoring  # noqa: E402
@@ -29,12 +30,8 @@ IMGSZ = 128
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """The demo model exported to OpenVINO at 128 px: (workspace, variant id)."""
-    from workbench.core.models.export import ExportConfig, export
-    from workbench.core.models.sources import open_source, record_source
-
-    workspace = Workspace(tmp_path_factory.mktemp("app-monitor") / "ws")
-    base = record_source(workspace, open_source("demo"))
-    return workspace, export(workspace, base, ExportConfig(format="openvino", imgsz=IMGSZ))
+    workspace, variants = export_demo(tmp_path_factory.mktemp("app-monitor"), imgsz=IMGSZ)
+    return workspace, variants["openvino"]
 
 
 @pytest.fixture(scope="module")

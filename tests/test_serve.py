@@ -11,6 +11,7 @@ import zlib
 
 import numpy as np
 import pytest
+from serving_helpers import export_demo
 
 from workbench.core.errors import ConfigError
 from workbench.core.serve.principal import Denied, Principal, Role, allowed
@@ -67,14 +68,8 @@ class FakeMetrics:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A workspace with the demo model exported to OpenVINO at 128; (workspace, variant id, artifact)."""
-    from workbench.core.models.export import ExportConfig, export
-    from workbench.core.models.sources import open_source, record_source
-    from workbench.core.store.workspace import Workspace
-
-    workspace = Workspace(tmp_path_factory.mktemp("serve") / "ws")
-    base = record_source(workspace, open_source("demo"))
-    ir = export(workspace, base, ExportConfig(format="openvino", imgsz=IMGSZ))
-    return workspace, ir, workspace.artifact_path(ir)
+    workspace, variants = export_demo(tmp_path_factory.mktemp("serve"), imgsz=IMGSZ)
+    return workspace, variants["openvino"], workspace.artifact_path(variants["openvino"])
 
 
 @pytest.fixture(scope="module")

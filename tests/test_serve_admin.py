@@ -24,7 +24,7 @@ pytest.importorskip("pyotp")
 
 import httpx  # noqa: E402
 import pyotp  # noqa: E402
-from argon2 import PasswordHasher  # noqa: E402
+from serving_helpers import cheap_hasher, export_demo  # noqa: E402
 
 from workbench.core.errors import ConfigError  # noqa: E402
 from workbench.core.serve.admin import LoadedVariant, VariantNotFound, read_audit  # noqa: E402
@@ -49,11 +49,6 @@ ENDPOINTS = {
     "switch-model": ("PUT", "/v1/admin/model", "load_variant", OPERATORS),
 }
 TOTP_ENDPOINTS = {"list-keys", "add-key", "revoke-key", "audit"}
-
-
-def cheap_hasher() -> PasswordHasher:
-    """argon2id at its cheapest: a key check in about a millisecond (the stored hash names its parameters)."""
-    return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 def jpeg(side: int = 96) -> bytes:
@@ -147,14 +142,7 @@ def bearer(key: str, totp: str | None = None) -> dict:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """The demo model exported to OpenVINO and to ONNX at 128 px: (workspace, {"openvino": id, "onnx": id})."""
-    from workbench.core.models.export import ExportConfig, export
-    from workbench.core.models.sources import open_source, record_source
-    from workbench.core.store.workspace import Workspace
-
-    workspace = Workspace(tmp_path_factory.mktemp("admin") / "ws")
-    base = record_source(workspace, open_source("demo"))
-    formats = ("openvino", "onnx")
-    return workspace, {f: export(workspace, base, ExportConfig(format=f, imgsz=IMGSZ)) for f in formats}
+    return export_demo(tmp_path_factory.mktemp("admin"), ("openvino", "onnx"), imgsz=IMGSZ)
 
 
 @pytest.fixture(scope="module")

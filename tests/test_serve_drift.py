@@ -15,6 +15,8 @@ import pytest
 pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 
+from serving_helpers import export_demo  # noqa: E402
+
 from workbench.cli import main  # noqa: E402
 from workbench.core.errors import ConfigError, DatasetError  # noqa: E402
 from workbench.core.serve.admin import LoadedVariant, VariantNotFound  # noqa: E402
@@ -29,13 +31,8 @@ WINDOW = 24  # the odd val images (24 of 48) make one window; the even ones the 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """The demo model exported to OpenVINO at 128 px: (workspace, variant id)."""
-    from workbench.core.models.export import ExportConfig, export
-    from workbench.core.models.sources import open_source, record_source
-    from workbench.core.store.workspace import Workspace
-
-    workspace = Workspace(tmp_path_factory.mktemp("drift") / "ws")
-    base = record_source(workspace, open_source("demo"))
-    return workspace, export(workspace, base, ExportConfig(format="openvino", imgsz=IMGSZ))
+    workspace, variants = export_demo(tmp_path_factory.mktemp("drift"), imgsz=IMGSZ)
+    return workspace, variants["openvino"]
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ pytest.importorskip("pyotp")
 
 import httpx  # noqa: E402
 import pyotp  # noqa: E402
-from argon2 import PasswordHasher  # noqa: E402
+from serving_helpers import cheap_hasher  # noqa: E402
 
 from workbench.core.serve import tls  # noqa: E402
 from workbench.core.serve.audit import AuditLog, verify_audit  # noqa: E402
@@ -47,10 +47,6 @@ KIB = 1024
 DAY = 86400.0
 UNLIMITED_RATE = {"rate_per_s": 100_000.0, "burst": 100_000}  # these tests load the server, not the rate limit
 RSS_BOUND_MB = 100  # the soak's allowed growth of this process's memory (the server runs in it, in a thread)
-
-
-def cheap_hasher() -> PasswordHasher:
-    return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 def jpeg(side: int = 96, seed: int = 0) -> bytes:

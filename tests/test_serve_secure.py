@@ -32,7 +32,7 @@ pytest.importorskip("pyotp")
 
 import httpx  # noqa: E402
 import pyotp  # noqa: E402
-from argon2 import PasswordHasher  # noqa: E402
+from serving_helpers import cheap_hasher, export_demo  # noqa: E402
 
 from workbench.cli import main  # noqa: E402
 from workbench.core.serve import tls  # noqa: E402
@@ -76,11 +76,6 @@ GUARD_ONLY = {
 CALLERS = [None, *Role]
 
 
-def cheap_hasher() -> PasswordHasher:
-    """argon2id at its cheapest: a key check in about a millisecond (the stored hash names its parameters)."""
-    return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
 def jpeg(side: int = 96, seed: int = 0) -> bytes:
     import cv2
 
@@ -121,13 +116,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """The demo model exported to OpenVINO at 128 px: (workspace, variant id)."""
-    from workbench.core.models.export import ExportConfig, export
-    from workbench.core.models.sources import open_source, record_source
-    from workbench.core.store.workspace import Workspace
-
-    workspace = Workspace(tmp_path_factory.mktemp("secure") / "ws")
-    base = record_source(workspace, open_source("demo"))
-    return workspace, export(workspace, base, ExportConfig(format="openvino", imgsz=IMGSZ))
+    workspace, variants = export_demo(tmp_path_factory.mktemp("secure"), imgsz=IMGSZ)
+    return workspace, variants["openvino"]
 
 
 @pytest.fixture(scope="module")

@@ -5,77 +5,29 @@ from __future__ import annotations
 import argparse
 
 
-def _positive(value: str) -> int:
-    """An argparse type: a whole number >= 1 (zero and negatives are refused, never replaced by a default)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
+def _number_type(parse, expected: str, accept, bounds: str):
+    """An argparse type: the text read by `parse` (else "expected <expected>") and kept if `accept(number)` (else
+    "must be <bounds>"): a value out of range is refused, never replaced by a default."""
+
+    def convert(value: str):
+        try:
+            number = parse(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+        if not accept(number):
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return number
+
+    return convert
 
 
-def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
-    return number
-
-
-def _count(value: str) -> int:
-    """A whole number >= 0."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
-    return number
-
-
-def _port(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
-    if not 1 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {number}")
-    return number
-
-
-def _mebibytes(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of MiB, got {value!r}") from None
-    if not 0 < number <= 4096:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 4096 MiB, got {value}")
-    return number
-
-
-def _per_second(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected requests per second, got {value!r}") from None
-    if not 0 < number < 1e6:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
-    return number
-
-
-def _fraction(value: str) -> float:
-    """A share: more than 0 and at most 1."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.01, got {value!r}") from None
-    if not 0 < number <= 1:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1, got {value}")
-    return number
+_positive = _number_type(int, "a whole number", lambda n: n >= 1, "at least 1")
+_count = _number_type(int, "a whole number", lambda n: n >= 0, "0 or more")
+_port = _number_type(int, "a port number", lambda n: 1 <= n <= 65535, "a port, 1-65535")
+_seconds = _number_type(float, "a number of seconds", lambda n: n > 0, "more than 0")
+_mebibytes = _number_type(float, "a number of MiB", lambda n: 0 < n <= 4096, "more than 0 and at most 4096 MiB")
+_per_second = _number_type(float, "requests per second", lambda n: 0 < n < 1e6, "more than 0 and under a million")
+_fraction = _number_type(float, "a fraction such as 0.01", lambda n: 0 < n <= 1, "more than 0 and at most 1")
 
 
 def _trust_flag(command) -> None:
