@@ -117,8 +117,8 @@ class Ledger:
                         db.execute("ROLLBACK")
                 raise
 
-    def _fingerprint(self, db: sqlite3.Connection) -> str:
-        data = fingerprint()
+    def _fingerprint(self, db: sqlite3.Connection, data: dict | None = None) -> str:
+        data = data or fingerprint()
         fid = fingerprint_id(data)
         db.execute("INSERT OR IGNORE INTO fingerprints VALUES (?, ?, ?)", (fid, json.dumps(data), now()))
         return fid
@@ -174,8 +174,14 @@ class Ledger:
         )
         return Variant.from_row(found[0]) if found else None
 
-    def add_measurement(self, variant_id: int, kind: str, metrics: dict, context: dict | None = None) -> int:
-        """Record one measurement of `variant_id` (kind: accuracy, latency, parity, ...) with its context."""
+    def add_measurement(
+        self, variant_id: int, kind: str, metrics: dict, context: dict | None = None, *, fingerprint: dict | None = None
+    ) -> int:
+        """Record one measurement of `variant_id` (kind: accuracy, latency, parity, ...) with its context.
+
+        `fingerprint`: the environment of the machine that measured it (a sweep worker's), stored instead of this
+        machine's; None: this machine's.
+        """
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO measurements (variant_id, kind, metrics, context, fingerprint_id, created_at)"
@@ -185,7 +191,7 @@ class Ledger:
                     kind,
                     json.dumps(metrics, default=str),
                     json.dumps(context or {}, default=str),
-                    self._fingerprint(db),
+                    self._fingerprint(db, fingerprint),
                     now(),
                 ),
             )

@@ -1,0 +1,1 @@
+"""Sweeps: search spaces over recipe options, their execution on Dask distributed, the Pareto front, MLflow export."""
