@@ -1,0 +1,42 @@
+"""The Pareto front of a sweep: the rows no other row beats on every objective at once."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+DIRECTIONS = ("max", "min")
+
+
+def dominates(a: dict, b: dict, objectives: dict[str, str]) -> bool:
+    """True when `a` is at least as good as `b` on every objective and strictly better on one."""
+    better = False
+    for key, direction in objectives.items():
+        x, y = (a[key], b[key]) if direction == "max" else (-a[key], -b[key])
+        if x < y:
+            return False
+        better = better or x > y
+    return better
+
+
+def pareto_front(rows: Sequence[dict], objectives: dict[str, str]) -> list[dict]:
+    """The non-dominated rows, in their input order; a row missing an objective (or NaN there) is left out.
+
+    Args:
+        objectives: metric -> "max" or "min", e.g. {"map50_95": "max", "p50_ms": "min"}.
+    """
+    bad = {k: d for k, d in objectives.items() if d not in DIRECTIONS}
+    if not objectives or bad:
+        raise ValueError(f"objectives must map metrics to 'max' or 'min', got {objectives!r}")
+    scored = [r for r in rows if all(_number(r.get(k)) for k in objectives)]
+    ordered = sorted(scored, key=lambda r: [-r[k] if d == "max" else r[k] for k, d in objectives.items()])
+    front: list[dict] = []
+    for row in ordered:  # sorted best-first on the first objective: a row is dominated only by rows before it
+        if not any(dominates(kept, row, objectives) for kept in front):
+            front.append(row)
+    kept = {id(r) for r in front}
+    return [r for r in scored if id(r) in kept]
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)

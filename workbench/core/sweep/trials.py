@@ -1,0 +1,156 @@
+"""The trial types every sweep engine shares (`TrialSpec`, `TrialResult`, `Engine`) and the in-process engine.
+
+A trial is one recipe run from the sweep's input model plus the final variant's measurement. An engine turns
+specs into results; a failed trial is a `TrialResult` with `error`, never an exception. Only the client process
+writes the ledger: `record_trial` adds one "sweep_trial" measurement to each trial's final variant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import Cancelled, WorkbenchError
+from ..progress import ProgressFn, emit
+
+TRIAL_KIND = "sweep_trial"  # the measurement kind of a sweep's trial record
+METRICS = ("map50_95", "p50_ms", "p99_ms", "size_mb")  # the values a trial reports
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    number: int
+    params: dict  # the sampled point, e.g. {"prune.ratio": 0.3, "finetune.epochs": 1, "measure.imgsz": 160}
+    recipe: dict  # what Recipe.from_dict takes: "name" and "steps" (no "measure")
+    accuracy: dict  # MeasurePlan keyword arguments for the final variant's accuracy (latency=False)
+    latency: dict | None  # MeasurePlan keyword arguments for its latency (accuracy=False); None: not timed
+    target: str | None = None  # a catalog target id whose worker times it; None: a worker of this machine
+    stage: str = "full"  # "short": the early-stopping pass (fewer epochs), "full"
+    sweep: str = ""  # the sweep's name (what record_trial writes when it is given no other)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    number: int
+    stage: str
+    final_id: int | None  # the trial's last variant, in the client's ledger
+    variant_ids: tuple[int, ...]
+    values: dict  # {"map50_95": .., "p50_ms": .., "p99_ms": .., "size_mb": ..} of the final variant
+    worker: str | None = None  # which worker ran it ("local" in process)
+    error: str | None = None  # the failure, in words, when the trial failed (its values are then empty)
+    attempts: int = 1
+    seconds: float = 0.0  # wall time of the trial
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Engine(Protocol):
+    parallelism: int  # how many trials it runs at once
+
+    def run(
+        self, workspace, model_id: int, data_yaml, trials: Sequence[TrialSpec], *, progress=None
+    ) -> Iterator[TrialResult]: ...  # yields as trials finish; a failed trial is a TrialResult with error
+
+
+def trial_recipe(spec: TrialSpec):
+    """The spec's recipe, with its steps' variants recorded but not measured (only the final one is)."""
+    from ..optimize.recipes import Recipe
+
+    return dataclasses.replace(Recipe.from_dict(spec.recipe, source=f"trial {spec.number}"), measure=None)
+
+
+def trial_plans(spec: TrialSpec) -> list:
+    """The MeasurePlans of the final variant: accuracy, then latency when the trial is timed."""
+    from ..measure.plan import MeasurePlan
+
+    plans = [MeasurePlan(**{**spec.accuracy, "latency": False, "accuracy": True})]
+    if spec.latency is not None:
+        plans.append(MeasurePlan(**{**spec.latency, "latency": True, "accuracy": False}))
+    return plans
+
+
+def read_values(workspace, variant_id: int, measurement_ids: Sequence[int]) -> tuple[dict, str | None]:
+    """The trial values from the final variant's measurements, and the first failure among them (or None)."""
+    values: dict = {}
+    size = workspace.variant(variant_id).size_bytes
+    if size is not None:
+        values["size_mb"] = size / 1e6
+    for m in workspace.ledger.measurements(ids=list(measurement_ids)):
+        if not m.ok:
+            return {}, f"{m.kind} measurement failed: {m.metrics.get('error') or m.status}"
+        if m.kind == "accuracy":
+            values["map50_95"] = float(m.metrics["map50_95"])
+        elif m.kind == "latency":
+            values.update(p50_ms=float(m.metrics["p50_ms"]), p99_ms=float(m.metrics["p99_ms"]))
+    return values, None
+
+
+def run_trial(workspace, model_id: int, data_yaml, spec: TrialSpec, *, progress: ProgressFn | None = None):
+    """Run one trial in this process: the recipe, then the final variant's measurements. Returns a TrialResult."""
+    from ..measure.measure import measure
+    from ..optimize.recipes import PipelineError, run_recipe
+
+    start = time.perf_counter()
+    variants: list[int] = []
+    try:
+        result = run_recipe(workspace, trial_recipe(spec), model_id, data_yaml, measure_input=False, progress=progress)
+        variants = [v for step in result.steps for v in step.variants]
+        final = result.final_id
+        ids = [m for plan in trial_plans(spec) for m in measure(workspace, final, plan, data_yaml, progress=progress)]
+        values, error = read_values(workspace, final, ids)
+    except Cancelled:
+        raise
+    except Exception as exc:  # a trial's failure is its result; the sweep goes on
+        if isinstance(exc, PipelineError):
+            variants = [v for step in exc.completed for v in step.variants]
+        problem = exc.problem if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
+        final, values, error = (variants[-1] if variants else None), {}, problem
+    seconds = round(time.perf_counter() - start, 2)
+    return TrialResult(spec.number, spec.stage, final, tuple(variants), values, "local", error, 1, seconds)
+
+
+class LocalEngine:
+    """Runs trials one after another in this process (parallelism 1)."""
+
+    parallelism = 1
+
+    def run(
+        self, workspace, model_id: int, data_yaml, trials: Sequence[TrialSpec], *, progress=None
+    ) -> Iterator[TrialResult]:
+        for index, spec in enumerate(trials):
+            emit(progress, "sweep", index, len(trials), f"trial {spec.number} ({spec.stage})")
+            yield run_trial(workspace, model_id, data_yaml, spec, progress=progress)
+        emit(progress, "sweep", len(trials), len(trials), "done")
+
+
+def record_trial(workspace, spec: TrialSpec, result: TrialResult, sweep_name: str | None = None) -> int | None:
+    """Record the trial on its final variant as one "sweep_trial" measurement; returns its id.
+
+    Idempotent: a trial (sweep, number, stage) already recorded on that variant is not recorded again, so an
+    engine and the search may both call it. A trial with no final variant (it failed before making one) records
+    nothing and returns None.
+    """
+    if result.final_id is None:
+        return None
+    name = sweep_name if sweep_name is not None else spec.sweep
+    key = {"sweep": name, "trial": spec.number, "stage": result.stage}
+    for m in workspace.ledger.measurements(variant_id=result.final_id, kind=TRIAL_KIND):
+        if all(m.context.get(k) == v for k, v in key.items()):
+            return m.id
+    metrics = {**result.values, "params": spec.params}
+    context = {
+        **key,
+        "variants": list(result.variant_ids),
+        "worker": result.worker,
+        "attempts": result.attempts,
+        "seconds": result.seconds,
+        "target": spec.target,
+        "status": "ok" if result.ok else "failed",
+        "error": result.error,
+    }
+    return workspace.ledger.add_measurement(result.final_id, TRIAL_KIND, metrics, context)
