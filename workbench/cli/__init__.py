@@ -8,47 +8,16 @@ import time
 from pathlib import Path
 
 from ..core.errors import WorkbenchError
-from ..core.progress import Progress
 from .arguments import _positive, _seconds, _trust_flag
 from .bundle import add_bundle_parsers
 from .card import add_card_parsers
 from .deploy import _advise_parser, _doctor_parser
+from .mlflow import add_mlflow_parsers
+from .progress import ProgressPrinter
 from .serve import add_serve_parsers
 from .serve_admin import add_admin_parsers
-
-
-class ProgressPrinter:
-    """One line per stage on a terminal (redrawn in place), a line per 10% otherwise."""
-
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.stage, self.last_tenth, self.start = None, -1, time.perf_counter()
-
-    def __call__(self, event: Progress) -> None:
-        if event.stage != self.stage:
-            if self.stage is not None and self.tty:
-                self.stream.write("\n")
-            self.stage, self.last_tenth, self.start = event.stage, -1, time.perf_counter()
-        fraction = event.fraction
-        if fraction is None:
-            text = f"{event.stage}: {event.message}".rstrip(": ")
-        else:
-            bar = "#" * int(fraction * 24)
-            text = (
-                f"{event.stage:<18} [{bar:<24}] {event.done}/{event.total} "
-                f"{time.perf_counter() - self.start:5.1f}s {event.message}"
-            )
-        if self.tty:
-            self.stream.write("\r" + text[:150])
-        elif fraction is None or int(fraction * 10) > self.last_tenth:
-            self.last_tenth = -1 if fraction is None else int(fraction * 10)
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and self.stage is not None:
-            self.stream.write("\n")
+from .sweep import add_sweep_parsers
+from .worker import add_worker_parsers
 
 
 def _shapes(args):
@@ -319,6 +288,9 @@ def parser() -> argparse.ArgumentParser:
     add_admin_parsers(sub)
     add_bundle_parsers(sub)
     add_card_parsers(sub)
+    add_sweep_parsers(sub)
+    add_mlflow_parsers(sub)
+    add_worker_parsers(sub)
     return main
 
 
