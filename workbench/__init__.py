@@ -135,6 +135,15 @@ _EXPORTS = {
     "drift_monitor": "workbench.core.services.monitoring",
     "workspace_loader": "workbench.core.services.monitoring",
     "serve_model": "workbench.core.services.serving",
+    # sweeps
+    "SearchSpace": "workbench.core.sweep.space",
+    "run_sweep": "workbench.core.sweep.search",
+    "SweepResult": "workbench.core.sweep.search",
+    "LocalEngine": "workbench.core.sweep.trials",
+    "DaskEngine": "workbench.core.sweep.dask_engine",
+    "pareto_front": "workbench.core.sweep.pareto",
+    "sweep_figure": "workbench.core.report.pareto",
+    "export_to_mlflow": "workbench.core.sweep.mlflow_export",
     "RunningServer": "workbench.core.services.serving",
     # base
     "fingerprint": "workbench.core.environment",
