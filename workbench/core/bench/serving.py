@@ -504,8 +504,7 @@ def _uvicorn_http() -> str:
     import importlib.util
 
     parser = "httptools" if importlib.util.find_spec("httptools") else "h11 (pure Python)"
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    return f"uvicorn's auto choice: {parser} parser, {loop} event loop"
+    return f"uvicorn's choice: {parser} parser, asyncio event loop (uvloop is not used: see serve/server.py)"
 
 
 def _versions() -> dict:

@@ -48,7 +48,7 @@ TLS_DIR, KEYS_DIR, STATE_DIR = "/var/run/secrets/workbench/tls", "/var/run/workb
 KEYS_SECRET_DIR = "/var/run/secrets/workbench/api-keys"
 SERVER_PACKAGES = (
     *("numpy", "PyYAML", "cryptography", "starlette", "uvicorn", "argon2-cffi", "pyotp", "prometheus-client"),
-    *("httptools", "uvloop"),  # uvicorn's C parser and event loop, as `workbench serve` runs here (Linux images)
+    "httptools",  # uvicorn's C HTTP parser, as `workbench serve` runs here
     "opencv-python-headless",  # decodes /v1/detect's images; headless: no libGL in a slim image
 )
 RUNTIME_PACKAGES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino",)}  # onnx: reads the precision

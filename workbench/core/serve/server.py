@@ -84,6 +84,7 @@ def uvicorn_config(app, *, host: str, port: int, certfile=None, keyfile=None, **
     kwargs.setdefault("log_level", "warning")
     kwargs.setdefault("server_header", False)
     kwargs.setdefault("lifespan", "on")
+    kwargs.setdefault("loop", "asyncio")  # not uvloop where installed: an unexplained SIGSEGV in a run that used it
     if certfile is None:
         return uvicorn.Config(app, host=host, port=port, **kwargs)
     return tls_uvicorn_config(app, host=host, port=port, certfile=certfile, keyfile=keyfile, **kwargs)
