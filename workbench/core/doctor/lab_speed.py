@@ -77,22 +77,30 @@ class LabCase:
         return {"scenario": self.scenario, "reference_model": self.reference_model or demo_weights(), "imgsz": IMGSZ}
 
 
-def slow_precision_hint() -> str:
-    """An OpenVINO precision hint that is slow on this CPU.
+def slow_precision_hint() -> str | None:
+    """An OpenVINO precision hint that is slow on this CPU, or None where there is none.
 
     - bf16 on AMX tiles but no AMX-FP16 (Intel Sapphire Rapids): f16, which runs on the vector units;
     - bf16 native without AMX (AVX512_BF16, e.g. AMD Zen 4): f32, forcing off the bf16 OpenVINO picks by default
       (f16 is no use there: OpenVINO runs it as bf16; measured on a 2-core AMD EPYC at 320: f32 7.1 ms, bf16 4.3 ms);
-    - neither bf16 nor fp16 (Intel without BF16): f16, emulated;
+    - AVX2 without AVX-512: None; OpenVINO executes f32 whatever the hint (f16 and bf16 compiled as float32 on a
+      2-core AVX2 AMD EPYC, 2026-12-03), so no hint is slower than its default;
+    - neither bf16 nor fp16 with AVX-512 (Intel without BF16): f16, emulated;
     - else f32."""
     isa = set(cpu_info()["isa"])
     if "amx_bf16" in isa and "amx_fp16" not in isa:
         return "f16"
     if "avx512_bf16" in isa:
         return "f32"
+    if "avx512f" not in isa and not isa & {"avx512_fp16", "amx_fp16"}:
+        return None
     if not isa & {"avx512_fp16", "amx_fp16"}:
         return "f16"
     return "f32"
+
+
+class LabUnavailable(RuntimeError):
+    """A fault this CPU cannot show (its cause does not slow anything down here)."""
 
 
 class LoadsEveryCall:
@@ -179,6 +187,8 @@ def _slow_precision(lab):
     """At the model's training size (320), where the f16-on-AMX and emulated gaps are 2x or more; at 640 where f32 is
     forced off a native AVX512_BF16 without AMX (1.6x at 320 there, 2.0x at 640: 2-core AMD EPYC, 2026-12-03)."""
     hint = slow_precision_hint()
+    if hint is None:
+        raise LabUnavailable("no OpenVINO precision hint is slower than the default on this CPU (AVX2: all run f32)")
     size = 4 * IMGSZ if hint == "f32" and "amx_bf16" not in cpu_info()["isa"] else 2 * IMGSZ
     spec = DeploymentSpec(lab.artifact("openvino"), imgsz=size, threads=usable_cores(), precision=hint)
     return LabCase(spec, note=f"OpenVINO precision hint {hint} on {', '.join(cpu_info()['isa']) or 'this CPU'}")
