@@ -106,32 +106,7 @@ class Recipe:
 
     @classmethod
     def from_yaml(cls, path: Path | str) -> Recipe:
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"recipe {path} does not exist", "pass the path of a recipe YAML file")
-        try:
-            data = yaml.safe_load(path.read_bytes().decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"recipe {path} is not UTF-8 text ({exc})", "save the recipe as UTF-8 YAML") from exc
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            problem = " ".join(str(p) for p in (exc.context, exc.problem) if p) or type(exc).__name__
-            fix = "fix the YAML there"
-            if "python/" in problem:
-                fix = "remove the '!!python/...' tag: a recipe holds plain values and Python objects are never built"
-            raise ConfigError(f"recipe {where} is not valid YAML: {shown(problem)}", fix) from None
-        except (yaml.YAMLError, RecursionError) as exc:
-            raise ConfigError(f"recipe {path} is not valid YAML: {shown(str(exc))}", "fix the YAML syntax") from None
-        except ValueError as exc:  # a value YAML cannot build: a date such as 2020-02-30, an integer of 5000 digits
-            raise ConfigError(
-                f"recipe {path} holds a value YAML cannot read: {shown(str(exc))}", "quote the value or fix it"
-            ) from None
-        except OSError as exc:
-            raise ConfigError(f"recipe {path} cannot be read ({exc.strerror or exc})", "check the file") from exc
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_yaml(path, "recipe"), source=str(path))
 
     def to_dict(self) -> dict:
         steps = []
@@ -146,6 +121,37 @@ class Recipe:
         if self.aim is not None:
             data["aim"] = asdict(self.aim)
         return json.loads(json.dumps(data))  # plain types (enums become strings, tuples lists): YAML-safe
+
+
+def read_yaml(path: Path | str, what: str = "recipe"):
+    """The plain data of a YAML file (`yaml.safe_load`: no Python objects are built), every way it can fail turned
+    into a ConfigError that names the file (and line) and the fix; `what` names the file in messages."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist", f"pass the path of a {what} YAML file")
+    try:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text ({exc})", f"save the {what} as UTF-8 YAML") from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p) or type(exc).__name__
+        fix = "fix the YAML there"
+        if "python/" in problem:
+            fix = f"remove the '!!python/...' tag: a {what} holds plain values and Python objects are never built"
+        raise ConfigError(f"{what} {where} is not valid YAML: {shown(problem)}", fix) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {shown(str(exc))}", "fix the YAML syntax") from None
+    except ValueError as exc:  # a value YAML cannot build: a date such as 2020-02-30, an integer of 5000 digits
+        raise ConfigError(
+            f"{what} {path} holds a value YAML cannot read: {shown(str(exc))}", "quote the value or fix it"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read ({exc.strerror or exc})", "check the file") from exc
+    return data
 
 
 def shipped_recipes() -> dict[str, Path]:

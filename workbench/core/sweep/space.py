@@ -155,16 +155,9 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: Path | str) -> SearchSpace:
-        import yaml
+        from ..optimize.recipes import read_yaml  # the recipe loader's safe reading and its errors
 
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"sweep spec {path} does not exist", "pass the path of a sweep YAML file")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
-            raise ConfigError(f"sweep spec {path} is not valid YAML: {shown(str(exc))}", "fix the YAML") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_yaml(path, "sweep spec"), source=str(path))
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
