@@ -38,7 +38,13 @@ SMALL_ADVISOR = {"MEASURE_SECONDS": 0.3, "VAL_IMAGES": 8}
 SERVE = [sys.executable, str(ROOT / "scripts" / "serve_app.py")]  # what `make lab` and `make app` run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900, method="thread")]  # signals do not reach Playwright's loop
-KERNEL_IDLE = "window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'"
+# the notebook in front: its document loaded, its kernel connected and idle (a run-all before that does nothing)
+KERNEL_IDLE = (
+    "(widget => widget?.context?.isReady && widget.sessionContext?.isReady"
+    " && widget.sessionContext.session?.kernel?.status === 'idle'"
+    " && widget.sessionContext.session.kernel.connectionStatus === 'connected')"
+    "(window.jupyterapp?.shell?.currentWidget)"
+)
 
 
 def _free_port() -> int:
@@ -132,13 +138,53 @@ def _lab(site):
     return server, port, token
 
 
+NO_TRACEBACK = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] :text('Traceback')"
+
+
+# A code cell of the notebook in front queued or run shows [*] or [n] in its prompt; one never run shows "[ ]".
+CELLS_STARTED = (
+    "Array.from(window.jupyterapp.shell.currentWidget.node.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))"
+    ".some(prompt => /\\[(\\*|\\d+)\\]/.test(prompt.textContent))"
+)
+
+
+def _run_all(page, port: int, token: str, notebook: str, tries: int = 3) -> None:
+    """Open a notebook and run all its cells, asking again (at most `tries` times) while no cell has started:
+    a run-all issued while the notebook is still being attached to its kernel does nothing."""
+    page.goto(f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000, polling=500)
+    for attempt in range(1, tries + 1):
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        try:
+            page.wait_for_function(CELLS_STARTED, timeout=10_000, polling=250)
+            return
+        except PlaywrightTimeout:  # run-all was not taken: ask again
+            prompts = page.evaluate(
+                "Array.from(window.jupyterapp.shell.currentWidget.node.querySelectorAll('.jp-InputPrompt'))"
+                ".map(p => p.textContent).slice(0, 6)"
+            )
+            print(f"{notebook}: no cell started 10 s after run-all number {attempt}: {prompts}")
+            page.wait_for_function(KERNEL_IDLE, timeout=60_000, polling=500)
+    raise AssertionError(f"{notebook}: no cell started after {tries} run-all commands")
+
+
+def _print_state(page, log: Path) -> None:
+    """What a failed browser test leaves in the CI output: the cells' prompts and last outputs, the server's log."""
+    state = page.evaluate(
+        "Array.from(window.jupyterapp.shell.currentWidget.node.querySelectorAll('.jp-Cell'))"
+        ".map(cell => (cell.querySelector('.jp-InputPrompt')?.textContent ?? '') + ' '"
+        " + (cell.querySelector('.jp-OutputArea')?.innerText ?? '').slice(-300)).join('\\n')"
+    )
+    print(f"--- notebook in front ---\n{state}\n--- {log.name} ---\n{log.read_text()[-3000:]}")
+
+
 def test_quickstart_runs_in_jupyterlab_and_shows_the_chart(site, browser):
     server, port, token = _lab(site)
     page = _page(browser)
     try:
-        page.goto(f"http://127.0.0.1:{port}/lab/tree/00_quickstart.ipynb?token={token}")
-        page.wait_for_function(KERNEL_IDLE, timeout=120_000, polling=500)  # run-all before that does nothing
-        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        _run_all(page, port, token, "00_quickstart.ipynb")
         chart = page.locator(".jp-OutputArea .js-plotly-plot .scatterlayer .trace").first
         chart.wait_for(timeout=400_000)  # the whole notebook has run up to the dashboard
         assert not page.locator(
@@ -172,9 +218,7 @@ def test_where_to_deploy_runs_in_jupyterlab_and_shows_the_ranking(site, browser)
     server, port, token = _lab(site)
     page = _page(browser)
     try:
-        page.goto(f"http://127.0.0.1:{port}/lab/tree/01_where_to_deploy.ipynb?token={token}")
-        page.wait_for_function(KERNEL_IDLE, timeout=120_000, polling=500)
-        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        _run_all(page, port, token, "01_where_to_deploy.ipynb")
         ranked = page.locator(".jp-OutputArea-output table.dataframe", has=page.locator("th:text-is('reasons')"))
         ranked.first.wait_for(timeout=240_000)  # the catalog, the model's measurements and the ranking have run
         assert ranked.first.locator("tbody tr").count() >= 3
@@ -195,15 +239,6 @@ def test_where_to_deploy_runs_in_jupyterlab_and_shows_the_ranking(site, browser)
     finally:
         page.close()
         _stop(server)
-
-
-NO_TRACEBACK = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] :text('Traceback')"
-
-
-def _run_all(page, port: int, token: str, notebook: str) -> None:
-    page.goto(f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}")
-    page.wait_for_function(KERNEL_IDLE, timeout=120_000, polling=500)  # run-all before that does nothing
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
 
 def test_troubleshooting_chapters_run_in_jupyterlab(site, browser):
@@ -236,6 +271,7 @@ def test_troubleshooting_chapters_run_in_jupyterlab(site, browser):
         page.screenshot(path=str(ARTIFACTS / "lab-08-slow-inference.png"), full_page=False)
     except Exception:
         page.screenshot(path=str(ARTIFACTS / "lab-troubleshooting-failure.png"))
+        _print_state(page, site / "lab.log")
         raise
     finally:
         page.close()
