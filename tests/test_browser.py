@@ -151,9 +151,9 @@ CELLS_STARTED = (
 def _run_all(page, port: int, token: str, notebook: str, tries: int = 3) -> None:
     """Open a notebook and run all its cells, asking again (at most `tries` times) while no cell has started:
     a run-all issued while the notebook is still being attached to its kernel does nothing."""
-    page.goto(f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}")
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+    page.goto(f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}")
     page.wait_for_function(KERNEL_IDLE, timeout=120_000, polling=500)
     for attempt in range(1, tries + 1):
         page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
