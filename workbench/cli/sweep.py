@@ -30,20 +30,16 @@ def add_sweep_parsers(sub) -> None:
 
 def make_engine(args):
     """The engine the arguments ask for; the Dask one is imported only when asked for."""
+    from ..core.services.sweeps import EngineChoice
+    from ..core.services.sweeps import make_engine as engine_for
+
     if args.engine == "local":
         if args.scheduler or args.workers:
             raise ConfigError("--scheduler and --workers are for the Dask engine", "add --engine dask, or drop them")
-        from ..core.sweep.trials import LocalEngine
-
-        return LocalEngine()
-    try:
-        from ..core.sweep.dask_engine import DaskEngine
-    except ImportError as exc:
-        raise ConfigError(
-            f"the Dask engine (workbench.core.sweep.dask_engine) cannot be imported: {exc}",
-            "install the 'sweep' extra (pip install -e '.[sweep]'), or use --engine local",
-        ) from exc
-    return DaskEngine(scheduler=args.scheduler, **({"workers": args.workers} if args.workers else {}))
+        return engine_for(EngineChoice("local"))
+    if args.scheduler:
+        return engine_for(EngineChoice("scheduler", scheduler=args.scheduler))
+    return engine_for(EngineChoice("dask", workers=args.workers or 2))
 
 
 def _sweep(args) -> int:

@@ -14,6 +14,7 @@ _EXPORTS = {
     "QuantizePanel": "workbench.widgets.optimize",
     "DistillPanel": "workbench.widgets.optimize",
     "PipelinePanel": "workbench.widgets.optimize",
+    "SweepPanel": "workbench.widgets.sweep",
     "Dashboard": "workbench.widgets.dashboard",
     "DoctorPanel": "workbench.widgets.doctor",
     "MonitorPanel": "workbench.widgets.monitor",

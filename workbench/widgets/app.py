@@ -13,6 +13,7 @@ from .doctor import DoctorPanel
 from .monitor import MonitorTab
 from .optimize import DistillPanel, PipelinePanel, PrunePanel, QuantizePanel
 from .panels import ExportPanel, MeasurePanel, ModelPanel
+from .sweep import SweepPanel
 
 TABLE_CSS = (
     "<style>.widget-html table{border-collapse:collapse;font-size:12px}.widget-html td,.widget-html th"
@@ -21,7 +22,7 @@ TABLE_CSS = (
 
 
 class Workbench:
-    """The app: Model & data, Where to deploy, Export, Measure, Prune, Quantize, Distill, Pipeline, Compare,
+    """The app: Model & data, Where to deploy, Export, Measure, Prune, Quantize, Distill, Pipeline, Sweep, Compare,
     Troubleshoot and Monitor tabs (the course's order: the doctors of chapters 07 and 08 come after the comparison,
     the live monitor of a running server last).
 
@@ -44,6 +45,7 @@ class Workbench:
             QuantizePanel(self.session, background=background),
             DistillPanel(self.session, background=background),
             PipelinePanel(self.session, background=background),
+            SweepPanel(self.session, background=background),
         ]
         self.dashboard = Dashboard(self.session, lazy=True)  # its figures are built when its tab is first shown
         self.advisor.on_budget(self.dashboard.set_latency_budget)

@@ -78,6 +78,11 @@ class Panel:
         """One line of status text for a finished run."""
         return "done"
 
+    def outcome(self, result) -> str:
+        """The state a finished run ends in: "done", or "cancelled" for a run that stopped early and returned what
+        it kept (a sweep's finished trials)."""
+        return "done"
+
     def show(self, result) -> None:
         """Put result widgets into `self.output` (optional)."""
 
@@ -146,9 +151,11 @@ class Panel:
             self._fail(exc)
         else:
             self.result = result
-            self.progress.value = 1.0
+            state = self.outcome(result)
+            if state == "done":
+                self.progress.value = 1.0
             try:
-                self._finish("done", self.describe(result))
+                self._finish(state, self.describe(result))
                 self.show(result)
             except Exception as exc:  # noqa: BLE001 - the step succeeded; showing it did not
                 self._fail(exc)

@@ -61,6 +61,15 @@ def model_size_box(session: Session, description: str, tooltip: str = ""):
     return box
 
 
+def replace_figure(target, source) -> None:
+    """Swap a plotly FigureWidget's traces and layout for those of figure `source` (None: empty)."""
+    with target.batch_update():
+        target.data = ()
+        if source is not None:
+            target.add_traces(list(source.data))
+            target.layout = source.layout
+
+
 def _first(options):
     option = next(iter(options))
     return option[1] if isinstance(option, tuple) else option

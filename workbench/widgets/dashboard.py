@@ -1,4 +1,5 @@
-"""The comparison dashboard: latency vs mAP50-95 with the Pareto front, filters, details and diagnoses of a variant.
+"""The comparison dashboard: latency vs mAP50-95 with the Pareto front, filters, details and diagnoses of a variant,
+and the ledger's sweeps with their fronts.
 
 It reads the ledger, so variants from the CLI, from notebooks and from earlier sessions appear too. Its plotly
 figure widgets can be built lazily (`lazy=True`), when their tab is first shown: a plotly figure first drawn
@@ -25,7 +26,8 @@ from ..core.report.diagnoses import ROW_COLUMNS, diagnosis_html, diagnosis_rows
 from ..core.report.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
 from ..core.report.tables import table_html
 from ..core.services.session import Session
-from .controls import WIDE
+from .controls import WIDE, replace_figure
+from .sweep_front import SweepFrontArea
 
 LEDGER_COLUMNS = ["id", "name", "step", "format", "parent_id", "size_bytes", "created_at"]
 
@@ -56,6 +58,7 @@ class Dashboard:
         )
         self.ledger = widgets.HTML()
         self.diagnoses = DiagnosesArea(session)
+        self.sweeps = SweepFrontArea(session)  # the ledger's sweeps: trials against latency, the front joined
         self.main_area = widgets.Box()  # holds the comparison figure once built
         self.extra_areas = widgets.HBox()  # the distribution and stage figures, each hidden while empty
         self.figure = self.distributions = self.stages = None
@@ -85,6 +88,7 @@ class Dashboard:
         self.extras = {id(f): widgets.Box([f]) for f in (self.distributions, self.stages)}
         self.main_area.children = (self.figure,)
         self.extra_areas.children = tuple(self.extras.values())
+        self.sweeps.build()
         self.redraw()
 
     @property
@@ -99,6 +103,7 @@ class Dashboard:
                     self.summary,
                     widgets.HBox([self.main_area, side]),
                     self.extra_areas,
+                    self.sweeps.widget,
                     self.diagnoses.widget,
                     widgets.HTML("<h4>Ledger</h4>"),
                     self.ledger,
@@ -122,6 +127,7 @@ class Dashboard:
             control.value = keep
         self.ledger.value = _ledger_html(self.session.workspace)
         self.diagnoses.refresh()
+        self.sweeps.refresh()
         self.redraw()
 
     def set_latency_budget(self, latency_budget_ms: float | None) -> None:
@@ -155,7 +161,7 @@ class Dashboard:
         )
         if not self.built:
             return
-        _replace(self.figure, pareto_figure(rows, latency_budget_ms=self.latency_budget_ms))
+        replace_figure(self.figure, pareto_figure(rows, latency_budget_ms=self.latency_budget_ms))
         for trace in self.figure.data:
             if trace.customdata is not None:
                 trace.on_click(self.on_click)
@@ -171,7 +177,7 @@ class Dashboard:
     def _show(self, target, source) -> None:
         if target is None:
             return
-        _replace(target, source)
+        replace_figure(target, source)
         if id(target) in self.extras:
             self.extras[id(target)].layout.display = "none" if source is None else None
 
@@ -267,15 +273,6 @@ def _budget_text(ok, latency_budget_ms: float | None) -> str:
         f"; the most accurate: <b>{html.escape(str(best['variant']))}</b> {html.escape(str(best['runtime']))} "
         f"{html.escape(str(best['precision']))} at {best['imgsz']} px (mAP50-95 {best['map50_95']:.4f})"
     )
-
-
-def _replace(target, source) -> None:
-    """Swap a FigureWidget's traces and layout for those of `source` (None: empty)."""
-    with target.batch_update():
-        target.data = ()
-        if source is not None:
-            target.add_traces(list(source.data))
-            target.layout = source.layout
 
 
 def details_html(details: dict) -> str:

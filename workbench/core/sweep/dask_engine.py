@@ -136,6 +136,8 @@ class DaskEngine:
     @property
     def dashboard_link(self) -> str | None:
         """The Dask dashboard's address, or None when it is not running (it needs bokeh)."""
+        if self.cluster is not None and _dashboard_address() is None:
+            return None  # without bokeh the scheduler's HTTP server still registers as "dashboard"; /status is a 404
         services = self.client.scheduler_info(n_workers=0).get("services", {})
         return self.client.dashboard_link if "dashboard" in services else None
 
