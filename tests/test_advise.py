@@ -357,3 +357,28 @@ def test_this_machine_is_one_machine():
     option = _option(advise([MODEL], need, [here]), "this-machine")
     assert option.devices > 1 and option.blockers == ("throughput",)
     assert option.monthly_usd == 0
+
+
+def test_rows_a_target_worker_timed_become_that_target_s_own_estimate(tmp_path):
+    from workbench.core.advise.advisor import learned_here
+    from workbench.core.advise.estimate import observations
+    from workbench.core.store.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws")
+    weights = tmp_path / "m.pt"
+    weights.write_bytes(b"not a model, the ledger only")
+    variant = workspace.add_artifact(weights, "m.pt", step="source", format="pytorch")
+    for imgsz, gflops, p50 in ((320, 1.6, 0.9), (640, 6.5, 2.1)):  # as `workbench worker --target edge-box` records
+        metrics = {"p50_ms": p50, "p99_ms": p50 * 1.2, "gflops": gflops, "stable": True}
+        context = {"runtime": "openvino", "precision": "int8", "imgsz": imgsz, "threads": 4, "target": "edge-box"}
+        workspace.ledger.add_measurement(variant, "latency", metrics, context)
+    assert observations(workspace) == []  # the target's rows never teach this machine's fit
+    learned = learned_here(workspace, TARGETS)
+    own = learned[("edge-box", "openvino", "int8")]
+    assert own.rows == 2 and own.basis == "measured on the target: 2 rows on edge-box"
+    assert own.p50_ms(6.5, EDGE.peak_gops("int8")) == pytest.approx(2.1, rel=0.05)
+    advice = advise([MODEL], Requirements(imgsz=640), TARGETS, learned)
+    edge = _option(advice, "edge-box")  # openvino is not in its catalog runtimes: its worker ran it (fastest)
+    assert edge.runtime == "openvino" and edge.efficiency is own
+    assert edge.compute_p50_ms == pytest.approx(own.p50_ms(MODEL.gflops, EDGE.peak_gops("int8")))
+    assert _option(advice, "cloud-cpu").efficiency.basis == "prior"

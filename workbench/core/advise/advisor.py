@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from .catalog import FORMAT_OF_RUNTIME, Target
 from .cpu_peak import cpu_peak_gops
-from .estimate import Efficiency, learn, observations, prior
+from .estimate import Efficiency, learn, learn_targets, observations, prior
 from .profile import ModelProfile
 from .requirements import HOURS_PER_MONTH, Connectivity, Requirements
 
@@ -168,6 +168,8 @@ def _option(target: Target, profile: ModelProfile, need: Requirements, learned) 
         for precision in RUNTIME_PRECISIONS.get(runtime, {}).get(target.device, ())
         if target.peak_gops(precision)
     ]
+    ran = [(r, p) for (t, r, p) in (k for k in learned if len(k) == 3) if t == target.id and (r, p) not in choices]
+    choices += ran  # what the target's own worker ran, even where the catalog does not list that runtime
     if not choices:
         return None
     timed = [(_efficiency(target, r, p, learned), r, p) for r, p in choices]
@@ -187,8 +189,12 @@ def _option(target: Target, profile: ModelProfile, need: Requirements, learned) 
 
 
 def _efficiency(target: Target, runtime: str, precision: str, learned) -> Efficiency:
-    """This machine's fitted efficiency where the target is a CPU with the same kind of unit for the precision
-    (the same peak per fp32 FLOP: AMX int8 is not VNNI int8) running the same runtime; else the prior."""
+    """The target's own fit where its worker measured this runtime and precision; else this machine's fitted
+    efficiency where the target is a CPU with the same kind of unit for the precision (the same peak per fp32
+    FLOP: AMX int8 is not VNNI int8) running the same runtime; else the prior."""
+    measured = learned.get((target.id, runtime, precision))
+    if measured is not None:
+        return measured
     mine = learned.get((runtime, precision))
     if mine is None or target.device != "cpu":
         return prior(runtime, precision, target.device)
@@ -284,9 +290,13 @@ def _most_common_reason(options) -> str:
     return BLOCKER_WORDS[kinds.most_common(1)[0][0]] if kinds else "none recorded"
 
 
-def learned_here(workspace) -> dict:
-    """This machine's fitted efficiencies from the workspace's latency rows (empty without rows)."""
-    return learn(observations(workspace))
+def learned_here(workspace, targets=None) -> dict:
+    """This machine's fitted efficiencies from the workspace's latency rows, keyed (runtime, precision), and the
+    targets' own, keyed (target id, runtime, precision), from rows their sweep workers timed (empty without rows)."""
+    from .catalog import load_catalog
+
+    targets = load_catalog() if targets is None else targets
+    return {**learn(observations(workspace)), **learn_targets(workspace, targets)}
 
 
 def advise_workspace(
@@ -310,7 +320,7 @@ def advise_workspace(
         )
     profiles = [profile_variant(workspace, i, requirements.imgsz) for i in ids]
     targets = load_catalog() if targets is None else targets
-    return advise(profiles, requirements, targets, learned_here(workspace))
+    return advise(profiles, requirements, targets, learned_here(workspace, targets))
 
 
 def advise_model(spec, requirements: Requirements, *, targets=None, trust: bool = False, workspace=None) -> Advice:
@@ -325,7 +335,8 @@ def advise_model(spec, requirements: Requirements, *, targets=None, trust: bool 
         model.model, requirements.imgsz, str(spec) if spec in ("demo", "student") else model_name(spec)
     )
     targets = load_catalog() if targets is None else targets
-    return advise([profile], requirements, targets, learned_here(workspace) if workspace is not None else {})
+    learned = learned_here(workspace, targets) if workspace is not None else {}
+    return advise([profile], requirements, targets, learned)
 
 
 def model_name(spec) -> str:

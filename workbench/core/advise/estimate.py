@@ -7,9 +7,11 @@ Efficiency (the share of peak a runtime gets at a precision), overhead (per-call
 row is its threads' share of this CPU's peak (`cpu_peak`: cores x clock x operations per cycle, as the catalog's
 CPU entries are derived), so rows taken at different threads compare, and an efficiency learned here applies to
 the catalog's CPUs on the same scale (where the kernel reports no clock, the row's measured GEMM rate). Where no
-row exists the priors below are used and the estimate says so. `cross_check` estimates every measured row from
-the others (leaving out the row's own variant and size) and reports the error: how far to trust the estimates for
-machines the workbench cannot measure.
+row exists the priors below are used and the estimate says so. Rows a catalog target's own sweep worker timed
+(`workbench worker --target ID`: the row's context names the target) are fitted for that target alone, at its
+catalog peak (`learn_targets`): its estimates then come from its own measurements. `cross_check` estimates every
+measured row from the others (leaving out the row's own variant and size) and reports the error: how far to trust
+the estimates for machines the workbench cannot measure.
 """
 
 from __future__ import annotations
@@ -118,25 +120,56 @@ def observations(workspace) -> list[Observation]:
     here = cpu_info()["model"]
     cpus = {f["id"]: f["data"].get("cpu", {}).get("model") for f in workspace.ledger.fingerprints()}
     found = []
-    for m in workspace.ledger.measurements(kind="latency"):
-        metrics, context = m.metrics, m.context
-        if not m.ok or not metrics.get("gflops") or cpus.get(m.fingerprint_id) != here or "p50_ms" not in metrics:
+    for m in _usable_rows(workspace):
+        if m.context.get("target") or cpus.get(m.fingerprint_id) != here:
             continue
-        if metrics.get("stable") is False:
-            continue
-        precision = precision_class(context.get("precision"))
-        peak = row_peak_gops(precision, context.get("threads"), metrics.get("machine_gemm_gflops"))
-        if peak is None:
-            continue
-        p50 = float(metrics["p50_ms"])
-        found.append(
-            Observation(
-                m.id, m.variant_id, str(context.get("runtime")), precision, int(context.get("imgsz") or 0),
-                float(metrics["gflops"]), peak, p50, float(metrics.get("p99_ms") or p50),
-                str(context.get("precision") or precision),
-            )
-        )  # fmt: skip
+        precision = precision_class(m.context.get("precision"))
+        peak = row_peak_gops(precision, m.context.get("threads"), m.metrics.get("machine_gemm_gflops"))
+        if peak is not None:
+            found.append(_observation(m, precision, peak))
     return found
+
+
+def target_observations(workspace, targets) -> dict[str, list[Observation]]:
+    """The rows timed on catalog targets' own workers, by target id, each with that target's peak at its precision
+    (rows of a target not in `targets`, or at a precision it has no peak for, are left out)."""
+    by_id = {t.id: t for t in targets}
+    found: dict[str, list[Observation]] = {}
+    for m in _usable_rows(workspace):
+        target = by_id.get(m.context.get("target"))
+        precision = precision_class(m.context.get("precision"))
+        peak = target.peak_gops(precision) if target is not None else None
+        if peak:
+            found.setdefault(target.id, []).append(_observation(m, precision, peak))
+    return found
+
+
+def learn_targets(workspace, targets) -> dict[tuple[str, str, str], Efficiency]:
+    """A fitted Efficiency for every (target id, runtime, precision) its own worker measured."""
+    names = {t.id: t.name for t in targets}
+    learned = {}
+    for target_id, rows in target_observations(workspace, targets).items():
+        for runtime, precision in sorted({(r.runtime, r.precision) for r in rows}):
+            fitted = fit(rows, runtime, precision, cpu=names[target_id])
+            basis = fitted.basis.replace("learned from", "measured on the target:", 1)
+            learned[(target_id, runtime, precision)] = Efficiency(**{**fitted.__dict__, "basis": basis})
+    return learned
+
+
+def _usable_rows(workspace):
+    """Successful latency rows with GFLOPs whose timing windows agreed (`stable` false: the machine was busy)."""
+    for m in workspace.ledger.measurements(kind="latency"):
+        if m.ok and m.metrics.get("gflops") and "p50_ms" in m.metrics and m.metrics.get("stable") is not False:
+            yield m
+
+
+def _observation(m, precision: str, peak: float) -> Observation:
+    p50 = float(m.metrics["p50_ms"])
+    return Observation(
+        m.id, m.variant_id, str(m.context.get("runtime")), precision, int(m.context.get("imgsz") or 0),
+        float(m.metrics["gflops"]), peak, p50, float(m.metrics.get("p99_ms") or p50),
+        str(m.context.get("precision") or precision),
+    )  # fmt: skip
 
 
 def fit(rows: list[Observation], runtime: str, precision: str, cpu: str = "this CPU") -> Efficiency | None:
