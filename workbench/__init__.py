@@ -27,6 +27,8 @@ _EXPORTS = {
     "demo_card": "workbench.core.models.cards",
     "student_weights": "workbench.core.models.cards",
     "student_card": "workbench.core.models.cards",
+    "searched_weights": "workbench.core.models.cards",
+    "searched_card": "workbench.core.models.cards",
     "model_info": "workbench.core.models.summary",
     "ExportConfig": "workbench.core.models.export",
     "ExportFormat": "workbench.core.models.export",

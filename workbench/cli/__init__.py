@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.errors import WorkbenchError
+from ..core.errors import ConfigError, WorkbenchError
 from .arguments import _positive, _seconds, _trust_flag
 from .bundle import add_bundle_parsers
 from .card import add_card_parsers
@@ -95,11 +95,26 @@ def _data(args) -> int:
 def _demo_model(args) -> int:
     import json
 
-    from ..core.models.cards import demo_card, demo_weights, student_card, student_weights
+    from ..core.models import cards
 
+    if args.student and args.searched:
+        raise ConfigError("--student and --searched name two models", "give one of them")
     if not args.train:
-        card, weights = (student_card(), student_weights()) if args.student else (demo_card(), demo_weights())
+        which = "student" if args.student else "searched" if args.searched else "demo"
+        weights = getattr(cards, f"{which}_weights")()
+        if not weights.is_file():
+            raise ConfigError(f"{weights} is not in this install", "reinstall the workbench, or make it with --train")
+        card = cards.read_card(weights)
         print(f"{weights}\n{json.dumps({k: v for k, v in card.items() if k != 'history'}, indent=2)}")
+        return 0
+    if args.searched:
+        from ..core.services.searched_model import train_searched
+
+        card = _run(train_searched, args.out, args.workspace)
+        print(
+            f"searched variant: trial {card['search']['chosen_trial']} of {card['search']['name']}, mAP50-95 "
+            f"{card['metrics']['map50_95']}: {Path(args.out) / card['model']}"
+        )
         return 0
     if args.student:
         from ..core.services.shipped_models import train_student
@@ -259,6 +274,11 @@ def parser() -> argparse.ArgumentParser:
         "--student",
         action="store_true",
         help="the pruned student instead (recipe demo-best, about 98 minutes to train)",
+    )
+    model.add_argument(
+        "--searched",
+        action="store_true",
+        help="the searched variant instead (the constrained search search-student.yaml, about 45 minutes)",
     )
     model.add_argument("--epochs", type=_positive, default=None, help="override the recipe's epochs")
     model.add_argument("--out", default="workbench-runs/demo-model")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from ..models.cards import student_card
 from ..optimize.quantize import QuantizeConfig, quantize
 from ..report.tables import markdown_table
+from .searched import KEY as SEARCHED_KEY
+from .searched import NAME as SEARCHED_NAME
 
 TARGET_RATIO = 0.75  # the pipeline's p50 at 640 over Ultralytics' OpenVINO INT8 export's
 TARGET_DROP = 0.01  # mAP50-95 the pipeline may lose against the FP32 parent, at the training imgsz
@@ -21,6 +23,7 @@ NAMES = {
     "nncf-int8": "nncf-openvino-int8",
     "nncf-int8-onnx": "nncf-onnxruntime-int8",
     "pipeline-int8": "pruned-student-openvino-int8",
+    SEARCHED_KEY: SEARCHED_NAME,
 }
 
 
@@ -35,11 +38,14 @@ class Row:
 
     @property
     def openvino(self) -> bool:
-        return self.key in ("openvino", "ultralytics-int8", "nncf-int8", "pipeline-int8")
+        return self.key in ("openvino", "ultralytics-int8", "nncf-int8", "pipeline-int8", SEARCHED_KEY)
 
 
-def optimized_rows(workspace, parent: int, student: int | None, data_yaml, imgsizes, progress=None) -> list[Row]:
-    """NNCF INT8 of the parent (OpenVINO, ONNX Runtime) and of the student (when there is one) at each imgsz."""
+def optimized_rows(
+    workspace, parent: int, student: int | None, data_yaml, imgsizes, progress=None, searched: int | None = None
+) -> list[Row]:
+    """NNCF INT8 of the parent (OpenVINO, ONNX Runtime), of the student and of the searched variant (when there are
+    ones) at each imgsz."""
     rows = []
     for imgsz in imgsizes:
         config = QuantizeConfig(format="openvino", imgsz=imgsz, calibration_images=300)
@@ -51,6 +57,10 @@ def optimized_rows(workspace, parent: int, student: int | None, data_yaml, imgsi
         if student is not None:
             rows.append(
                 Row("pipeline-int8", quantize(workspace, student, data_yaml, config, progress=progress), None, imgsz)
+            )
+        if searched is not None:
+            rows.append(
+                Row(SEARCHED_KEY, quantize(workspace, searched, data_yaml, config, progress=progress), None, imgsz)
             )
     return rows
 

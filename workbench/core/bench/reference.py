@@ -31,6 +31,8 @@ from .estimator import estimator_markdown, estimator_summary
 from .litert import KEYS as LITERT_KEYS
 from .litert import litert_markdown, litert_rows, litert_summary
 from .optimized import NAMES, Row, optimized_markdown, optimized_rows, summary
+from .searched import KEY as SEARCHED_KEY
+from .searched import searched_markdown, searched_summary
 from .serving import serving_markdown
 
 RECORD_KEYS = (
@@ -132,6 +134,7 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
     """Export, measure, cross-check and write `out/results.json` and `out/results.md`; returns the JSON."""
     from ..data.generate import check_fits_shapes, generate_shapes
     from ..models.sources import open_source, record_source
+    from ..services.searched_model import record_searched, searched_available
     from ..services.shipped_models import record_student
     from ..store.workspace import Workspace
 
@@ -153,7 +156,8 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
         rows += found
         litert_skipped += [s for s in skipped if imgsz in config.imgsizes]
     student = record_student(workspace, base, progress).student if config.model == DEMO else None
-    rows += optimized_rows(workspace, base, student, data_yaml, sizes, progress)
+    searched = record_searched(workspace, student, progress) if student and searched_available() else None
+    rows += optimized_rows(workspace, base, student, data_yaml, sizes, progress, searched)
     measured = [r for r in rows if r.imgsz in config.imgsizes]
     checks = [
         _measure_row(workspace, row, config, index, len(measured), progress) for index, row in enumerate(measured)
@@ -183,6 +187,7 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
     if student is not None:
         stats = _family_stats(workspace, base, student)
         result["optimized"] = summary(records, stats, _paired(workspace, rows, config))
+        result["searched"] = _searched(workspace, records, rows, searched, config)
     result["litert"] = litert_summary(records, litert_skipped)
     result["estimator"] = estimator_summary(workspace)
     result["end_to_end"] = _end_to_end(rows, workspace, data_yaml, config, progress)
@@ -191,6 +196,7 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
     text += "\n\n" + litert_markdown(result["litert"])
     if "optimized" in result:
         text += "\n\n" + optimized_markdown(result["optimized"])
+        text += "\n\n" + searched_markdown(result["searched"])
     text += "\n\n" + estimator_markdown(result["estimator"])
     text += "\n\n" + end_to_end_markdown(result["end_to_end"])
     text += "\n\n" + serving_markdown(result["serving"])
@@ -298,12 +304,25 @@ def _ratios(record: dict, check: dict) -> None:
             )
 
 
-def _paired(workspace, rows: list[Row], config: BenchConfig) -> dict | None:
-    """Pipeline vs Ultralytics INT8 at 640 in alternating rounds (see `paired_ratio`)."""
-    pick = {r.key: r for r in rows if r.imgsz == 640 and r.key in ("pipeline-int8", "ultralytics-int8")}
+def _searched(workspace, records: list[dict], rows: list[Row], searched: int | None, config) -> dict | None:
+    """The searched variant's row and verdict (None when it does not ship with this install)."""
+    from ..models.cards import searched_card
+    from ..models.checkpoints import load_checkpoint
+    from ..models.summary import model_stats
+
+    if searched is None:
+        return None
+    stats = model_stats(load_checkpoint(workspace.artifact_path(searched)).model, 640)
+    paired = _paired(workspace, rows, config, ours=SEARCHED_KEY)
+    return searched_summary(records, stats, searched_card(), paired)
+
+
+def _paired(workspace, rows: list[Row], config: BenchConfig, *, ours: str = "pipeline-int8") -> dict | None:
+    """A row (the pipeline's by default) vs Ultralytics INT8 at 640 in alternating rounds (see `paired_ratio`)."""
+    pick = {r.key: r for r in rows if r.imgsz == 640 and r.key in (ours, "ultralytics-int8")}
     if len(pick) < 2:
         return None
-    ours, theirs = pick["pipeline-int8"], pick["ultralytics-int8"]
+    ours, theirs = pick[ours], pick["ultralytics-int8"]
     options = config.plan(None, 640).options(None)
     return paired_ratio(
         workspace.artifact_path(ours.variant_id), workspace.artifact_path(theirs.variant_id), options, 640

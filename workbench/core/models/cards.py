@@ -1,4 +1,5 @@
-"""The shipped models (the demo YOLO11n and its pruned student) and the JSON cards that travel with model files."""
+"""The shipped models (the demo YOLO11n, its pruned student, the searched variant) and the JSON cards that travel
+with model files."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..store.atomic import sha256, size_bytes, staged
 
 DEMO_NAME = "yolo11n-shapes.pt"
 STUDENT_NAME = "yolo11n-shapes-p30-student.pt"
+SEARCHED_NAME = "yolo11n-shapes-searched.pt"
 
 
 def demo_weights() -> Path:
@@ -33,6 +35,17 @@ def student_weights() -> Path:
 def student_card() -> dict:
     """The student's card: the recipe that made it, its parent's sha256, training history, accuracy."""
     return read_card(student_weights())
+
+
+def searched_weights() -> Path:
+    """The shipped searched variant: the student pruned again and fine-tuned, the best feasible trial of the
+    constrained search `workbench/recipes/sweeps/search-student.yaml`."""
+    return demo_weights().with_name(SEARCHED_NAME)
+
+
+def searched_card() -> dict:
+    """The searched variant's card: the search space, every trial, the time spent, the chosen trial's recipe."""
+    return read_card(searched_weights())
 
 
 def read_card(weights: Path) -> dict:

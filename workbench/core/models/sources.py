@@ -1,5 +1,5 @@
-"""Model sources: the shipped demo model or student, a .pt file, an Ultralytics name, a YAML or an exported file;
-and recording a trained model as the source variant a study starts from."""
+"""Model sources: the shipped demo model, student or searched variant, a .pt file, an Ultralytics name, a YAML or
+an exported file; and recording a trained model as the source variant a study starts from."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from enum import StrEnum
 from pathlib import Path
 
 from ..errors import ModelLoadError, ModelNotFoundError
-from .cards import demo_weights, student_weights
+from .cards import demo_weights, searched_weights, student_weights
 from .checkpoints import DEFAULT_IMGSZ, load_checkpoint, load_yolo, training_imgsz
 
 DEMO = "demo"
 STUDENT = "student"
+SEARCHED = "searched"
 _NAME = re.compile(r"^(yolo|yolov|rtdetr)[\w.-]*\.pt$", re.IGNORECASE)
 _YAML = re.compile(r"^(yolo|yolov|rtdetr)[\w.-]*\.ya?ml$", re.IGNORECASE)
 EXPORTED_SUFFIXES = (".onnx", ".torchscript", "_openvino_model")
@@ -49,6 +50,8 @@ def resolve(spec: str | Path) -> ModelSource:
         return ModelSource(SourceKind.DEMO, str(demo_weights()))
     if text == STUDENT:
         return ModelSource(SourceKind.DEMO, str(student_weights()))
+    if text == SEARCHED:
+        return ModelSource(SourceKind.DEMO, str(searched_weights()))
     path = Path(text).expanduser()
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):

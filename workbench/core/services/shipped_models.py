@@ -30,11 +30,11 @@ STUDENT_STEPS = 2  # prune and fine-tune: the quantize step runs where the stude
 TRAINING_STEPS = ("distill", "finetune")
 
 
-def _dataset_card(data: ShapesConfig) -> dict:
+def dataset_card(data: ShapesConfig) -> dict:
     return {**asdict(data), "generator_version": GENERATOR_VERSION, "name": data.name}
 
 
-def _metrics(accuracy, imgsz: int, *, per_class: bool) -> dict:
+def metrics_card(accuracy, imgsz: int, *, per_class: bool) -> dict:
     metrics = {
         "split": "val",
         "imgsz": imgsz,
@@ -71,12 +71,12 @@ def train_demo_model(
         weights,
         model=DEMO_NAME,
         architecture=ARCHITECTURE,
-        dataset=_dataset_card(data),
+        dataset=dataset_card(data),
         recipe=asdict(recipe),
         imgsz=recipe.imgsz,
         epochs=result.epochs,
         seed=recipe.seed,
-        metrics=_metrics(accuracy, recipe.imgsz, per_class=True),
+        metrics=metrics_card(accuracy, recipe.imgsz, per_class=True),
         train_seconds=round(result.seconds, 1),
         history=result.history,
     )
@@ -111,8 +111,8 @@ def train_student(out_dir: Path | str, workspace_root: Path | str, *, progress: 
         parent_sha256=sha256(demo_weights()),
         recipe=recipe_data,
         epochs=len(history),
-        dataset=_dataset_card(ShapesConfig()),
-        metrics=_metrics(accuracy, DEMO_RECIPE.imgsz, per_class=False),
+        dataset=dataset_card(ShapesConfig()),
+        metrics=metrics_card(accuracy, DEMO_RECIPE.imgsz, per_class=False),
         train_seconds=round(sum(s.seconds for s in trained), 1),
         history=history,
     )
