@@ -185,3 +185,13 @@ def test_cancel_drops_the_running_trials_and_imports_nothing_of_them(engine, stu
     runner.join(timeout=60)
     assert not runner.is_alive() and results == []
     assert len(workspace.ledger.variants()) == before and events[-1].message == "cancelled"
+
+
+def test_the_dask_dashboard_is_served_on_this_machine_only_and_answers(engine):
+    import urllib.parse
+    import urllib.request
+
+    link = engine.dashboard_link  # bokeh comes with the sweep extra
+    assert link is not None and urllib.parse.urlsplit(link).hostname == "127.0.0.1"
+    with urllib.request.urlopen(link, timeout=30) as response:
+        assert response.status == 200 and b"Dask" in response.read()

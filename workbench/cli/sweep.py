@@ -67,6 +67,8 @@ def _sweep(args) -> int:
         data_yaml = given or generate_shapes(workspace.datasets, shapes).data_yaml
         model_id = record_source(workspace, source)
         print(f"sweep {space.name}: {space.method}, up to {space.trials} trials on {args.engine}", flush=True)
+        if getattr(engine, "dashboard_link", None):
+            print(f"Dask dashboard: {engine.dashboard_link}", flush=True)
         result = run_sweep(workspace, model_id, data_yaml, space, engine=engine, on_result=_print_trial, check=False)
     finally:
         getattr(engine, "close", lambda: None)()

@@ -326,10 +326,10 @@ def _remap(params: dict, ids: dict) -> dict:
 
 
 def _dashboard_address() -> str | None:
-    """':0' (any free port on 127.0.0.1) when bokeh is there to serve the dashboard, else no dashboard."""
+    """"127.0.0.1:0" (any free port, this machine only) when bokeh is there to serve the dashboard, else no dashboard."""
     import importlib.util
 
-    return ":0" if importlib.util.find_spec("bokeh") else None
+    return "127.0.0.1:0" if importlib.util.find_spec("bokeh") else None
 
 
 def _latency_resource(spec: TrialSpec) -> str:
