@@ -326,7 +326,7 @@ def _remap(params: dict, ids: dict) -> dict:
 
 
 def _dashboard_address() -> str | None:
-    """"127.0.0.1:0" (any free port, this machine only) when bokeh is there to serve the dashboard, else no dashboard."""
+    """Any free port on 127.0.0.1 (this machine only) when bokeh is there to serve the dashboard, else none."""
     import importlib.util
 
     return "127.0.0.1:0" if importlib.util.find_spec("bokeh") else None
