@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from contextlib import contextmanager
 
 import ipywidgets as widgets
 
@@ -59,6 +60,21 @@ def model_size_box(session: Session, description: str, tooltip: str = ""):
 
     session.on_change(follow)
     return box
+
+
+class Hushable:
+    """An area whose observers skip their work while `_quiet` is set: `with self._hushed():` around replacing a
+    control's options makes one redraw per refresh, not one per trait change."""
+
+    _quiet = False
+
+    @contextmanager
+    def _hushed(self):
+        self._quiet = True
+        try:
+            yield
+        finally:
+            self._quiet = False
 
 
 def replace_figure(target, source) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-from contextlib import contextmanager
 
 import ipywidgets as widgets
 
@@ -26,7 +25,7 @@ from ..core.report.diagnoses import ROW_COLUMNS, diagnosis_html, diagnosis_rows
 from ..core.report.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
 from ..core.report.tables import table_html
 from ..core.services.session import Session
-from .controls import WIDE, replace_figure
+from .controls import WIDE, Hushable, replace_figure
 from .sweep_front import SweepFrontArea
 
 LEDGER_COLUMNS = ["id", "name", "step", "format", "parent_id", "size_bytes", "created_at"]
@@ -192,7 +191,7 @@ class Dashboard:
         self.diagnoses.show_variant(variant_id)
 
 
-class DiagnosesArea:
+class DiagnosesArea(Hushable):
     """The doctor's recorded diagnoses: a row per run, of every variant or of one, and the findings of the one picked.
 
     It only reads the ledger through `workbench.core.report.diagnoses`; `refresh()` picks up new records.
@@ -250,14 +249,6 @@ class DiagnosesArea:
             return
         workspace = self.session.workspace
         self.findings.value = diagnosis_html(workspace, workspace.ledger.measurement(self.pick.value))
-
-    @contextmanager
-    def _hushed(self):
-        self._quiet = True
-        try:
-            yield
-        finally:
-            self._quiet = False
 
 
 def _budget_text(ok, latency_budget_ms: float | None) -> str:

@@ -7,14 +7,13 @@ is built by `build()` (the dashboard's lazy build), its note and sweep choice on
 from __future__ import annotations
 
 import html
-from contextlib import contextmanager
 
 import ipywidgets as widgets
 
 from ..core.report.pareto import sweep_figure
 from ..core.services.session import Session
 from ..core.services.sweeps import RecordedSweep, workspace_sweeps
-from .controls import WIDE, replace_figure
+from .controls import WIDE, Hushable, replace_figure
 
 NO_SWEEP = (
     "<i>No sweep yet: run one in the Sweep tab (or <code>workbench sweep SPEC</code>) and its trials show here, "
@@ -22,7 +21,7 @@ NO_SWEEP = (
 )
 
 
-class SweepFrontArea:
+class SweepFrontArea(Hushable):
     """The sweeps in the ledger, one at a time (newest first): every finished trial, the front highlighted."""
 
     def __init__(self, session: Session):
@@ -71,14 +70,6 @@ class SweepFrontArea:
         if self.figure is not None:
             title = f"Sweep {sweep.name}: mAP50-95 against p50 latency"
             replace_figure(self.figure, sweep_figure(sweep.trials, title=title))
-
-    @contextmanager
-    def _hushed(self):
-        self._quiet = True
-        try:
-            yield
-        finally:
-            self._quiet = False
 
 
 def _note(sweep: RecordedSweep) -> str:

@@ -15,8 +15,8 @@ from pathlib import Path
 from ..errors import WorkbenchError
 from ..progress import ProgressFn
 from ..store.atomic import staged
+from .shipped_models import DEMO_RECIPE, TRAINING_STEPS, dataset_card, metrics_card, reprune
 
-TRAINING_STEPS = ("distill", "finetune")
 SPEC_NAME = "search-student"  # the shipped search space (workbench/recipes/sweeps/search-student.yaml)
 
 
@@ -48,7 +48,6 @@ def ship_searched(
     from ..store.workspace import Workspace
     from ..sweep.search import best_feasible
     from ..sweep.space import SearchSpace
-    from .shipped_models import DEMO_RECIPE, dataset_card, metrics_card
     from .sweeps import workspace_sweeps
 
     space = SearchSpace.from_yaml(spec)
@@ -147,17 +146,9 @@ def record_searched(workspace, student_id: int, progress: ProgressFn | None = No
     """Re-prune the (recorded) student as the searched variant's recipe did and record the shipped weights as its
     trained child; returns the searched variant's id. The architecture check catches weights from another recipe."""
     from ..models.cards import searched_card, searched_weights
-    from ..models.checkpoints import load_checkpoint
-    from ..models.summary import model_stats
-    from ..optimize.prune import PruneConfig, prune
 
     card = searched_card()
-    steps = card["recipe"]["steps"]
-    prune_options = next(step["prune"] for step in steps if "prune" in step)
-    training = next(kind for step in steps for kind in step if kind in TRAINING_STEPS)
-    pruned = prune(workspace, student_id, PruneConfig(**prune_options), progress=progress)
-    expected = model_stats(load_checkpoint(workspace.artifact_path(pruned)).model, 640)
-    shipped = model_stats(load_checkpoint(searched_weights()).model, 640)
+    pruned, training, expected, shipped = reprune(workspace, student_id, card, searched_weights(), progress)
     if expected != shipped:
         raise SearchedMismatch(
             f"the shipped searched variant has {shipped}, its recipe gives {expected} from the student",

@@ -120,6 +120,22 @@ def train_student(out_dir: Path | str, workspace_root: Path | str, *, progress: 
     return card
 
 
+def reprune(workspace, parent_id: int, card: dict, weights: Path, progress: ProgressFn | None = None) -> tuple:
+    """Prune `parent_id` as `card`'s recipe did. Returns the pruned variant's id, the recipe's training step, and
+    the parameter and GFLOPs counts at 640 of the re-pruned model and of the shipped `weights` (equal: same
+    architecture)."""
+    from ..models.checkpoints import load_checkpoint
+    from ..models.summary import model_stats
+    from ..optimize.prune import PruneConfig, prune
+
+    steps = card["recipe"]["steps"]
+    prune_options = next(step["prune"] for step in steps if "prune" in step)
+    training = next(kind for step in steps for kind in step if kind in TRAINING_STEPS)
+    pruned = prune(workspace, parent_id, PruneConfig(**prune_options), progress=progress)
+    expected = model_stats(load_checkpoint(workspace.artifact_path(pruned)).model, 640)
+    return pruned, training, expected, model_stats(load_checkpoint(weights).model, 640)
+
+
 class StudentMismatch(WorkbenchError):
     """The shipped student does not have the architecture its recipe produces from this parent."""
 
@@ -137,16 +153,8 @@ def record_student(workspace, parent_id: int, progress: ProgressFn | None = None
     The lineage in the ledger is then the true one (parent -> prune -> the training step), and the check that the
     re-pruned architecture equals the shipped student's catches a student trained from another parent or recipe.
     """
-    from ..models.checkpoints import load_checkpoint
-    from ..models.summary import model_stats
-    from ..optimize.prune import PruneConfig, prune
-
     card = student_card()
-    prune_options = next(step["prune"] for step in card["recipe"]["steps"] if "prune" in step)
-    training = next(kind for step in card["recipe"]["steps"] for kind in step if kind != "prune")
-    pruned = prune(workspace, parent_id, PruneConfig(**prune_options), progress=progress)
-    expected = model_stats(load_checkpoint(workspace.artifact_path(pruned)).model, 640)
-    shipped = model_stats(load_checkpoint(student_weights()).model, 640)
+    pruned, training, expected, shipped = reprune(workspace, parent_id, card, student_weights(), progress)
     if expected != shipped:
         raise StudentMismatch(
             f"the shipped student has {shipped}, its recipe gives {expected} from this parent",
