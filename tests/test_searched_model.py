@@ -133,3 +133,23 @@ def test_the_searched_row_carries_the_ratio_and_the_parent_map_and_judges_both()
     judged = searched_summary(records, {}, card, paired)  # the paired check decides, and it is too slow
     assert not judged["pass"] and "0.550 from the paired check" in searched_markdown(judged)
     assert "not shipped" in searched_markdown(None)
+
+
+def test_the_shipped_searched_variant_matches_its_card_and_its_search(capsys):
+    from workbench.cli import main
+    from workbench.core.models.cards import searched_card, searched_weights, student_card
+    from workbench.core.models.sources import resolve
+    from workbench.core.services.searched_model import shipped_spec
+    from workbench.core.store.atomic import sha256
+
+    card = searched_card()
+    assert card["sha256"] == sha256(searched_weights()) and card["parent_sha256"] == student_card()["sha256"]
+    space = SearchSpace.from_yaml(shipped_spec())
+    assert card["search"]["name"] == space.name and card["search"]["spec"] == shipped_spec().read_text()
+    chosen = next(t for t in card["search"]["trials"] if t["number"] == card["search"]["chosen_trial"])
+    assert chosen["feasible"] and space.feasible(chosen)
+    faster = [t for t in card["search"]["trials"] if t["feasible"] and t["p50_ms"] < chosen["p50_ms"]]
+    assert not faster  # the objective: the fastest feasible trial
+    assert card["metrics"]["map50_95"] >= 0.837 and card["metrics"]["imgsz"] == 320
+    assert resolve("searched").ref == str(searched_weights())
+    assert main(["demo-model", "--searched"]) == 0 and card["sha256"] in capsys.readouterr().out

@@ -240,7 +240,7 @@ def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = main.add_subparsers(dest="command", required=True)
     workspace_help = "folder for ledger, artifacts and reports (default: $WORKBENCH_WORKSPACE or ./workbench-runs)"
-    model_help = "'demo', 'student', or the path of a trained .pt"
+    model_help = "'demo', 'student', 'searched', or the path of a trained .pt"
 
     demo = sub.add_parser("demo", help="export, measure and compare a model end to end, write a report")
     demo.add_argument("--workspace", default=None, help=workspace_help)

@@ -19,7 +19,7 @@ def add_sweep_parsers(sub) -> None:
     sweep.add_argument("--engine", choices=("local", "dask"), default="local", help="where trials run")
     sweep.add_argument("--scheduler", default=None, help="the Dask scheduler's address (--engine dask)")
     sweep.add_argument("--workers", type=_positive, default=None, help="local Dask workers to start (--engine dask)")
-    sweep.add_argument("--model", default="demo", help="'demo', 'student', or the path of a trained .pt")
+    sweep.add_argument("--model", default="demo", help="'demo', 'student', 'searched', or the path of a trained .pt")
     _trust_flag(sweep)
     sweep.add_argument("--data", default=None, help="your data YAML, or 'demo' for the generated shapes dataset")
     sweep.add_argument("--train-images", type=_positive, default=None, help="generated train images (default 800)")
@@ -88,10 +88,13 @@ def _print_trial(spec, result) -> None:
 
 def _print_summary(workspace, space, result) -> None:
     from ..core.report.tables import markdown_table
+    from ..core.sweep.search import front_objectives
 
     metrics = [k for k in METRIC_DIGITS if any(k in r for r in result.rows)]
     print(f"\n{len(result.results)} trial runs in {result.seconds:.0f} s, {len(result.failed)} failed")
-    print(f"\nPareto front ({space.metric} {space.direction}imized against p50 latency, feasible trials):")
+    against = ", ".join(f"{k} ({d}imized)" for k, d in front_objectives(space).items() if k != space.metric)
+    against = against or "nothing else"
+    print(f"\nPareto front ({space.metric} {space.direction}imized against {against}; feasible trials):")
     rows = [{**r, "params": ", ".join(f"{k}={_shown(v)}" for k, v in r["params"].items())} for r in result.pareto]
     print(markdown_table(rows, ["number", "variant_id", *metrics, "params"], digits=METRIC_DIGITS))
     best = result.best

@@ -33,7 +33,7 @@ OPENVINO_PRECISIONS = [
 
 
 class ModelPanel(Panel):
-    """Choose the model (the shipped demo, the shipped pruned student, or a .pt path) and the dataset."""
+    """Choose the model (the shipped demo, pruned student or searched variant, or a .pt path) and the dataset."""
 
     title = "Model & data"
     run_label = "Open"
@@ -43,10 +43,10 @@ class ModelPanel(Panel):
         self.session, self._open = session, open_model
         self.model = widgets.Combobox(
             value="demo",
-            options=["demo", "student"],
+            options=["demo", "student", "searched"],
             description="Model",
             style=WIDE,
-            placeholder="demo, student, or a path to a .pt file",
+            placeholder="demo, student, searched, or a path to a .pt file",
             ensure_option=False,
             layout=widgets.Layout(width="640px"),
         )
@@ -69,7 +69,8 @@ class ModelPanel(Panel):
         return [
             note(
                 "'demo' is the YOLO11n trained on the generated shapes dataset that ships with the workbench; "
-                "'student' is its pruned and retrained student (recipe demo-best). The demo dataset is "
+                "'student' is its pruned and retrained student (recipe demo-best); 'searched' the student pruned "
+                "again, the best trial of the constrained search of chapter 11. The demo dataset is "
                 "generated from a seed, on this machine, with no network."
             ),
             self.model,

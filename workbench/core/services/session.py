@@ -66,7 +66,7 @@ def _newest_dataset(workspace: Workspace) -> Path | None:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A model spec ('demo', 'student', a .pt path) and a dataset ('demo' or a data YAML path)."""
+    """A model spec ('demo', 'student', 'searched', a .pt path) and a dataset ('demo' or a data YAML path)."""
 
     model: str = "demo"
     data: str = DEMO_DATA_CHOICE
@@ -75,7 +75,7 @@ class ModelChoice:
 
     def __post_init__(self):
         if not str(self.model).strip():
-            raise ConfigError("no model given", "use 'demo', 'student' or the path of a .pt file")
+            raise ConfigError("no model given", "use 'demo', 'student', 'searched' or the path of a .pt file")
         if self.data != DEMO_DATA_CHOICE and not Path(self.data).expanduser().is_file():
             raise ConfigError(f"data YAML {self.data} does not exist", "use 'demo' or the path of a data YAML file")
 
