@@ -68,10 +68,10 @@ def ship_searched(
     root_variant = workspace.lineage(trained.id)[-1]  # the sweep's input model (the student, for the shipped one)
     data, imgsz = data or ShapesConfig(), imgsz or DEMO_RECIPE.imgsz
     data_yaml = generate_shapes(workspace.datasets, data, progress=progress).data_yaml
-    weights = Path(out_dir) / SEARCHED_NAME
+    accuracy = evaluate(load_checkpoint(workspace.artifact_path(trained.id)), data_yaml, AccuracyConfig(imgsz=imgsz))
+    weights = Path(out_dir) / SEARCHED_NAME  # written once everything the card needs is known
     with staged(weights) as tmp:
         shutil.copy2(workspace.artifact_path(trained.id), tmp)
-    accuracy = evaluate(load_checkpoint(weights), data_yaml, AccuracyConfig(imgsz=imgsz))
     recipe = space.spec(best["number"], best["params"]).recipe
     recipe["steps"] = [s for s in recipe["steps"] if not set(s) & {"quantize", "export"}]
     card = model_card(
