@@ -80,7 +80,7 @@ def serve_lab(port: int, notebook_dir: Path, extra: list[str], token: str, certi
     ]
     if certificate:
         argv += [f"--ServerApp.certfile={certificate[0]}", f"--ServerApp.keyfile={certificate[1]}"]
-    if os.geteuid() == 0:
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # root on Linux and macOS; Windows has no euid
         argv.append("--allow-root")
     with tempfile.TemporaryDirectory(prefix="workbench-labconfig-") as config:
         # ... and the page does not ask whether to: fetchNews defaults to "false" (never) instead of "none" (ask)

@@ -34,8 +34,8 @@ def _audit_path(args) -> Path:
 def _operator() -> str:
     try:
         return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no name for this uid (a container)
-        return f"cli:uid{os.getuid()}"
+    except (KeyError, OSError, ImportError):  # no name for this uid (a container); Windows without USERNAME
+        return f"cli:uid{os.getuid()}" if hasattr(os, "getuid") else "cli:unknown"
 
 
 def _audited(args, command: str, act):

@@ -2,8 +2,10 @@
 admins) and the check of a presented key, with a cache that keeps the per-request cost in microseconds.
 
 The file (`<workspace>/serve/keys.json`) is JSON, written atomically (temp file, fsync, `os.replace`) with mode
-0600 in a 0700 folder; changes from several processes are serialized by `fcntl.flock` on `keys.json.lock`, and a
-running server notices a change made by another process (`workbench keys revoke`) at its next request (one `stat`).
+0600 in a 0700 folder (where the system has mode bits: Windows keeps access in ACLs); changes from several processes
+are serialized by a lock on `keys.json.lock` (`store.portable.locked`: `fcntl.flock`, `msvcrt.locking` on Windows),
+and a running server notices a change made by another process (`workbench keys revoke`) at its next request (one
+`stat`).
 
 What it holds per key: id, name, role, the argon2id hash of the secret, created, expires, revoked, and for admins
 the TOTP secret *encrypted* (AES-256-GCM) with a key derived (HKDF-SHA256) from the API key's own secret, plus the
@@ -39,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..errors import ConfigError, WorkbenchError
+from ..store.portable import locked, loose_mode
 from .principal import SECOND_FACTOR_ACTIONS, Action, Denied, Principal, Role, allowed
 
 KEY_PREFIX = "wbk"
@@ -195,8 +198,8 @@ class KeyStore:
             if stamp is None:
                 keys = {}
             else:
-                mode = os.stat(self.path).st_mode & 0o777
-                if mode & 0o077:
+                mode = loose_mode(self.path)
+                if mode is not None:
                     raise ConfigError(f"{self.path} is readable by others (mode {mode:o})", f"chmod 600 {self.path}")
                 try:
                     keys = json.loads(self.path.read_text())["keys"]
@@ -224,18 +227,12 @@ class KeyStore:
     @contextlib.contextmanager
     def _locked(self):
         """This process's lock, then the file lock shared with other processes; the keys re-read inside."""
-        import fcntl
-
         with self._lock:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             lock_fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-            with os.fdopen(lock_fd, "r+") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                try:
-                    self._refresh(force=True)
-                    yield
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+            with os.fdopen(lock_fd, "r+") as lock, locked(lock):
+                self._refresh(force=True)
+                yield
 
     # -- managing keys --------------------------------------------------------------------------------------------
 

@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import secrets
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -42,6 +41,7 @@ from ..errors import ConfigError, WorkbenchError
 from ..models.in_memory import IN_MEMORY_RUNTIMES, open_runner_from_memory
 from ..models.runners import Runner, RuntimeOptions, runtime_for
 from ..store.atomic import staged
+from ..store.portable import loose_mode
 from .tls import write_private_file
 
 KEY_ENV = "WORKBENCH_MODEL_KEY"
@@ -97,8 +97,8 @@ def load_key(env: str = KEY_ENV, key_file: Path | str | None = None) -> bytes:
         path = Path(key_file)
         if not path.is_file():
             raise ConfigError(f"the key file {path} does not exist", _KEY_FIX)
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
+        mode = loose_mode(path)
+        if mode is not None:
             raise ConfigError(f"the key file {path} is readable by others (mode {mode:03o})", f"chmod 600 {path}")
         return _parse_key(path.read_text(errors="replace"), f"the key file {path}")
     text = os.environ.get(env)
@@ -371,7 +371,7 @@ def _private_key(value):
         path = Path(value)
         if not path.is_file():
             raise ConfigError(f"the signing key {path} does not exist", "make one: generate_signing_key(folder)")
-        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        if loose_mode(path) is not None:
             raise ConfigError(f"the signing key {path} is readable by others", f"chmod 600 {path}")
         value = path.read_bytes()
     if isinstance(value, bytes):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..store.atomic import tag
+from ..store.portable import set_mode
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 CA_DAYS = 365
@@ -182,7 +183,7 @@ def write_private_file(path: Path, data: bytes, mode: int = 0o600) -> Path:
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)  # the umask may only have narrowed it; make it exact
+            set_mode(f.fileno(), staging, mode)  # the umask may only have narrowed it; make it exact
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

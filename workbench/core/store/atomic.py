@@ -10,11 +10,12 @@ import hashlib
 import os
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .portable import pid_alive, process_started
 
 STAGING_PREFIXES = (".staging-", ".incoming-", ".old-")  # beside final names, in artifacts/ and reports/
 SCRATCH_FOLDER = ".staging"  # under a workspace root: scratch folders of exports, training and validation
@@ -110,33 +111,13 @@ def _owner(name: str) -> int | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def _process_start() -> float:
-    """When this process started (wall clock), from /proc where it exists."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return time.time()
-
-
 def sweep_stale(folders: list[Path]) -> list[Path]:
     """Remove staging entries and scratch folders whose writer no longer runs; returns what was removed.
 
     An entry is stale when the process id in its name is not running, or (for a name with no id, written by an
     older version) when it is older than this process. Entries of live processes are never touched.
     """
-    started, removed = _process_start(), []
+    started, removed = process_started(), []
     for folder in folders:
         if not folder.is_dir():
             continue
@@ -146,7 +127,7 @@ def sweep_stale(folders: list[Path]) -> list[Path]:
                 continue
             pid = _owner(entry.name) if not in_scratch else _scratch_owner(entry.name)
             try:
-                stale = (pid is not None and pid != os.getpid() and not _alive(pid)) or (
+                stale = (pid is not None and pid != os.getpid() and not pid_alive(pid)) or (
                     pid is None and entry.lstat().st_mtime < started
                 )
             except OSError:
