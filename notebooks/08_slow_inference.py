@@ -61,7 +61,7 @@ session = wb.Session.open(WORKSPACE)
 lab = wb.SpeedLab(session.workspace.root / "doctor" / "speed-lab", val_images=LAB_IMAGES)  # reused once built
 images = lab.images()
 IMGSZ = images[0].shape[0]  # the lab's images are square: this is the input size they need
-cores = len(os.sched_getaffinity(0))
+cores = wb.usable_cores()  # the cores this process may use (its affinity where the system reports one)
 print(f"{len(images)} images of {IMGSZ} px; {cores} usable cores")
 
 

@@ -417,7 +417,7 @@ def side_by_side(call):
     return times, ratios
 
 
-rows, load_before = [], os.getloadavg()[0]
+rows, load_before = [], wb.load_average()  # None where the system keeps no load average (Windows)
 for label, call in requests.items():
     times, ratios = side_by_side(call)
     base = statistics.median(times["none"])
@@ -429,10 +429,10 @@ for label, call in requests.items():
                      "requests": len(spent)})
 cost = pd.DataFrame(rows)
 cpu = wb.fingerprint()["cpu"]
+load = wb.load_note(load_before, wb.load_average(), cpu["usable_cores"])  # "not available" where there is none
 print(f"{served.describe()}; {cpu['model']}, {cpu['usable_cores']} usable cores; {ROUNDS} rounds of {BLOCK} "
       f"requests per side (the first of each block not counted); the client in this process; a "
-      f"{len(jpeg) / 1e3:.1f} kB JPEG per detection; load average {load_before:.1f} before, "
-      f"{os.getloadavg()[0]:.1f} after (above {cpu['usable_cores']}: other work shared the cores)")
+      f"{len(jpeg) / 1e3:.1f} kB JPEG per detection; {load}")
 cost
 
 # %% [markdown]

@@ -44,6 +44,11 @@ _EXPORTS = {
     "LatencyConfig": "workbench.core.measure.latency",
     "time_calls": "workbench.core.measure.latency",
     "ParityConfig": "workbench.core.measure.parity",
+    # evaluation sets: which images a mAP was measured on; only like is put beside like
+    "EvaluationSet": "workbench.core.store.evaluation_sets",
+    "evaluation_sets": "workbench.core.store.evaluation_sets",
+    "evaluation_set": "workbench.core.data.identity",
+    "measure_on": "workbench.core.measure.on_set",
     # optimization
     "TrainConfig": "workbench.core.optimize.train",
     "train": "workbench.core.optimize.train",
@@ -150,6 +155,9 @@ _EXPORTS = {
     # base
     "fingerprint": "workbench.core.environment",
     "describe_environment": "workbench.core.environment",
+    "usable_cores": "workbench.core.environment",
+    "load_average": "workbench.core.environment",
+    "load_note": "workbench.core.environment",
     "Progress": "workbench.core.progress",
     "WorkbenchError": "workbench.core.errors",
     "ConfigError": "workbench.core.errors",

@@ -48,8 +48,30 @@ LIBRARIES = (
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity), not the machine's total."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """Cores this process may run on: its CPU affinity where the system reports one (Linux), else the machine's
+    logical cores (macOS and Windows have no `os.sched_getaffinity`)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (processes running or waiting for a core), or None where the system keeps none
+    (Windows has no `os.getloadavg`)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def load_note(before: float | None, after: float | None, cores: int) -> str:
+    """A sentence on the load around a timing: above `cores`, other work shared the cores while it ran."""
+    if before is None or after is None:
+        return "load average not available on this system"
+    said = f"load average {before:.1f} before, {after:.1f} after"
+    if max(before, after) > cores:
+        return f"{said} (above the {cores} usable cores: other work shared them)"
+    return f"{said} (within the {cores} usable cores)"
 
 
 @contextmanager
