@@ -1,42 +1,47 @@
-# Every target sets up what it needs from a fresh clone: a virtual environment with the project installed.
+# Every target sets up what it needs from a fresh clone: a virtual environment holding exactly a lock
+# (requirements/*.lock) plus the project, editable; scripts/install.py does it and skips what is already there.
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
-LITERT_STAMP := $(VENV)/.litert-stamp
+# WHEELHOUSE=DIR: install from a folder `make wheelhouse` filled, asking no index (a classroom offline)
+WHEELHOUSE ?=
+INSTALL = $(PYTHON) scripts/install.py --venv $(VENV) $(if $(WHEELHOUSE),--wheelhouse $(WHEELHOUSE))
 
-.PHONY: venv demo test lint lab app bench browser-deps clean
+.PHONY: learner dev demo lab app test check lint bench lock wheelhouse browser-deps clean
 
 # demo, lab and app share one workspace, so the demo's runs appear in the dashboard and the notebooks
 SHARED_WORKSPACE := $(CURDIR)/workbench-runs
 
-venv: $(STAMP)
-
-$(STAMP): pyproject.toml
+# The learner profile (the chapters and the app) and the developer profile (that plus the test tools and LiteRT)
+learner:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[all,test]'
-	touch $@
+	@$(INSTALL) learner
 
-# LiteRT (TFLite) export and interpreter, for the tests and the bench only (about 1 GB, so not in `venv`).
-# litert-converter 0.5 pins xdsl 0.28, which caps typing-extensions below 4.13; jupyter_client 8.10 does not import
-# with that (TypedDict extra_items), so the versions `.[all,test]` installed are put back (xdsl runs with them).
-$(LITERT_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[litert]'
-	$(BIN)/pip install --quiet --disable-pip-version-check 'typing-extensions>=4.16' 'anyio>=4.16'
-	touch $@
+dev:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	@$(INSTALL) dev
 
-demo: $(STAMP)
+demo: learner
 	WORKBENCH_WORKSPACE=$(SHARED_WORKSPACE) $(BIN)/workbench demo
 
-# lint: ruff (rules and formatting) and the layer contracts of pyproject.toml (import-linter)
-lint: $(STAMP)
+# lint: ruff (rules and formatting), the layer contracts of pyproject.toml (import-linter), the venv against its lock
+lint: dev
 	$(BIN)/ruff check workbench tests scripts
 	$(BIN)/ruff format --check workbench tests scripts
 	$(BIN)/lint-imports
+	$(PYTHON) scripts/install.py check --venv $(VENV)
 
-test: lint browser-deps $(LITERT_STAMP)
-	$(BIN)/python -m pytest
+# Everything CI runs: lint, the whole suite, the chapters and the browser tests. The learner wheelhouse is filled
+# here, where the network is allowed (pip download skips what the folder already holds), for the test that
+# installs from it with the network refused.
+TEST_WHEELHOUSE ?= $(HOME)/.cache/deploy-workbench/wheelhouse-learner
+test: lint browser-deps
+	$(PYTHON) scripts/install.py wheelhouse $(TEST_WHEELHOUSE)
+	WORKBENCH_TEST_WHEELHOUSE=$(TEST_WHEELHOUSE) $(BIN)/python -m pytest
+
+# The inner loop (a few minutes): lint and the suite without the chapters, the browser and the slow tests
+check: lint
+	$(BIN)/python -m pytest -m "not notebook and not browser and not slow" --durations=5
 
 # The browser tests drive Debian's chromium through Playwright (never `playwright install`).
 browser-deps:
@@ -44,15 +49,23 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
-bench: $(STAMP) $(LITERT_STAMP)
+bench: dev
 	$(BIN)/workbench bench --out bench
+
+# Resolve pyproject.toml anew into requirements/dev.lock and requirements/learner.lock (newest allowed versions)
+lock:
+	$(PYTHON) scripts/install.py lock --venv $(VENV)
+
+# Every wheel of the learner profile in one folder, for laptops that install with WHEELHOUSE=DIR and no network
+wheelhouse:
+	$(PYTHON) scripts/install.py wheelhouse $(or $(WHEELHOUSE),wheelhouse)
 
 # lab and app: 127.0.0.1 only, behind a token printed with the URL (WORKBENCH_TOKEN, WORKBENCH_CERTFILE and
 # WORKBENCH_KEYFILE: see scripts/serve_app.py); tests/test_app_security.py runs the same launcher
-lab: $(STAMP)
+lab: learner
 	WORKBENCH_WORKSPACE=$(SHARED_WORKSPACE) $(BIN)/python scripts/serve_app.py lab --notebook-dir=notebooks
 
-app: $(STAMP)
+app: learner
 	WORKBENCH_WORKSPACE=$(SHARED_WORKSPACE) $(BIN)/python scripts/serve_app.py app --notebook-dir=notebooks
 
 clean:
