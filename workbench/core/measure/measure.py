@@ -16,11 +16,13 @@ import numpy as np
 
 from ..advise.estimate import estimate_for_row
 from ..data.checks import list_images
+from ..data.identity import evaluation_set
 from ..environment import gemm_gflops
 from ..errors import Cancelled, ConfigError, WorkbenchError
 from ..models.checkpoints import DEFAULT_IMGSZ, checkpoint_imgsz
 from ..models.runners import ArtifactLoadError, Runtime, example_input, open_runner, runtime_for
 from ..progress import ProgressFn, emit
+from ..store.evaluation_sets import CONTEXT_KEY as EVALUATION_SET
 from ..store.records import Variant
 from .accuracy import AccuracyConfig, runner_accuracy
 from .latency import measure_throughput, time_calls
@@ -208,6 +210,8 @@ def _accuracy(workspace, variant, runner, row, plan, data_yaml, context, progres
     context = _accuracy_context(row, plan, data_yaml, context, variant)
     config = AccuracyConfig(imgsz=context["imgsz"], split=plan.split, images=plan.accuracy_images)
     try:
+        identity = evaluation_set(data_yaml, plan.split, plan.accuracy_images, context["imgsz"])
+        context[EVALUATION_SET] = identity.as_context()  # what it was measured on: only like is put beside like
         result = runner_accuracy(runner, data_yaml, config, names=_names(workspace, variant.id), progress=progress)
     except Cancelled:
         raise
