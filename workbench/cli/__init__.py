@@ -208,7 +208,7 @@ def _optimize(args) -> int:
         printer.close()
     rows = pipeline_table(workspace, result)
     sizes = sorted({k for row in rows for k in row if k.startswith("p50_ms_")})
-    columns = ["step", "variant", "runtime", "precision", "gflops", *sizes, "map50_95", "map_imgsz"]
+    columns = ["step", "variant", "runtime", "precision", "gflops", *sizes, "map50_95", "map_imgsz", "map_set"]
     print(markdown_table(rows, columns, digits={"gflops": 2, "map50_95": 4, **dict.fromkeys(sizes, 1)}))
     if result.standings:
         aim = ", ".join(f"{k} {v}" for k, v in vars(recipe.aim).items() if v is not None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..store.evaluation_sets import NOT_MEASURED, choose_set, rows_on, summarize, workspace_sets
 from ..store.records import Measurement, Variant
 
 _METRICS = (
@@ -101,14 +102,14 @@ def family(variants: dict[int, Variant], variant_id: int) -> tuple:
     return (origin, variant.step, variant.format, options)
 
 
-def accuracy_lookup(workspace) -> dict[tuple, dict]:
-    """Newest successful accuracy of each variant and precision: at an imgsz, measured for a latency imgsz, at any
-    size, and of the same export at another size (its family)."""
+def accuracy_lookup(workspace, evaluation_set=None) -> dict[tuple, dict]:
+    """Newest successful accuracy on one evaluation set (None: the default set, see `choose_set`) of each variant
+    and precision: at an imgsz, measured for a latency imgsz, at any size, and of the same export at another size
+    (its family). Rows of other sets are never used: their mAPs are not comparable."""
     variants = {v.id: v for v in workspace.ledger.variants()}
+    measured = workspace.ledger.measurements(kind="accuracy")
     found = {}
-    for m in workspace.ledger.measurements(kind="accuracy"):
-        if not m.ok:
-            continue
+    for m in rows_on(measured, choose_set(summarize(measured), evaluation_set)):
         ctx, met = m.context, m.metrics
         value = {"map50": met["map50"], "map50_95": met["map50_95"], "map_imgsz": ctx.get("imgsz")}
         key = (m.variant_id, ctx.get("precision"))
@@ -130,17 +131,26 @@ def accuracy_of(lookup: dict, variant: Variant, precision: str | None, imgsz: in
     return next((lookup[key] for key in keys if key in lookup), {})
 
 
-def comparison_table(workspace, *, baseline: dict | None = None):
-    """Latency rows with mAP (`map_imgsz` says at which size), speed-up and mAP delta against a baseline row.
+def comparison_table(workspace, *, baseline: dict | None = None, evaluation_set=None):
+    """Latency rows with mAP on one evaluation set (`map_imgsz` says at which size), speed-up and mAP delta
+    against a baseline row.
+
+    Every mAP in the table was measured on the same images: `evaluation_set` names them in each row, and a row
+    whose variant was not measured on that set says so in `map_note` (its mAP is left empty, never taken from
+    another set). `table.attrs["evaluation_sets"]` lists every set the ledger holds, the shown one first.
 
     Args:
         baseline: column values that pick the baseline row, e.g. {"runtime": "pytorch", "imgsz": 640};
             default: the PyTorch row of the source model at each imgsz (any PyTorch row if there is none).
+        evaluation_set: the set's key, name or digest prefix; None: the set with the most variants measured on it
+            (ties: the most images). A name the ledger does not hold raises ConfigError listing the ones it does.
     """
     table = latency_table(workspace)
+    sets = workspace_sets(workspace)
+    chosen = choose_set(sets, evaluation_set)
     if table.empty:
         return table
-    lookup = accuracy_lookup(workspace)
+    lookup = accuracy_lookup(workspace, chosen)
     variants = {v.id: v for v in workspace.ledger.variants()}
     table["technique"] = [technique(variants, int(v)) for v in table["variant_id"]]
     accuracy = [
@@ -148,6 +158,7 @@ def comparison_table(workspace, *, baseline: dict | None = None):
     ]
     for key in ("map50", "map50_95", "map_imgsz"):
         table[key] = [a.get(key, np.nan) for a in accuracy]
+    _name_the_set(table, chosen, sets)
     ok = table["status"] == "ok"
     table["speedup"] = np.nan
     table["map50_95_delta"] = np.nan
@@ -160,6 +171,14 @@ def comparison_table(workspace, *, baseline: dict | None = None):
         table.loc[group.index, "map50_95_delta"] = group["map50_95"] - base["map50_95"]
         table.loc[group.index, "baseline"] = f"{base['variant']} {base['runtime']} {base['precision']}"
     return table
+
+
+def _name_the_set(table, chosen, sets) -> None:
+    """The set's name in every row; 'not measured on this set' where a measured row has no mAP on it."""
+    table["evaluation_set"] = chosen.name if chosen else None
+    missing = (table["status"] == "ok") & table["map50_95"].isna()
+    table["map_note"] = np.where(missing, NOT_MEASURED, "")
+    table.attrs["evaluation_sets"] = [s.name for s in sets]
 
 
 def technique(variants: dict[int, Variant], variant_id: int) -> str:

@@ -7,11 +7,13 @@ is visible.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
 
 from ..measure.stages import STAGES
+from ..store.evaluation_sets import NOT_MEASURED
 from .compare import best_within_budget, budget_latency_ms, meets_latency_budget, pareto_front
 
 
@@ -82,6 +84,7 @@ def pareto_figure(table, title: str = "Latency vs accuracy", *, latency_budget_m
         )
     if latency_budget_ms is not None:
         _draw_latency_budget(fig, ok, latency_budget_ms)
+    title += set_subtitle(table)
     peak = ok["machine_gemm_gflops"].dropna() if "machine_gemm_gflops" in ok else []
     if len(peak):
         title += f"<br><sup>for scale: this machine's fp32 matrix multiply reaches {peak.max():.0f} GFLOP/s</sup>"
@@ -94,6 +97,19 @@ def pareto_figure(table, title: str = "Latency vs accuracy", *, latency_budget_m
         legend={"title": "technique: runtime, precision"},
     )
     return fig
+
+
+def set_subtitle(table) -> str:
+    """'<br><sup>mAP50-95 on val · 200 images · 320 px · a1b2c3; not measured on this set: a, b</sup>' (empty for
+    a table without set columns)."""
+    if "evaluation_set" not in table or not len(table):
+        return ""
+    name = table["evaluation_set"].dropna()
+    text = f"mAP50-95 on {name.iloc[0]}" if len(name) else "no accuracy measured yet"
+    missing = table[table["map_note"] == NOT_MEASURED]["variant"].drop_duplicates().tolist()
+    if missing:
+        text += f"; {NOT_MEASURED}: {', '.join(map(str, missing))}"
+    return f"<br><sup>{html.escape(text)}</sup>"
 
 
 def _draw_latency_budget(fig, ok, latency_budget_ms: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..store.evaluation_sets import NOT_MEASURED
 from .compare import comparison_table, filter_table
 from .diagnoses import diagnoses_sections
 from .figures import latency_distribution_figure, pareto_figure, row_label, size_figure, stage_figure
@@ -30,6 +31,7 @@ _TABLE = [
     "throughput_fps",
     "map50_95",
     "map_imgsz",
+    "map_note",
     "speedup",
     "map50_95_delta",
     "size_mb",
@@ -56,9 +58,12 @@ class Aside:
     note: str
 
 
-def study_sections(workspace, *, asides: tuple[Aside, ...] = ()) -> list[Section]:
-    """Sections for every latency, accuracy and parity measurement in the workspace, and its diagnoses if any."""
-    table = comparison_table(workspace)
+def study_sections(workspace, *, asides: tuple[Aside, ...] = (), evaluation_set=None) -> list[Section]:
+    """Sections for every latency, accuracy and parity measurement in the workspace, and its diagnoses if any.
+
+    `evaluation_set`: the set whose mAPs the comparison shows (None: the one with the most variants measured).
+    """
+    table = comparison_table(workspace, evaluation_set=evaluation_set)
     if table.empty:
         return [Section("Comparison", "<p><em>no latency measurements yet</em></p>"), *diagnoses_sections(workspace)]
     set_aside = {i for aside in asides for i in aside.variant_ids}
@@ -113,13 +118,29 @@ def _comparison_note(workspace, ok) -> str:
     baseline = ok["baseline"].dropna().iloc[0] if ok["baseline"].notna().any() else "the baseline"
     unstable = int((ok["stable"] == False).sum())  # noqa: E712 - a column of True / False / None
     return (
-        f"{cpu['model']} ({' '.join(cpu['isa'])}), {cpu['usable_cores']} cores, batch 1. Speed-up and mAP delta "
+        _set_note(ok)
+        + f"{cpu['model']} ({' '.join(cpu['isa'])}), {cpu['usable_cores']} cores, batch 1. Speed-up and mAP delta "
         f"are against {baseline} at the same imgsz. mAP is measured at the row's imgsz unless map_imgsz says "
         "otherwise. Precision is what the runtime actually computed in (precision_hint: what OpenVINO was asked "
         "for). A latency is measured in windows until three agree within 10% (stable); spread is how far apart "
         f"the last ones were{f', and {unstable} row(s) never settled' if unstable else ''}. GOP/s is the model's "
         f"GFLOPs per image over p50; for scale, an fp32 matrix multiply reaches "
         f"{ok['machine_gemm_gflops'].max():.0f} GFLOP/s here."
+    )
+
+
+def _set_note(ok) -> str:
+    """Which images every mAP here was measured on, the variants not measured on them, the other sets."""
+    shown = ok["evaluation_set"].dropna()
+    if not len(shown):
+        return "No accuracy measured yet. "
+    missing = ok[ok["map_note"] == NOT_MEASURED]["variant"].drop_duplicates().tolist()
+    others = [s for s in ok.attrs.get("evaluation_sets", []) if s != shown.iloc[0]]
+    return (
+        f"Every mAP here was measured on {shown.iloc[0]}"
+        + (f"; {NOT_MEASURED}: {', '.join(map(str, missing))}" if missing else "")
+        + (f"; other sets in the ledger, not mixed in: {'; '.join(others)}" if others else "")
+        + ". "
     )
 
 

@@ -6,6 +6,8 @@ import html
 import math
 from collections.abc import Sequence
 
+from ..store.evaluation_sets import NOT_MEASURED, choose_set, rows_on, workspace_sets
+
 
 def cell_text(value, digits: int = 4) -> str:
     """How a value reads in a table: floats rounded, missing values (None, NaN) empty, never 'nan'."""
@@ -53,20 +55,26 @@ def markdown_table(
     return "\n".join(lines)
 
 
-def pipeline_table(workspace, result) -> list[dict]:
+def pipeline_table(workspace, result, evaluation_set=None) -> list[dict]:
     """One row per measured variant of a recipe run (the input first): step, variant, runtime, precision, GFLOPs,
-    p50 at each imgsz, mAP50-95 and the imgsz it was measured at."""
+    p50 at each imgsz, mAP50-95 with the imgsz it was measured at, and the evaluation set it was measured on.
+
+    Every mAP is from one set: `evaluation_set` (None: the set with the most of these variants measured on it); a
+    variant not measured there says so in `map_set` rather than show a mAP from other images.
+    """
     produced = [("input", result.input_id)] + [(f"{s.index}:{s.kind}", v) for s in result.steps for v in s.variants]
+    chosen = choose_set(workspace_sets(workspace, [v for _, v in produced]), evaluation_set)
     rows = []
     for step, variant_id in produced:
         measured = [m for m in workspace.ledger.measurements(variant_id=variant_id) if m.ok]
-        accuracy = [m for m in measured if m.kind == "accuracy"]
+        accuracy = rows_on(measured, chosen)
         row = {
             "step": step,
             "variant_id": variant_id,
             "variant": workspace.variant(variant_id).name,
             "map50_95": accuracy[-1].metrics["map50_95"] if accuracy else None,
             "map_imgsz": accuracy[-1].context.get("imgsz") if accuracy else None,
+            "map_set": chosen.name if accuracy else (NOT_MEASURED if chosen else None),
         }
         for m in (m for m in measured if m.kind == "latency"):
             row.update(
