@@ -89,6 +89,7 @@ class Option:
             "imgsz": self.profile.imgsz,
             "model_mb": round(self.profile.weights_mb(self.precision), 2),
             "map50_95": self.profile.map50_95,
+            "map_set": self.profile.map_set,
             "p50_ms": round(self.compute_p50_ms + self.network_ms / 1.5, 2),
             "p99_ms": round(self.p99_ms, 2),
             "network_ms": round(self.network_ms, 2),
@@ -300,15 +301,24 @@ def learned_here(workspace, targets=None) -> dict:
 
 
 def advise_workspace(
-    workspace, requirements: Requirements, *, variant_ids: list[int] | None = None, targets: list[Target] | None = None
+    workspace,
+    requirements: Requirements,
+    *,
+    variant_ids: list[int] | None = None,
+    targets: list[Target] | None = None,
+    evaluation_set=None,
 ) -> Advice:
     """`advise` for the workspace's models (every PyTorch variant unless `variant_ids` names some), profiled at
     the requirements' imgsz, with the efficiencies learned from the workspace's latency rows on this machine.
+
+    The models' mAP50-95 are all from one evaluation set: `evaluation_set`, else the one most of them were measured
+    on; a model not measured there has none (`map_set` says so).
 
     Raises:
         ConfigError: the workspace holds no PyTorch model, or a variant id is not in it.
     """
     from ..errors import ConfigError
+    from ..store.evaluation_sets import choose_set, workspace_sets
     from .catalog import load_catalog
     from .profile import profile_variant, pytorch_variants
 
@@ -318,7 +328,8 @@ def advise_workspace(
             f"the workspace {workspace.root} holds no PyTorch model to advise on",
             "run `workbench demo` (or record a model) first, or pass a model",
         )
-    profiles = [profile_variant(workspace, i, requirements.imgsz) for i in ids]
+    chosen = choose_set(workspace_sets(workspace, ids), evaluation_set)  # every model's mAP on the same images
+    profiles = [profile_variant(workspace, i, requirements.imgsz, chosen) for i in ids]
     targets = load_catalog() if targets is None else targets
     return advise(profiles, requirements, targets, learned_here(workspace, targets))
 

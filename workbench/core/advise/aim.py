@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..store.evaluation_sets import NOT_MEASURED, choose_set, rows_on, summarize, workspace_sets
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,16 @@ class Aim:
         return cls(requirements.latency_p99_ms, min_map50_95, requirements.imgsz)
 
 
-def standing(workspace, variant_id: int, aim: Aim) -> dict:
-    """How one variant stands against the aim: its best measured p99 (at the aim's size), its mAP50-95, whether
-    it meets the aim and, if not, what it misses (a constraint without a measurement is missed: unmeasured)."""
+def standing(workspace, variant_id: int, aim: Aim, evaluation_set=None) -> dict:
+    """How one variant stands against the aim: its best measured p99 (at the aim's size), its mAP50-95 on one
+    evaluation set (None: the variant's own default set), whether it meets the aim and, if not, what it misses (a
+    constraint without a measurement is missed: unmeasured, or not measured on the set the others were)."""
     measured = [m for m in workspace.ledger.measurements(variant_id=variant_id) if m.ok]
     latency = [
         m for m in measured if m.kind == "latency" and (aim.imgsz is None or m.context.get("imgsz") == aim.imgsz)
     ]
-    accuracy = [m for m in measured if m.kind == "accuracy" and m.metrics.get("map50_95") is not None]
+    chosen = choose_set(summarize(measured), evaluation_set)
+    accuracy = [m for m in rows_on(measured, chosen) if m.metrics.get("map50_95") is not None]
     p99 = min((m.metrics["p99_ms"] for m in latency if "p99_ms" in m.metrics), default=None)
     map50_95 = accuracy[-1].metrics["map50_95"] if accuracy else None
     misses = []
@@ -50,16 +53,21 @@ def standing(workspace, variant_id: int, aim: Aim) -> dict:
             misses.append(f"p99 {p99:.1f} ms > {aim.latency_p99_ms:g} ms")
     if aim.min_map50_95 is not None:
         if map50_95 is None:
-            misses.append("accuracy not measured")
+            misses.append("accuracy not measured" + (f" on {chosen.name}" if chosen else ""))
         elif map50_95 < aim.min_map50_95:
             misses.append(f"mAP50-95 {map50_95:.3f} < {aim.min_map50_95:g}")
     name = workspace.variant(variant_id).name
-    return {"variant_id": variant_id, "variant": name, "p99_ms": p99, "map50_95": map50_95, "meets": not misses,
+    return {"variant_id": variant_id, "variant": name, "p99_ms": p99, "map50_95": map50_95,
+            "map_set": (chosen.name if accuracy else NOT_MEASURED) if chosen else None, "meets": not misses,
             "misses": "; ".join(misses)}  # fmt: skip
 
 
-def standings(workspace, variant_ids, aim: Aim) -> list[dict]:
-    return [standing(workspace, v, aim) for v in variant_ids]
+def standings(workspace, variant_ids, aim: Aim, evaluation_set=None) -> list[dict]:
+    """`standing` of each variant, every mAP50-95 on one set: `evaluation_set`, else the one most of them were
+    measured on (ties: the most images)."""
+    ids = list(variant_ids)
+    chosen = choose_set(workspace_sets(workspace, ids), evaluation_set)
+    return [standing(workspace, v, aim, chosen) for v in ids]
 
 
 def best_meeting(rows: list[dict]) -> dict | None:

@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..store.evaluation_sets import NOT_MEASURED, choose_set, rows_on, summarize
 
 BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 # Memory a runtime holds besides the model (its libraries, arenas, a CUDA context): rough sizes, for the fit check
@@ -25,6 +26,7 @@ class ModelProfile:
     activation_elements: int  # all layer outputs of one forward pass: an upper bound on what is held at once
     variant_id: int | None = None
     map50_95: float | None = None  # measured here at this size or the nearest, if the ledger has it
+    map_set: str | None = None  # the evaluation set it was measured on (or "not measured on this set")
 
     def weights_mb(self, precision: str) -> float:
         return self.params * BYTES.get(precision, 4) / 1e6
@@ -61,32 +63,31 @@ def _profile_file(path: str, mtime_ns: int, imgsz: int) -> ModelProfile:
     return profile_net(load_checkpoint(path).model, imgsz, Path(path).stem)
 
 
-def profile_variant(workspace, variant_id: int, imgsz: int) -> ModelProfile:
+def profile_variant(workspace, variant_id: int, imgsz: int, evaluation_set=None) -> ModelProfile:
     """The profile of a recorded variant: its own model if it is PyTorch, else its nearest PyTorch ancestor's, with
-    the best mAP50-95 measured for it (or its exports) at `imgsz` where the ledger has one."""
+    the mAP50-95 measured for it on `evaluation_set` (a key, name or SetSummary; None: the ancestor's default set)
+    at `imgsz` or the size nearest it, where the ledger has one."""
     for ancestor in workspace.lineage(variant_id):
         if ancestor.is_pytorch and ancestor.path:
             path = workspace.root / ancestor.path
             base = _profile_file(str(path), path.stat().st_mtime_ns, imgsz)
             name = workspace.variant(variant_id).name
-            return replace(
-                base, name=name, variant_id=variant_id, map50_95=_measured_map(workspace, ancestor.id, imgsz)
-            )
+            measured, chosen = _measured_map(workspace, ancestor.id, imgsz, evaluation_set)
+            shown = (chosen.name if measured is not None else NOT_MEASURED) if chosen else None
+            return replace(base, name=name, variant_id=variant_id, map50_95=measured, map_set=shown)
     raise ConfigError(f"variant {variant_id} has no PyTorch model in its lineage", "pick a variant made from a .pt")
 
 
-def _measured_map(workspace, model_id: int, imgsz: int) -> float | None:
-    """The mAP50-95 of the PyTorch variant itself at the size nearest `imgsz` (float precision: the model's own
-    accuracy, before any quantization)."""
-    rows = [
-        m
-        for m in workspace.ledger.measurements(variant_id=model_id, kind="accuracy")
-        if m.ok and m.metrics.get("map50_95") is not None
-    ]
+def _measured_map(workspace, model_id: int, imgsz: int, evaluation_set=None) -> tuple[float | None, object]:
+    """The mAP50-95 of the PyTorch variant itself on one evaluation set at the size nearest `imgsz` (float
+    precision: the model's own accuracy, before any quantization), and the set."""
+    measured = workspace.ledger.measurements(variant_id=model_id, kind="accuracy")
+    chosen = choose_set(summarize(measured), evaluation_set)
+    rows = [m for m in rows_on(measured, chosen) if m.metrics.get("map50_95") is not None]
     if not rows:
-        return None
+        return None, chosen
     nearest = min(rows, key=lambda m: (abs(int(m.context.get("imgsz") or 0) - imgsz), -m.id))
-    return float(nearest.metrics["map50_95"])
+    return float(nearest.metrics["map50_95"]), chosen
 
 
 def pytorch_variants(workspace) -> list[int]:
