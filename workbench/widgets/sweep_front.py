@@ -69,7 +69,8 @@ class SweepFrontArea(Hushable):
         self.note.value = _note(sweep)
         if self.figure is not None:
             title = f"Sweep {sweep.name}: mAP50-95 against p50 latency"
-            replace_figure(self.figure, sweep_figure(sweep.trials, title=title))
+            title += f"<br><sup>mAP50-95 on {html.escape(sweep.evaluation_set)}</sup>" if sweep.evaluation_set else ""
+            replace_figure(self.figure, sweep_figure(sweep.drawn, title=title))
 
 
 def _note(sweep: RecordedSweep) -> str:
@@ -79,7 +80,10 @@ def _note(sweep: RecordedSweep) -> str:
         parts.append(f"{failed} failed")
     if sweep.passes:
         parts.append(f"{sweep.passes} early-stopping pass(es) not drawn")
+    if sweep.other_set:
+        parts.append(f"{sweep.other_set} measured on other images, not drawn")
+    on = f" Every mAP50-95 drawn was measured on {html.escape(sweep.evaluation_set)}." if sweep.evaluation_set else ""
     return (
-        f"<b>{html.escape(sweep.name)}</b>: {', '.join(parts)}. The ledger keeps no constraints: this front is over "
-        "every finished trial (the Sweep tab's front keeps only the feasible ones)."
+        f"<b>{html.escape(sweep.name)}</b>: {', '.join(parts)}.{on} The ledger keeps no constraints: this front is "
+        "over every finished trial (the Sweep tab's front keeps only the feasible ones)."
     )

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..errors import Cancelled, ConfigError
 from ..progress import Progress, ProgressFn
-from ..sweep.pareto import pareto_front
+from ..store.evaluation_sets import CONTEXT_KEY as EVALUATION_SET
+from ..sweep.pareto import main_set, on_main_set, pareto_front
 from ..sweep.search import SweepResult, best_feasible, run_sweep, trial_rows
 from ..sweep.space import THIS_MACHINE, SearchSpace
 from ..sweep.trials import METRICS, TRIAL_KIND, LocalEngine
@@ -301,6 +302,13 @@ class RecordedSweep:
     name: str
     trials: list[dict]  # the full-stage records: number, variant_id, params, metrics, ok, error, on_front
     passes: int = 0  # early-stopping ("short") records, not drawn
+    evaluation_set: str | None = None  # the name of the set the front's mAPs were measured on
+    other_set: int = 0  # finished trials measured on other images: not on the front, not drawn
+
+    @property
+    def drawn(self) -> list[dict]:
+        """The trials drawn beside each other: those measured on `evaluation_set` (and those without a mAP)."""
+        return [r for r in self.trials if not r.get("other_set")]
 
     @property
     def front(self) -> list[dict]:
@@ -319,10 +327,13 @@ def recorded_sweeps(measurements: Iterable) -> dict[str, RecordedSweep]:
     sweeps = {}
     for name in sorted(groups, key=lambda n: -newest[n]):
         full = [r for r in groups[name] if r["stage"] == "full"]
-        front = {id(r) for r in pareto_front([r for r in full if r["ok"]], LEDGER_FRONT)}
+        _, set_name = main_set([r for r in full if r["ok"]])
+        same = {id(r) for r in on_main_set([r for r in full if r["ok"]])}
+        front = {id(r) for r in pareto_front([r for r in full if id(r) in same], LEDGER_FRONT)}
         for row in full:
-            row["on_front"] = id(row) in front
-        sweeps[name] = RecordedSweep(name, full, len(groups[name]) - len(full))
+            row["on_front"], row["other_set"] = id(row) in front, row["ok"] and id(row) not in same
+        other = sum(1 for r in full if r["other_set"])
+        sweeps[name] = RecordedSweep(name, full, len(groups[name]) - len(full), set_name, other)
     return sweeps
 
 
@@ -339,6 +350,7 @@ def _ledger_row(m) -> dict:
         "variant_id": m.variant_id,
         "params": dict(m.metrics.get("params") or {}),
         **{k: m.metrics[k] for k in METRICS if k in m.metrics},
+        EVALUATION_SET: m.metrics.get(EVALUATION_SET),
         "ok": ok,
         "feasible": ok,  # for sweep_figure: no constraints are recorded, so every finished trial counts
         "error": m.context.get("error"),

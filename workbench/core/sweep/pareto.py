@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
+
+from ..store.evaluation_sets import CONTEXT_KEY, UNKNOWN, UNKNOWN_NAME, set_name
 
 DIRECTIONS = ("max", "min")
 
@@ -40,3 +43,29 @@ def pareto_front(rows: Sequence[dict], objectives: dict[str, str]) -> list[dict]
 
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def set_key_of(row: dict) -> str:
+    """The evaluation set a trial row's mAP was measured on (its key; UNKNOWN for rows recorded without one)."""
+    found = row.get(CONTEXT_KEY)
+    return (found.get("key") or UNKNOWN) if isinstance(found, dict) else UNKNOWN
+
+
+def main_set(rows: Sequence[dict]) -> tuple[str | None, str | None]:
+    """(key, name) of the set most of the rows with a mAP were measured on (ties: the first met), the name with
+    every size measured on it; (None, None) when no row has a mAP. A front is drawn over that set's rows only."""
+    scored = [r for r in rows if _number(r.get("map50_95"))]
+    if not scored:
+        return None, None
+    key = Counter(set_key_of(r) for r in scored).most_common(1)[0][0]
+    if key == UNKNOWN:
+        return key, UNKNOWN_NAME
+    on = [r[CONTEXT_KEY] for r in scored if set_key_of(r) == key]
+    sizes = [s["imgsz"] for s in on if s.get("imgsz")]
+    return key, set_name(on[0]["split"], on[0]["images"], sizes, on[0]["digest"])
+
+
+def on_main_set(rows: Sequence[dict]) -> list[dict]:
+    """The rows measured on `main_set(rows)` (rows without a mAP are kept: they hold no mAP to mix)."""
+    key, _ = main_set(rows)
+    return [r for r in rows if not _number(r.get("map50_95")) or set_key_of(r) == key]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from ..progress import ProgressFn
-from .pareto import pareto_front
+from .pareto import on_main_set, pareto_front
 from .space import THIS_MACHINE, SearchSpace
 from .trials import LocalEngine, TrialResult, TrialSpec, record_trial
 
@@ -260,7 +260,7 @@ def trial_rows(space: SearchSpace, results: Iterable[TrialResult], trials: Itera
     ]
     for row in rows:
         row["final"] = row["stage"] == "full"  # a short row is a pruned trial's early pass
-    candidates = [r for r in rows if r["feasible"] and r["final"]]
+    candidates = [r for r in on_main_set(rows) if r["feasible"] and r["final"]]  # mAPs of one set of images
     front = {id(r) for r in pareto_front(candidates, front_objectives(space))}
     for row in rows:
         row["on_front"] = id(row) in front

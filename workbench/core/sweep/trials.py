@@ -15,6 +15,7 @@ from typing import Protocol
 
 from ..errors import Cancelled, WorkbenchError
 from ..progress import ProgressFn, emit
+from ..store.evaluation_sets import CONTEXT_KEY as EVALUATION_SET
 
 TRIAL_KIND = "sweep_trial"  # the measurement kind of a sweep's trial record
 METRICS = ("map50_95", "p50_ms", "p99_ms", "size_mb")  # the values a trial reports
@@ -75,7 +76,9 @@ def trial_plans(spec: TrialSpec) -> list:
 
 
 def read_values(workspace, variant_id: int, measurement_ids: Sequence[int]) -> tuple[dict, str | None]:
-    """The trial values from the final variant's measurements, and the first failure among them (or None)."""
+    """The trial values from the final variant's measurements, and the first failure among them (or None); the
+    evaluation set its mAP was measured on goes with them (`EvaluationSet.as_context()`), so a front is drawn
+    over trials measured on the same images only."""
     values: dict = {}
     size = workspace.variant(variant_id).size_bytes
     if size is not None:
@@ -85,6 +88,7 @@ def read_values(workspace, variant_id: int, measurement_ids: Sequence[int]) -> t
             return {}, f"{m.kind} measurement failed: {m.metrics.get('error') or m.status}"
         if m.kind == "accuracy":
             values["map50_95"] = float(m.metrics["map50_95"])
+            values[EVALUATION_SET] = m.context.get(EVALUATION_SET)  # the images it was measured on (None: unknown)
         elif m.kind == "latency":
             values.update(p50_ms=float(m.metrics["p50_ms"]), p99_ms=float(m.metrics["p99_ms"]))
     return values, None
