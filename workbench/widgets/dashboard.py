@@ -14,6 +14,7 @@ import json
 
 import ipywidgets as widgets
 
+from ..core.measure.on_set import measure_on
 from ..core.report.compare import (
     best_within_budget,
     comparison_table,
@@ -25,7 +26,9 @@ from ..core.report.diagnoses import ROW_COLUMNS, diagnosis_html, diagnosis_rows
 from ..core.report.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
 from ..core.report.tables import table_html
 from ..core.services.session import Session
+from ..core.store.evaluation_sets import NOT_MEASURED
 from .controls import WIDE, Hushable, replace_figure
+from .evaluation_set import EvaluationSetArea
 from .sweep_front import SweepFrontArea
 
 LEDGER_COLUMNS = ["id", "name", "step", "format", "parent_id", "size_bytes", "created_at"]
@@ -43,9 +46,18 @@ class Dashboard:
     title = "Compare"
 
     def __init__(
-        self, session: Session, *, table=comparison_table, lazy: bool = False, latency_budget_ms: float | None = None
+        self,
+        session: Session,
+        *,
+        table=comparison_table,
+        lazy: bool = False,
+        latency_budget_ms: float | None = None,
+        measure=measure_on,
+        background: bool = True,
     ):
         self.session, self._table = session, table
+        # which images the mAPs are from; its button measures the variants not measured on them (`measure`)
+        self.sets = EvaluationSetArea(session, on_pick=self.reread, measure=measure, background=background)
         self.latency_budget_ms = latency_budget_ms
         self.runtime = widgets.SelectMultiple(description="Runtime", style=WIDE, rows=4)
         self.precision = widgets.SelectMultiple(description="Precision", style=WIDE, rows=4)
@@ -99,6 +111,7 @@ class Dashboard:
                 [
                     widgets.HTML("<h3 style='margin:4px 0'>Compare variants</h3>"),
                     filters,
+                    self.sets.widget,
                     self.summary,
                     widgets.HBox([self.main_area, side]),
                     self.extra_areas,
@@ -116,17 +129,22 @@ class Dashboard:
         display(self.widget)
 
     def refresh(self) -> None:
-        """Re-read the ledger; filter choices keep what is still available."""
-        self.table = self._table(self.session.workspace)
+        """Re-read the ledger; filter choices and the evaluation set keep what is still available."""
+        self.sets.refresh()
+        self.reread()
+        self.ledger.value = _ledger_html(self.session.workspace)
+        self.diagnoses.refresh()
+        self.sweeps.refresh()
+
+    def reread(self) -> None:
+        """The comparison on the chosen evaluation set, the filters kept where their values still exist."""
+        self.table = self._table(self.session.workspace, evaluation_set=self.sets.value)
         ok = self.table[self.table["status"] == "ok"] if len(self.table) else self.table
         for control, column in ((self.runtime, "runtime"), (self.precision, "precision"), (self.imgsz, "imgsz")):
             options = sorted({v for v in ok[column] if v is not None}) if len(ok) else []
             keep = tuple(v for v in control.value if v in options)
             control.options = options
             control.value = keep
-        self.ledger.value = _ledger_html(self.session.workspace)
-        self.diagnoses.refresh()
-        self.sweeps.refresh()
         self.redraw()
 
     def set_latency_budget(self, latency_budget_ms: float | None) -> None:
@@ -149,9 +167,12 @@ class Dashboard:
             )
             for figure in (self.figure, self.distributions, self.stages):
                 self._show(figure, None)
+            self.sets.show_missing([], [])
             return
         ok = rows[rows["status"] == "ok"]
         failed = len(rows) - len(ok)
+        missing = ok[ok["map_note"] == NOT_MEASURED] if "map_note" in ok else ok.iloc[:0]
+        self.sets.show_missing(missing["variant_id"], missing["variant"])
         self.summary.value = (
             f"{len(ok)} measured rows"
             + (f", {failed} failed (see the ledger)" if failed else "")
