@@ -226,3 +226,18 @@ def test_a_real_variant_is_diagnosed_and_the_diagnosis_recorded(tmp_path):
     assert stored.context["overrides"] == {"color": "bgr"}
     pictures = diagnosis.most_likely.pictures
     assert pictures and all(str(workspace.reports) in p for p in pictures)
+
+
+def test_an_inconclusive_speed_diagnosis_names_no_cause_and_says_so(session, tmp_path):
+    unsure = Finding(
+        "engine", Verdict.INCONCLUSIVE, "inconclusive, the machine was busy or unsteady: rounds 0.9x to 2.1x"
+    )
+    findings = [Finding("threads", Verdict.OK, "2 threads on 2 usable cores"), unsure]
+    diagnosis = Diagnosis.of("speed", findings, "model.onnx")
+    assert diagnosis.findings[0] is unsure and diagnosis.most_likely is None and diagnosis.ok
+    panel = DoctorPanel(session, diagnose=lambda workspace, variant_id, **o: (diagnosis, 8), background=False)
+    panel.run_button.click()
+    assert panel.state == "done", panel.message.value
+    assert "nothing found, 1 inconclusive (the machine was busy: run it again)" in panel.status.value
+    assert "No speed cause named: engine: inconclusive" in panel.sentence.value
+    assert "verdict-inconclusive" in panel.table.value and "#d9dde3" in panel.sentence.value

@@ -20,9 +20,10 @@ COLORS = [("RGB (correct)", "rgb"), ("BGR (channels as OpenCV reads them)", "bgr
 SCALES = [("x / 255 (correct)", 1 / 255), ("x (0-255, not scaled)", 1.0), ("x / 127.5", 1 / 127.5)]
 RESIZES = [("letterbox (correct)", "letterbox"), ("stretch to a square", "stretch")]
 DEFAULTS = {"color": "rgb", "scale": 1 / 255, "resize": "letterbox", "pad_value": 114, "conf": 0.25, "iou": 0.7}
-VERDICT_STYLE = {  # background, text colour: a cause stands out, a suspect is amber, ok is quiet
+VERDICT_STYLE = {  # background, text colour: a cause stands out, a suspect is amber, inconclusive grey, ok is quiet
     "cause": ("#b3261e", "#fff"),
     "suspect": ("#f2c94c", "#3d2e00"),
+    "inconclusive": ("#d9dde3", "#33383f"),
     "ok": ("#e6f4ea", "#1b7a3a"),
 }
 MAX_PICTURES = 4
@@ -158,8 +159,10 @@ class DoctorPanel(Panel):
 
     def describe(self, result) -> str:
         diagnosis, measurement_id = result
-        acting = sum(f.verdict.value != "ok" for f in diagnosis.findings)
+        acting = sum(f.verdict.value in ("cause", "suspect") for f in diagnosis.findings)
         found = "nothing found" if diagnosis.ok else f"{acting} finding(s) to act on"
+        unsure = len(diagnosis.inconclusive)
+        found += f", {unsure} inconclusive (the machine was busy: run it again)" if unsure else ""
         recorded = f"; recorded as measurement #{measurement_id}" if measurement_id is not None else ""
         return f"{diagnosis.kind} diagnosis: {found}{recorded}"
 
@@ -191,7 +194,8 @@ def _path_box(description: str, placeholder: str) -> widgets.Text:
 def sentence_html(diagnosis) -> str:
     """The diagnosis' one sentence, framed in the colour of its top verdict."""
     top = diagnosis.most_likely
-    background, _ = VERDICT_STYLE[top.verdict.value if top else "ok"]
+    unsure = top is None and bool(diagnosis.inconclusive)
+    background, _ = VERDICT_STYLE[top.verdict.value if top else "inconclusive" if unsure else "ok"]
     return (
         f"<div style='border-left:6px solid {background};padding:6px 10px;max-width:900px;font-size:14px'>"
         f"{html.escape(diagnosis.sentence())}</div>"

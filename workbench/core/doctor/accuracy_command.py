@@ -130,11 +130,11 @@ def describe_diagnosis(diagnosis: Diagnosis) -> str:
     """The diagnosis as text: the sentence, then one line per finding (verdict, check, title, fix, after)."""
     lines = [diagnosis.sentence(), ""]
     for finding in diagnosis.findings:
-        lines.append(f"{finding.verdict.value:8s} {finding.check:16s} {finding.title}")
+        lines.append(f"{finding.verdict.value:12s} {finding.check:16s} {finding.title}")
         if finding.verdict.value != "ok" and finding.fix:
-            lines.append(f"{'':25s} fix: {finding.fix}")
+            lines.append(f"{'':29s} fix: {finding.fix}")
         if finding.after:
-            lines.append(f"{'':25s} after the fix: {finding.after}")
+            lines.append(f"{'':29s} after the fix: {finding.after}")
         for picture in finding.pictures:
-            lines.append(f"{'':25s} picture: {picture}")
+            lines.append(f"{'':29s} picture: {picture}")
     return "\n".join(lines)

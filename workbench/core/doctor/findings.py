@@ -9,14 +9,17 @@ from enum import StrEnum
 
 
 class Verdict(StrEnum):
-    """How a check judged the deployment: nothing wrong, something to look at, or the cause."""
+    """How a check judged the deployment: nothing wrong, something to look at, the cause, or no verdict because its
+    measurements disagreed (a saving seen on average that did not hold across the alternating blocks)."""
 
     OK = "ok"
     SUSPECT = "suspect"
     CAUSE = "cause"
+    INCONCLUSIVE = "inconclusive"
 
 
-SEVERITY = {Verdict.CAUSE: 2, Verdict.SUSPECT: 1, Verdict.OK: 0}
+SEVERITY = {Verdict.CAUSE: 3, Verdict.SUSPECT: 2, Verdict.INCONCLUSIVE: 1, Verdict.OK: 0}
+ACTING = (Verdict.CAUSE, Verdict.SUSPECT)  # the verdicts a diagnosis names as its most likely cause
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,13 @@ class Diagnosis:
 
     @property
     def most_likely(self) -> Finding | None:
-        """The top-ranked finding that is not ok; None when every check passed."""
+        """The top-ranked cause or suspect; None when every check passed or was inconclusive."""
         top = self.findings[0] if self.findings else None
-        return top if top is not None and top.verdict is not Verdict.OK else None
+        return top if top is not None and top.verdict in ACTING else None
+
+    @property
+    def inconclusive(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.verdict is Verdict.INCONCLUSIVE)
 
     @property
     def ok(self) -> bool:
@@ -71,7 +78,10 @@ class Diagnosis:
 
     def sentence(self) -> str:
         """One sentence: the most likely cause and its fix, or that nothing was found."""
-        top = self.most_likely
+        top, unsure = self.most_likely, self.inconclusive
+        if top is None and unsure:
+            named = "; ".join(f"{f.check}: {f.title}" for f in unsure)
+            return f"No {self.kind} cause named: {named}. Run the doctor again on a quieter machine."
         if top is None:
             checks = ", ".join(f.check for f in self.findings)
             return f"No {self.kind} problem found: every check passed ({checks})."

@@ -4,8 +4,10 @@
 p99), then measures each lever side by side with it on the same machine, in alternating blocks: warm-up, inference
 engine, asynchronous or batched processing (for the scenario stated), where the time goes (stages and layers),
 the precision actually executed, threads, model size and input size. Each lever is a `Finding` with the numbers
-before and after and, where accuracy can change, the accuracy after. A lever is named the cause only where it saves
-at least `CAUSE_RATIO` (1.5x) measured side by side; `Diagnosis.sentence()` names the worst and the configuration
+before and after and, where accuracy can change, the accuracy after. A lever is named the cause only where its
+saving holds across the alternating rounds: the seeded bootstrap's 95% lower bound of the per-round ratio
+(`measure.paired.ratio_bound`) at or above `CAUSE_RATIO` (1.5x). A saving of 1.5x on average whose rounds disagree
+(a busy machine) is `inconclusive`, with the spread; `Diagnosis.sentence()` names the worst and the configuration
 that fixes it.
 
 A deployment is a `DeploymentSpec` (the doctor loads it, so its first call includes loading) or any callable
@@ -26,7 +28,7 @@ from ..environment import cpu_info, usable_cores
 from ..models.detector import DeploymentSpec, Detections, open_detector
 from .findings import Diagnosis, Finding, Verdict
 from .speed_inputs import decode_all, probe, steady
-from .speed_timing import ExportCache, cycling, guarded, strength
+from .speed_timing import ROUNDS, ExportCache, cycling, guarded, strength
 
 SCENARIOS = ("single", "stream", "server", "offline")
 LOAD_BYTES = 1_000_000  # read per call above this (and a good share of the artifact): the model is loaded each call
@@ -93,8 +95,8 @@ class Study:
     deadline: float
     exports: ExportCache
     accuracy_images: int = 8
-    round_s: float = 0.25
-    rounds: int = 3
+    round_s: float = 0.15
+    rounds: int = ROUNDS
     notes: dict = field(default_factory=dict)
 
     def left(self) -> float:

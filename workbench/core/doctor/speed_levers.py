@@ -18,7 +18,15 @@ from ..models.fast_path import detect_stream, fast_detector
 from ..models.runners import RuntimeOptions, installed, open_runner
 from .findings import Finding, Verdict
 from .speed_profile import check_profile
-from .speed_timing import CAUSE_RATIO, SUSPECT_RATIO, compare_calls, cycling, describe_error, strength
+from .speed_timing import (
+    CAUSE_RATIO,
+    SUSPECT_RATIO,
+    compare_calls,
+    cycling,
+    describe_error,
+    inconclusive_title,
+    strength,
+)
 
 ENGINES = ("pytorch", "onnxruntime", "openvino")
 STREAM = "fast path stream"  # the throughput lever's candidate: detect_stream over fast_detector, batches of 8
@@ -36,13 +44,20 @@ def _ok(check: str, title: str, fix: str = "", **evidence) -> Finding:
     return Finding(check, Verdict.OK, title, fix, None, evidence)
 
 
-def _judged(check, ratio, cause, title, fix, evidence, *, after=None, total=None, ok_title=None, inferred=False):
-    """Cause when the lever saves >= CAUSE_RATIO (and the deployment as a whole would gain as much), suspect when
-    it saves more than noise (or when the cause is only inferred from timing), else ok (with the evidence)."""
+def _judged(check, bound, cause, title, fix, evidence, *, after=None, total=None, ok_title=None, inferred=False):
+    """Judge a lever by `bound` (its per-round ratios and their bootstrap bounds, `Comparison.bound`): cause where
+    the 95% lower bound is at or above CAUSE_RATIO (and the deployment as a whole would gain as much), suspect where
+    it is above SUSPECT_RATIO (or the cause is only inferred from timing), inconclusive where the median reaches
+    CAUSE_RATIO but the rounds disagree too much to say, else ok (with the evidence)."""
+    ratio, low = bound.ratio, bound.low
     total = ratio if total is None else total
-    if ratio >= CAUSE_RATIO and total >= CAUSE_RATIO:
+    evidence = {**evidence, "bound": bound.as_dict()}
+    if low >= CAUSE_RATIO and total >= CAUSE_RATIO:
         verdict = Verdict.SUSPECT if inferred else Verdict.CAUSE
-    elif ratio >= SUSPECT_RATIO and total >= SUSPECT_RATIO:
+    elif ratio >= CAUSE_RATIO and total >= CAUSE_RATIO:
+        plain = {k: v for k, v in evidence.items() if "recommend" not in k}
+        return Finding(check, Verdict.INCONCLUSIVE, inconclusive_title(title, bound), fix, None, plain, after)
+    elif low >= SUSPECT_RATIO and total >= SUSPECT_RATIO:
         verdict = Verdict.SUSPECT
     else:
         plain = {k: v for k, v in evidence.items() if "recommend" not in k}
@@ -82,7 +97,8 @@ def check_threads(study) -> Finding:
     fix = f"set threads={usable} (the cores this process may use, os.sched_getaffinity)"
     after = {"p50_ms": round(result.p50_ms[name], 2)}
     ok_title = f"{asked} threads on {usable} usable cores: {usable} threads within {ratio:.2f}x (no measured cost)"
-    return _judged("threads", ratio, cause, title, fix, evidence, after=after, ok_title=ok_title)
+    bound = result.bound("deployment", name)
+    return _judged("threads", bound, cause, title, fix, evidence, after=after, ok_title=ok_title)
 
 
 def check_engine(study) -> Finding:
@@ -120,7 +136,7 @@ def check_engine(study) -> Finding:
     ok_title = f"{own} and {best} within {ratio:.2f}x here ({result.p50_ms[best]:.1f} ms)"
     return _judged(
         "engine",
-        ratio,
+        result.bound(own, best),
         "slow_engine",
         title,
         fix,
@@ -159,7 +175,8 @@ def check_precision(study) -> Finding:
     evidence |= {"recommend": {"precision": hint}}
     title = f"precision hint {spec.precision or 'default'} executes {executed}, {ratio:.1f}x slower than {hint} "
     title += f"({executed_by[best]}): {_why(spec.precision, executed, isa)}"
-    return _judged("precision", ratio, "slow_precision", title, f"set precision={hint!r}" + int8, evidence, after=after)
+    bound = result.bound("deployment", best)
+    return _judged("precision", bound, "slow_precision", title, f"set precision={hint!r}" + int8, evidence, after=after)
 
 
 def _plainest(result, executed_by: dict) -> str:
@@ -192,7 +209,7 @@ def check_throughput(study) -> Finding:
     spec = replace(base, artifact=artifact, threads=usable_cores(), precision=base.precision if own_ov else None)
     sequential = open_detector(spec)
     queued = open_runner(artifact, RuntimeOptions(threads=usable_cores(), precision=spec.precision, hint="throughput"))
-    images = (study.images * 16)[:32]
+    images = (study.images * 16)[:16]  # two batches of 8
     calls = {
         "deployment": lambda: [study.baseline() for _ in images],
         "one at a time": lambda: [sequential(i) for i in images],
@@ -206,7 +223,7 @@ def check_throughput(study) -> Finding:
     result = _compare(study, calls)
     fps = {name: round(len(images) * 1000 / ms, 1) for name, ms in result.p50_ms.items()}
     best = max((n for n in fps if n not in ("deployment", "one at a time")), key=fps.get)
-    ratio, total = fps[best] / fps["one at a time"], fps[best] / fps["deployment"]
+    total = fps[best] / fps["deployment"]
     evidence = {**result.evidence(), "images_per_s": fps, "scenario": study.scenario, "requests": _jobs(queued)}
     title = f"{best}: {fps[best]:.0f} images/s against {fps['deployment']:.0f} one at a time ({total:.1f}x)"
     if study.scenario == "single":
@@ -224,8 +241,9 @@ def check_throughput(study) -> Finding:
     ok_title = f"{study.scenario} scenario: {title}; little to gain here"
     title = f"synchronous one-at-a-time processing for the {study.scenario} scenario; {title}"
     after = {"images_per_s": fps[best]}
+    bound = result.bound("one at a time", best)
     return _judged(
-        "throughput", ratio, "synchronous_processing", title, fix, evidence, after=after, total=total, ok_title=ok_title
+        "throughput", bound, "synchronous_processing", title, fix, evidence, after=after, total=total, ok_title=ok_title
     )
 
 
@@ -310,7 +328,14 @@ def check_imgsz(study) -> Finding:
     after = {"p50_ms": table[[r["imgsz"] for r in table].index(best)]["p50_ms"], **accuracy[best]}
     ok_title = f"imgsz {base.imgsz}: a smaller size saves little here ({ratio:.2f}x at {best})"
     return _judged(
-        "imgsz", ratio, "imgsz_too_large", title, f"deploy at imgsz={best}", evidence, after=after, ok_title=ok_title
+        "imgsz",
+        result.bound("deployment", f"imgsz {best}"),
+        "imgsz_too_large",
+        title,
+        f"deploy at imgsz={best}",
+        evidence,
+        after=after,
+        ok_title=ok_title,
     )
 
 
@@ -354,7 +379,7 @@ def check_model_size(study) -> Finding:
             after = {"p50_ms": round(result.p50_ms[student], 2), **accuracy[student]}
             return _judged(
                 "model_size",
-                min(ratio, CAUSE_RATIO - 0.01),
+                _capped(result.bound("deployment's model", student), CAUSE_RATIO - 0.01),
                 "smaller_model_enough",
                 title,
                 "deploy the pruned student",
@@ -366,6 +391,11 @@ def check_model_size(study) -> Finding:
     return _ok(
         "model_size", f"model sizes in OpenVINO: {summary}", "a smaller model trades accuracy for ms", **evidence
     )
+
+
+def _capped(bound, most: float):
+    """A bound whose median and bounds are at most `most`: a lever that may be a suspect but never the cause."""
+    return replace(bound, ratio=min(bound.ratio, most), low=min(bound.low, most), high=min(bound.high, most))
 
 
 LEVERS = {  # in the order they are measured: the cheap and the most telling first

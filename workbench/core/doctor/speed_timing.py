@@ -30,9 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WorkbenchError
+from ..measure.paired import RatioBound, ratio_bound
 
 CAUSE_RATIO = 1.5  # a lever is named the cause when it saves at least this factor, measured side by side
 SUSPECT_RATIO = 1.15  # below it a saving is within what a shared machine's noise can make
+ROUNDS = 5  # alternating rounds per comparison: enough for `ratio_bound` to see whether the rounds agree
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,10 @@ class Comparison:
         """How many times faster `fast` is than `slow` (pooled medians)."""
         return self.p50_ms[slow] / self.p50_ms[fast] if self.p50_ms[fast] > 0 else 1.0
 
+    def bound(self, slow: str, fast: str) -> RatioBound:
+        """The per-round ratios slow / fast and their seeded bootstrap bounds (`measure.paired.ratio_bound`)."""
+        return ratio_bound(self.rounds_ms[slow], self.rounds_ms[fast])
+
     def fastest(self, among: Sequence[str] | None = None) -> str:
         names = list(among or self.p50_ms)
         return min(names, key=lambda n: self.p50_ms[n])
@@ -135,8 +141,8 @@ class Comparison:
 def compare_calls(
     candidates: dict[str, Callable[[], object]],
     *,
-    rounds: int = 3,
-    round_s: float = 0.25,
+    rounds: int = ROUNDS,
+    round_s: float = 0.15,
     warm_calls: int = 2,
     discard: int = 2,
     min_calls: int = 3,
@@ -200,6 +206,14 @@ def read_bytes() -> int | None:
 def strength(ratio: float) -> float:
     """How strongly a measured ratio points at a lever (0..1): the share of the time it would save."""
     return max(0.0, min(1.0, 1.0 - 1.0 / ratio)) if ratio > 0 else 0.0
+
+
+def inconclusive_title(title: str, bound: RatioBound) -> str:
+    """A lever's title when its saving did not hold across the rounds: what was seen, and how much it spread."""
+    return (
+        f"inconclusive, the machine was busy or unsteady: the rounds disagree ({bound.words()}, under the "
+        f"{CAUSE_RATIO}x a cause needs); seen on average: {title}"
+    )
 
 
 def agreement(ours: Sequence, theirs: Sequence, iou: float = 0.5) -> float:

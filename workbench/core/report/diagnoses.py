@@ -16,6 +16,7 @@ ROW_COLUMNS = ["id", "variant", "when", "kind", "ok", "causes", "suspects", "oks
 VERDICT_STYLE = {  # background, text colour: a cause reads red, a suspect amber, ok green (and each says its name)
     Verdict.CAUSE.value: ("#fde2e1", "#8c1d18"),
     Verdict.SUSPECT.value: ("#fff1c2", "#6b5200"),
+    Verdict.INCONCLUSIVE.value: ("#e4e7ec", "#33383f"),
     Verdict.OK.value: ("#e2f4e6", "#1b5e2c"),
 }
 MAX_PICTURE_BYTES = 4_000_000  # a bigger file is named, not embedded: the page must stay loadable
@@ -65,8 +66,9 @@ def diagnosis_row(measurement, variant_name: str = "") -> dict:
 
 
 def top_finding(findings: list[dict]) -> dict | None:
-    """The first (top-ranked) finding when it is not ok: what the diagnosis names as the most likely cause."""
-    if findings and findings[0].get("verdict") != Verdict.OK.value:
+    """The first (top-ranked) finding when it is a cause or a suspect: what the diagnosis names as the most likely
+    cause (an inconclusive one names nothing)."""
+    if findings and findings[0].get("verdict") in (Verdict.CAUSE.value, Verdict.SUSPECT.value):
         return findings[0]
     return None
 
