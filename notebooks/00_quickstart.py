@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -26,7 +28,8 @@
 # 4. **A first comparison.** The model exported to ONNX and OpenVINO, each timed and checked, on one chart.
 #
 # **How long:** about 20 s with the defaults below, about 40 s with the values suggested in
-# their comments (measured on the 2-core development machine, the chapters run in order; yours will differ).
+# their comments (measured on the 2-core development machine, the chapters run in order, 2026-12-01; yours will
+# differ).
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs), or a folder of your own

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -36,7 +38,7 @@
 #
 # **How long:** about 10 s with the defaults below, including an ONNX export of the demo model timed at two
 # sizes, about 15 s with the values suggested in their comments (measured on the 2-core development machine, the
-# chapters run in order; yours will differ).
+# chapters run in order, 2026-12-02; yours will differ).
 
 # %% tags=["parameters"]
 import workbench as wb

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -29,7 +31,7 @@
 # Click a point for its lineage and every measurement behind it.
 #
 # **How long:** about 35 s with the defaults below, about 1 minute with the values suggested in
-# their comments (measured on the 2-core development machine, the chapters run in order).
+# their comments (measured on the 2-core development machine, the chapters run in order, 2026-12-01).
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs)
@@ -107,9 +109,9 @@ print(f"Parity: the weakest export ({worst['variant']}) matches {worst['match_ra
       f"verdict {worst['verdict']}.")
 
 # %% [markdown]
-# A runtime that is faster but fails parity is not a deployment candidate until you know why (the parity row
-# lists the worst images). Timings wobble: the development machine's speed moved by up to 30% within a minute
-# during `make bench`. A `stable` row agreed with itself, not with tomorrow's run: measure again before trusting a
-# small difference, and compare at the size you will deploy (`IMGSZ = 640` shows how the runtimes scale). With
-# the default 40 validation images the mAP differences between runtimes are within noise; parity is the sharper
-# test of an export.
+# A runtime that is faster but fails parity is not a deployment candidate until you know why (the parity row lists
+# the worst images). Timings wobble: during `make bench` on a 2-core Intel Xeon (2026-12-01) the machine's speed
+# moved by up to 30% within a minute. A `stable` row agreed with itself, not with tomorrow's run: measure again
+# before trusting a small difference, and compare at the size you will deploy (`IMGSZ = 640` shows how the runtimes
+# scale). With the default 40 validation images the mAP differences between runtimes are within noise; parity is the
+# sharper test of an export.

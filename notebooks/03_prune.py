@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -30,7 +32,7 @@
 # 8 or 16 run better; measure, never trust FLOPs alone).
 #
 # **How long:** about 40 s with the defaults below; with the values suggested in their comments about
-# 4 minutes (measured on the 2-core development machine, the chapters run in order).
+# 4 minutes (measured on the 2-core development machine, the chapters run in order, 2026-12-01).
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs)

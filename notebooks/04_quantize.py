@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -24,14 +26,14 @@
 # your limit. *Quantization-aware training* (QAT) fine-tunes with the quantizers in place so the weights adapt.
 #
 # **When it helps.** On CPUs with VNNI or AMX, OpenVINO's INT8 kernels do the same work in fewer cycles: in the
-# README's `make bench` run (a 2-core Xeon with AMX) Ultralytics' OpenVINO INT8 export ran 1.6x (320 px) to 2.1x
-# (640 px) faster than OpenVINO f32, though on that CPU, which computes bf16 natively, no faster than OpenVINO's
-# bf16. ONNX Runtime runs NNCF's quantize-dequantize graphs too, but in the same run 1.9 to 2.0x *slower* than its
-# float path: the notebook measures both, so you see which holds on yours. The YOLO
+# README's `make bench` run (a 2-core Intel Xeon with AMX, 2026-12-02) Ultralytics' OpenVINO INT8 export ran 1.4x
+# (320 px) to 2.1x (640 px) faster than OpenVINO f32, though on that CPU, which computes bf16 natively, no faster
+# than OpenVINO's bf16. ONNX Runtime runs NNCF's quantize-dequantize graphs too, but in the same run 1.9 to 2.1x
+# *slower* than its float path: the notebook measures both, so you see which holds on yours. The YOLO
 # head's box decoding stays in float by default: quantizing coordinates costs accuracy and buys little time.
 #
 # **How long:** 70 to 110 s with the defaults below (two runs); with the values suggested in their comments about
-# 4.5 minutes (measured on the 2-core development machine, the chapters run in order).
+# 4.5 minutes (measured on the 2-core development machine, the chapters run in order, 2026-12-01).
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs)
@@ -133,5 +135,6 @@ print(f"(mAP on {VAL_IMAGES} val images, calibrated on {CALIBRATION_IMAGES} trai
 # INT8: chapter 02 measures that default. With 8 calibration and 24 validation images the mAP values are rough:
 # read the pattern, not the third decimal. QAT here trains one epoch at a smaller size than the model was trained
 # at: a taste of how it works, not what it can reach; compare its row with post-training INT8's before choosing.
-# In the README's `make bench` run (300 calibration images, 200 val images) NNCF's OpenVINO INT8 scored 0.004
-# mAP50-95 below f32 (0.843 against 0.847), as fast as Ultralytics' INT8 at 320 px and 1.2x slower at 640 px.
+# In the README's `make bench` run (a 2-core Intel Xeon with AMX, 2026-12-02; 300 calibration images, 200 val
+# images) NNCF's OpenVINO INT8 scored 0.004 mAP50-95 below f32 (0.843 against 0.847), as fast as Ultralytics' INT8
+# at 320 px and 1.1x slower at 640 px.

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -22,13 +24,14 @@
 # **When it helps.** After heavy pruning, or for a small model that should imitate a large one, when labels
 # alone leave accuracy on the table. **What it costs.** Every training step also runs the teacher, so epochs
 # take longer. **The honest comparison** is plain fine-tuning of the same student for the same epochs: this
-# notebook trains both. Measured on the demo model pruned 30% (the README has the details): over 3 epochs
+# notebook trains both. Measured on the demo model pruned 30% (a 2-core Intel Xeon, 2026-11-28; the README has
+# the details): over 3 epochs
 # (`workbench optimize --recipe distill-vs-finetune`, 800 images) plain fine-tuning reached mAP50-95 0.574 and
 # distillation 0.335; over long runs a three-stage, 95-epoch distillation reached 0.833 and the shipped student's
 # single 120-epoch fine-tune 0.877. The long runs also differ in schedule, so they are not a controlled comparison.
 #
 # **How long:** about 30 s with the defaults below; with the values suggested in their comments about
-# 4.5 minutes (measured on the 2-core development machine, the chapters run in order).
+# 4.5 minutes (measured on the 2-core development machine, the chapters run in order, 2026-12-01).
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs)

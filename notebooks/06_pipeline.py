@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -26,7 +28,7 @@
 # `distill-vs-finetune`, `qat-vs-ptq`. From a terminal: `workbench optimize --recipe demo-short`.
 #
 # **How long:** about 30 s with the defaults below; with the values suggested in their comments about
-# 3.5 minutes (measured on the 2-core development machine, the chapters run in order).
+# 3.5 minutes (measured on the 2-core development machine, the chapters run in order, 2026-12-01).
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs)
@@ -104,6 +106,7 @@ print(f"input: {first[column]:.2f} ms, mAP50-95 {first['map50_95']:.3f}; after {
 # %% [markdown]
 # One epoch on a few images cannot recover the pruned model's accuracy; the latency gain is already real. The
 # `demo-best` recipe fine-tunes the same pruned student for 120 epochs on 800 images; in the README's `make bench`
-# run its INT8 ran at 0.68x the latency of Ultralytics' own INT8 export at 640 (timed in alternating rounds; one
-# row after the other gave 0.90, on a machine whose speed moved by 15-25% between minutes), with mAP50-95 0.873
-# against the unpruned FP32 parent's 0.847.
+# run (a 2-core Intel Xeon with AMX, 2026-12-02) its INT8 ran at 0.67x the latency of Ultralytics' own INT8 export
+# at 640 (the median of 10 alternating rounds, which keep a machine that changes speed from favouring either side;
+# the two rows, timed one after the other, give 0.69), with mAP50-95 0.873 against the unpruned FP32 parent's
+# 0.847.

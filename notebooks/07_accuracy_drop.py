@@ -40,8 +40,8 @@
 # deployment with one mistake planted.
 #
 # **How long:** about 10 s with the defaults below: 8 s after chapters 00-06, 11 s alone on an empty workspace,
-# where it builds the lab first (measured on the 2-core development machine, run headless with nbclient; yours
-# will differ).
+# where it builds the lab first (measured on the 2-core development machine, run headless with nbclient,
+# 2026-12-02; yours will differ).
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs)

@@ -36,8 +36,8 @@
 # 160 px shapes images, and a deployment with one slow choice planted.
 #
 # **How long:** about 20 s with the defaults below: 20 s after chapters 00-07, 22 s alone on an empty workspace
-# (measured on the 2-core development machine, run headless with nbclient; yours will differ). `LEVERS = None`
-# runs every lever and takes longer.
+# (measured on the 2-core development machine, run headless with nbclient, 2026-12-02; yours will differ).
+# `LEVERS = None` runs every lever and takes longer.
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs)
@@ -151,7 +151,8 @@ if engine is not None and "p50_ms" in engine.evidence:
 # machine that changed speed in between moves them apart. They should agree roughly; where they do not, trust
 # the measurement of the deployment as it will run. (One trap the doctor avoids: PyTorch run from a second thread
 # of a process whose main thread already ran it gets its own OpenMP pool, the pools oversubscribe the cores and
-# stop spinning, and eager inference measured 2.5x slower here; the doctor releases the caller's pool first.)
+# stop spinning, and eager inference measured 2.5x slower on the 2-core development machine (2026-12-03); the
+# doctor releases the caller's pool first.)
 
 # %% [markdown]
 # ## 6 · Exercise: another slow deployment

@@ -38,8 +38,8 @@
 #
 # **How long:** about 20 s with the defaults below: 12 s after chapter 00, 20 to 27 s alone on an empty
 # workspace, where it exports the model first (measured on the 2-core development machine while other work shared
-# it, run headless with nbconvert; yours will differ). Larger `ROUNDS` and `BLOCK` give steadier timings and take
-# longer.
+# it, run headless with nbconvert, 2026-12-03; yours will differ). Larger `ROUNDS` and `BLOCK` give steadier
+# timings and take longer.
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs)
@@ -243,9 +243,10 @@ print(f"{detections['count']} detections on the {detections['width']} x {detecti
 print({k: detections[k][0] for k in ("boxes", "scores", "classes", "names")} if detections["count"] else "none")
 
 # %% [markdown]
-# **The second factor.** The app has no admin endpoint yet (keys and the audit are managed on the host with
-# `workbench keys` and `workbench audit`), so we ask the server's own guard directly, with the headers an admin
-# request would carry: `server.guard` is the object that checks every request, so its failures count towards a
+# **The second factor.** The server's admin endpoints that manage keys and read the audit (`/v1/admin/keys`,
+# `/v1/admin/audit`; on the host, `workbench keys` and `workbench audit` do the same) take an admin key *and* a
+# TOTP code. Here we ask the server's own guard directly, with the headers such a request carries, so that no
+# key is changed: `server.guard` is the object that checks every request, so its failures count towards a
 # lockout exactly as a request's would. The TOTP code is computed with `pyotp` from the secret shown once above,
 # as an authenticator app would.
 

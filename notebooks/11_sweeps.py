@@ -34,7 +34,9 @@
 # two; their accuracies are rough. The method is the same at full size; the minutes are
 # not. Two workers on a 2-core machine run training tasks side by side, so each trial runs slower than alone.
 #
-# **How long:** see the last cell; most of it is the trials.
+# **How long:** about 95 s with the defaults below, alone on an empty workspace (93 to 97 s, measured on the
+# 2-core development machine, 2026-12-03; yours will differ); the last cell prints this run's time. Most of it
+# is the trials.
 
 # %% tags=["parameters"]
 WORKSPACE = None  # None: the shared workspace (`make lab` sets it; else ./workbench-runs)
@@ -138,14 +140,14 @@ else:
 #
 # ## 5 · Past one machine
 #
-# The same sweep runs on any Dask cluster: start a scheduler on one machine (`dask scheduler`), and a worker on
-# each machine that should run trials (`workbench worker --scheduler tcp://HOST:8786`). A worker on a target
-# device names its catalog target (`workbench worker --target jetson-orin-nano --scheduler ...`): a space whose
-# latency constraint names that target (`p99_ms: {max: 20, target: jetson-orin-nano}`) sends its latency tasks
-# to that worker only, and the measurements it records are what the advisor of chapter 01 compares its estimate
-# for that target with. Then `wb.DaskEngine("tcp://HOST:8786")` here. Workers need the workbench installed, and
-# reach the scheduler over the network: put the cluster on a private network or behind TLS (Dask's
-# `distributed.comm.tls` settings); the scheduler runs whatever the client sends it.
+# The same sweep runs on any Dask cluster: start a scheduler on one machine (`dask scheduler`), and a worker on each
+# machine that should run trials (`workbench worker --scheduler tcp://HOST:8786`). A worker on a target device names
+# its catalog target (`workbench worker --target jetson-orin-nano-super-8gb --scheduler ...`): a space whose latency
+# constraint names that target (`p99_ms: {max: 20, target: jetson-orin-nano-super-8gb}`) sends its latency tasks to
+# that worker only, and the measurements it records are what the advisor of chapter 01 compares its estimate for
+# that target with. Then `wb.DaskEngine("tcp://HOST:8786")` here. Workers need the workbench installed, and reach
+# the scheduler over the network: put the cluster on a private network or behind TLS (Dask's `distributed.comm.tls`
+# settings); the scheduler runs whatever the client sends it.
 
 # %%
 engine.close()
@@ -166,11 +168,12 @@ print(f"{len(exported.runs)} runs in {exported.tracking_uri}; browse with: {expo
 # ## 7 · The search at full size: the shipped searched variant
 #
 # The same machinery, run once offline at full size: `workbench/recipes/sweeps/search-student.yaml` prunes the
-# shipped student again (three ratios), fine-tunes each for 40 epochs, quantizes it to INT8 for OpenVINO, and
-# keeps the fastest trial whose mAP50-95 stays within 0.01 of the FP32 parent. Its best trial ships with the
-# package, with a card that holds the space, every trial and the time spent (`workbench demo-model --searched`
-# shows it, `--train` runs the search again). `make bench` times it at 640 beside Ultralytics' own INT8 export of
-# the parent, in the same run. In the app, the **Sweep** tab runs any shipped or own spec, and the Compare tab
+# shipped student again at each ratio its space lists, fine-tunes each trial for the epochs its `finetune` step
+# names, quantizes it to INT8 for OpenVINO, and keeps the fastest trial whose mAP50-95 stays within 0.01 of the
+# FP32 parent. Its best trial ships with the package, with a card that holds the space, every trial and the time
+# spent (`workbench demo-model --searched` shows it, `--train` runs the search again); the cell below prints the
+# trials and the time from that card. `make bench` times it at 640 beside Ultralytics' own INT8 export of the
+# parent, in the same run. In the app, the **Sweep** tab runs any shipped or own spec, and the Compare tab
 # draws every sweep in the ledger with its front.
 
 # %%

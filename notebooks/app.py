@@ -14,8 +14,10 @@
 # %% [markdown]
 # # Deploy Workbench
 #
-# Every step in one app: choose a model and dataset, export, measure, prune, quantize, distill, run a recipe,
-# and compare every variant on one chart. Served by `make app` (Voila) or run here in JupyterLab. Everything
+# Every step in one app, in twelve tabs: **Model & data** (choose a model and dataset), **Where to deploy**,
+# **Export**, **Measure**, **Prune**, **Quantize**, **Distill**, **Pipeline** (run a recipe), **Sweep** (search the
+# options), **Compare** (every variant on one chart), **Troubleshoot** (the accuracy and speed doctors) and
+# **Monitor** (a running server). Served by `make app` (Voila) or run here in JupyterLab. Everything
 # lands in the workspace's ledger, shared with the guided notebooks and the `workbench` command.
 
 # %% tags=["parameters"]
