@@ -8,15 +8,20 @@ short; `test_full_doctor_*` run every lever.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
 from workbench.core.doctor.findings import Verdict
-from workbench.core.doctor.lab_speed import FAULTS, IMGSZ, SpeedLab, correct, slow_precision_hint, warmed_detector
+from workbench.core.doctor.lab_speed import FAULTS, IMGSZ, LabUnavailable, SpeedLab, correct, warmed_detector
+from workbench.core.doctor.lab_speed_hurts import HURTS, NOT_SLOW, UNSURE, Hurt, hurt_table_text, measure_hurt
 from workbench.core.doctor.speed import diagnose_speed, run_speed_doctor
 from workbench.core.doctor.speed_timing import agreement, compare_calls, guarded
+from workbench.core.measure.paired import ratio_bound
 from workbench.core.models.detector import Detections
 
 LEVERS_FOR = {  # the levers that could name each fault, and one that could wrongly compete with it
@@ -30,6 +35,8 @@ LEVERS_FOR = {  # the levers that could name each fault, and one that could wron
     "synchronous_offline": ("throughput",),
 }
 SLOW_FAULTS = {"pytorch_eager", "imgsz_too_large", "python_preprocess"}
+CLEAR_HURT = 2.0  # a fault whose lower bound is above this must be named by the doctor; nearer 1.5x the doctor's
+# own rounds (a second measurement) may judge it inconclusive or not slow where the lab's held: no blame either way
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +58,30 @@ FAULT_PARAMS = [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_FAULTS els
 
 @pytest.mark.parametrize("name", FAULT_PARAMS)
 def test_the_doctor_names_the_planted_cause(lab, images, name):
+    """Measure first whether the fault hurts on this CPU, then assert the path that measurement calls for."""
     builder, expected = FAULTS[name]
-    if name == "slow_precision" and slow_precision_hint() is None:
-        pytest.skip("no OpenVINO precision hint is slower than the default on this CPU (AVX2 without AVX-512)")
+    hurt = lab.hurt(name)
+    print(f"{name}: {hurt.row()}")
+    if hurt.bound is None:  # it cannot be built here (e.g. no slower precision hint on an AVX2 CPU): it says why
+        assert hurt.verdict == NOT_SLOW and "not built here" in hurt.reason
+        with pytest.raises(LabUnavailable):
+            builder(lab)
+        return
     data = {"data_yaml": lab.data_yaml} if name == "imgsz_too_large" else {}
     diagnosis = _diagnose(lab, images, builder(lab), LEVERS_FOR[name], **data)
-    top = diagnosis.most_likely
     print(f"{name}: {diagnosis.sentence()}")
-    assert top is not None and top.cause == expected, [(f.cause, f.verdict, f.title) for f in diagnosis.findings]
+    found = [(f.cause, f.verdict, f.title) for f in diagnosis.findings]
+    named = {f.cause for f in diagnosis.findings if f.verdict is Verdict.CAUSE}
+    if hurt.verdict == NOT_SLOW:  # e.g. f32 already the fastest precision: the doctor must not blame it
+        assert expected not in named, found
+        return
+    assert named <= {expected}, found  # whatever the machine does, no other lever is blamed
+    if hurt.verdict == UNSURE:
+        return
+    top = diagnosis.most_likely
+    if hurt.bound.low < CLEAR_HURT and top is None:  # near 1.5x the doctor's own rounds may judge it otherwise
+        return
+    assert top is not None and top.cause == expected, found
     assert top.verdict is Verdict.CAUSE
     assert top.fix and top.evidence
     assert expected is not None and "Most likely cause" in diagnosis.sentence()
@@ -74,6 +97,60 @@ def test_correct_spec_names_no_cause(lab, images, levers):
     assert not causes, [(f.cause, f.title) for f in causes]
     for suspect in (f for f in diagnosis.findings if f.verdict is Verdict.SUSPECT):
         assert suspect.evidence.get("p50_ms"), suspect  # a suspect lever shows its measured saving
+
+
+def test_the_lab_table_says_where_each_fault_hurts(lab):
+    table = lab.hurt_table(("loaded_every_call", "slow_precision"))
+    text = hurt_table_text(table)
+    print(text)
+    assert table["context"]["usable_cores"] >= 1 and table["context"]["cpu"] in text
+    by_fault = {row["fault"]: row for row in table["rows"]}
+    assert by_fault["loaded_every_call"]["hurts here"] == HURTS  # a session opened per call is slow on any CPU
+    for row in table["rows"]:
+        assert row["hurts here"] in (HURTS, NOT_SLOW, UNSURE) and row["fault"] in text
+        if row["ratio"] is not None:
+            assert row["95% low"] <= row["ratio"] and row["fault p50 ms"] > 0 and row["fixed p50 ms"] > 0
+
+
+def test_a_fault_this_cpu_cannot_show_is_reported_not_raised(lab, monkeypatch):
+    import workbench.core.doctor.lab_speed as lab_speed
+
+    monkeypatch.setattr(lab_speed, "slow_precision_hint", lambda: None)  # as on an AVX2 CPU
+    hurt = measure_hurt(lab, "slow_precision")
+    assert hurt.verdict == NOT_SLOW and "not built here" in hurt.row()["compared with"] and hurt.row()["ratio"] is None
+
+
+def test_a_fault_measured_at_1_1x_is_not_slow_here():
+    steady = Hurt("slow_precision", "slow_precision", "f32", 11.0, 10.0, ratio_bound([11.0, 10.9, 11.2], [10.0] * 3))
+    assert steady.verdict == NOT_SLOW and not steady.hurts
+    busy = Hurt("x", "y", "z", 15.0, 10.0, ratio_bound([11.0, 20.0, 15.0, 9.0, 25.0], [10.0] * 5))
+    assert busy.verdict == UNSURE
+
+
+@pytest.fixture
+def background_load():
+    """One CPU-bound process at nice 19 beside the test, for at most 300 s, killed at teardown."""
+    spin = "import time\nend = time.time() + 300\nwhile time.time() < end: pass"
+    process = subprocess.Popen([sys.executable, "-c", spin], preexec_fn=lambda: os.nice(19))
+    try:
+        time.sleep(0.3)
+        assert process.poll() is None, "the background load did not start"
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def test_verdicts_hold_under_a_nice_19_load(lab, images, background_load):
+    diagnosis = _diagnose(lab, images, correct(lab), ("threads", "engine", "precision"))
+    print("correct, loaded:", diagnosis.sentence())
+    assert not [f for f in diagnosis.findings if f.verdict is Verdict.CAUSE], diagnosis.findings
+    builder, expected = FAULTS["loaded_every_call"]
+    assert lab.hurt("loaded_every_call").hurts
+    diagnosis = _diagnose(lab, images, builder(lab), LEVERS_FOR["loaded_every_call"])
+    print("loaded_every_call, loaded:", diagnosis.sentence())
+    assert diagnosis.most_likely is not None and diagnosis.most_likely.cause == expected
+    assert background_load.poll() is None  # the load ran through the whole test
 
 
 def test_warmed_callable_is_not_blamed_for_warm_up(lab, images):
