@@ -76,6 +76,14 @@ def test_optimized_verdict_reads_the_rows_it_names(monkeypatch):
     judged = optimized.summary(records, stats, paired)  # the two rows drifted apart; alternating rounds did not
     assert judged["pass"] and judged["verdict_ratio"] == 0.69 and judged["ratio_640"] == pytest.approx(0.8)
     assert "0.690 from the paired check; the two rows give 0.800" in optimized_markdown(judged)
+    theirs = [15.0, 14.0, 15.5, 14.5, 15.0, 14.8]
+    steady = [round(0.69 * t, 3) for t in theirs]
+    busy = [0.69 * t * f for t, f in zip(theirs, (0.5, 1.25, 0.55, 1.15, 0.5, 1.2), strict=True)]
+    for ours, expected in ((steady, "holds"), (busy, "inconclusive")):  # the doctor's rule on the paired rounds
+        paired |= {"a_rounds_ms": ours, "b_rounds_ms": theirs, "ratio": 0.69}
+        judged = optimized.summary(records, stats, paired)
+        assert judged["latency_verdict"] == expected and judged["pass"] == (expected == "holds")
+    assert "INCONCLUSIVE (the paired rounds disagree" in optimized_markdown(judged)
 
 
 def test_litert_rows_are_skipped_with_the_reason_when_missing(monkeypatch):

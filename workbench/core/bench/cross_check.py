@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..measure.paired import FAILS, HOLDS, INCONCLUSIVE, ratio_bound
 from ..models.runners import RuntimeOptions, example_input, open_runner
 
 
@@ -70,6 +71,31 @@ def bracket(before: dict, after: dict) -> dict:
     return merged
 
 
+def paired_verdict(paired: dict | None, target_ratio: float) -> str | None:
+    """Whether a paired check shows a / b <= `target_ratio` by the doctor's rule (`measure.paired.ratio_bound`):
+    b / a's 95% lower bound at or above 1 / target holds, its upper bound below it does not hold, else the rounds
+    were too spread to say ("inconclusive"). None where the check kept no per-round times (older results)."""
+    if not paired or not paired.get("a_rounds_ms") or not paired.get("b_rounds_ms"):
+        return None
+    return ratio_bound(paired["b_rounds_ms"], paired["a_rounds_ms"]).verdict(1 / target_ratio)
+
+
+def latency_verdict(ratio: float | None, paired: dict | None, target: float) -> str | None:
+    """holds / does not hold / inconclusive for "ours is at most `target` x theirs": the paired check's rounds judged
+    by the doctor's rule (`paired_verdict`), or, where there are no rounds, the ratio itself; None without one."""
+    judged = paired_verdict(paired, target)
+    if judged is not None or ratio is None:
+        return judged
+    return HOLDS if ratio <= target else FAILS
+
+
+def verdict_word(summary: dict) -> str:
+    """PASS, FAIL, or INCONCLUSIVE where the paired rounds were too spread to judge the latency target."""
+    if summary.get("latency_verdict") == INCONCLUSIVE and not summary["pass"]:
+        return "INCONCLUSIVE (the paired rounds disagree: the machine was busy; rerun on a quiet one)"
+    return "PASS" if summary["pass"] else "FAIL"
+
+
 def paired_ratio(path_a, path_b, options: RuntimeOptions, imgsz: int, *, rounds: int = 10, calls: int = 25) -> dict:
     """Time two artifacts in alternating rounds on the same input; the median of the per-round p50 ratios a / b.
 
@@ -93,6 +119,9 @@ def paired_ratio(path_a, path_b, options: RuntimeOptions, imgsz: int, *, rounds:
     ratios = np.array(p50[0]) / np.array(p50[1])
     return {
         "ratio": float(np.median(ratios)),
+        "a_rounds_ms": [round(v, 4) for v in p50[0]],
+        "b_rounds_ms": [round(v, 4) for v in p50[1]],
+        "bound": ratio_bound(p50[0], p50[1]).as_dict(),
         "ratio_min": float(ratios.min()),
         "ratio_max": float(ratios.max()),
         "a_p50_ms": float(np.median(p50[0])),

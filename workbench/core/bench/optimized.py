@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..measure.paired import HOLDS
 from ..models.cards import student_card
 from ..optimize.quantize import QuantizeConfig, quantize
 from ..report.tables import markdown_table
+from .cross_check import latency_verdict, verdict_word
 from .searched import KEY as SEARCHED_KEY
 from .searched import NAME as SEARCHED_NAME
 
@@ -97,8 +99,8 @@ def summary(records: list[dict], stats: dict[str, dict], paired: dict | None = N
     out["paired_640"] = paired
     out["verdict_ratio"] = paired["ratio"] if paired else out.get("ratio_640")
     out["verdict_ratio_from"] = "paired check" if paired else "the two rows"
-    ratio = out["verdict_ratio"] if out["verdict_ratio"] is not None else 9
-    out["pass"] = bool(ratio <= TARGET_RATIO and out.get("map_drop", 9) <= TARGET_DROP)
+    out["latency_verdict"] = latency_verdict(out["verdict_ratio"], paired, TARGET_RATIO)
+    out["pass"] = bool(out["latency_verdict"] == HOLDS and out.get("map_drop", 9) <= TARGET_DROP)
     return out
 
 
@@ -130,7 +132,7 @@ def optimized_markdown(optimized: dict) -> str:
             f"Pipeline p50 at 640 / Ultralytics OpenVINO INT8: {ratio:.3f} from the {optimized['verdict_ratio_from']}"
             f"{rows} (target <= {optimized['target_ratio']}); mAP50-95 drop vs FP32 parent at "
             f"{optimized['map_imgsz']}: {drop:.4f} (target <= {optimized['target_drop']}): "
-            f"{'PASS' if optimized['pass'] else 'FAIL'}"
+            f"{verdict_word(optimized)}"
         )
     lines += ["", verdict]
     paired = optimized.get("paired_640")
@@ -138,6 +140,13 @@ def optimized_markdown(optimized: dict) -> str:
         lines.append(
             f"Paired check at 640 ({paired['rounds']} alternating rounds of {paired['calls_per_round']} calls): "
             f"pipeline / Ultralytics INT8 = {paired['ratio']:.3f} "
-            f"(per round {paired['ratio_min']:.3f} to {paired['ratio_max']:.3f})."
+            f"(per round {paired['ratio_min']:.3f} to {paired['ratio_max']:.3f}{_bound_words(paired)})."
         )
     return "\n".join(lines)
+
+
+def _bound_words(paired: dict) -> str:
+    bound = paired.get("bound")
+    if not bound:
+        return ""
+    return f"; 95% bounds {bound['low']:.3f} to {bound['high']:.3f}, seeded bootstrap over the rounds"
