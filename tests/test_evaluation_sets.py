@@ -154,16 +154,10 @@ def test_a_sweep_front_is_drawn_over_one_set(study):
                 for s in (study.small, study.large)}  # fmt: skip
     rows = [(1, 0.5, 10.0, 200), (2, 0.6, 12.0, 200), (3, 0.9, 5.0, 8)]  # trial 3 would dominate: other images
     records = [
-        Measurement(
-            n,
-            1,
-            "sweep_trial",
-            {"map50_95": m, "p50_ms": p, "evaluation_set": identity[i]},
-            {"sweep": "s", "trial": n, "stage": "full"},
-        )  # fmt: skip
+        Measurement(n, 1, "sweep_trial", {"map50_95": m, "p50_ms": p}, {"trial": n, "evaluation_set": identity[i]})
         for n, m, p, i in rows
     ]
-    sweep = recorded_sweeps(records)["s"]
+    sweep = recorded_sweeps(records)["(unnamed)"]
     assert sweep.evaluation_set == study.large.name and sweep.other_set == 1
     assert [r["number"] for r in sweep.front] == [1, 2] and [r["number"] for r in sweep.drawn] == [1, 2]
 

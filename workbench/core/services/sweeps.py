@@ -350,7 +350,7 @@ def _ledger_row(m) -> dict:
         "variant_id": m.variant_id,
         "params": dict(m.metrics.get("params") or {}),
         **{k: m.metrics[k] for k in METRICS if k in m.metrics},
-        EVALUATION_SET: m.metrics.get(EVALUATION_SET),
+        EVALUATION_SET: m.context.get(EVALUATION_SET),
         "ok": ok,
         "feasible": ok,  # for sweep_figure: no constraints are recorded, so every finished trial counts
         "error": m.context.get("error"),

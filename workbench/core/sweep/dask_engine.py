@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..progress import ProgressFn, emit
 from . import transfer
-from .trials import TrialResult, TrialSpec, read_values, record_trial
+from .trials import TrialResult, TrialSpec, read_set, read_values, record_trial
 
 POLL_S = 0.25  # how often the loop looks at cancel and time-outs while it waits for tasks
 _DASK_LOGGERS = ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny", "bokeh")
@@ -360,7 +360,7 @@ def _result(workspace, spec, variant_ids, measured, final, summary) -> TrialResu
     error = summary["error"] or error
     return TrialResult(
         spec.number, spec.stage, final, variant_ids, {} if error else values,
-        summary["worker"], error, summary["attempts"], summary["seconds"],
+        summary["worker"], error, summary["attempts"], summary["seconds"], read_set(workspace, measured),
     )  # fmt: skip
 
 

@@ -251,6 +251,7 @@ def trial_rows(space: SearchSpace, results: Iterable[TrialResult], trials: Itera
             "variant_id": r.final_id,
             "params": params.get((r.number, r.stage), {}),
             **r.values,
+            "evaluation_set": r.evaluation_set,
             "feasible": r.ok and space.feasible(r.values),
             "error": r.error,
             "worker": r.worker,

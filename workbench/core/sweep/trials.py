@@ -44,6 +44,7 @@ class TrialResult:
     error: str | None = None  # the failure, in words, when the trial failed (its values are then empty)
     attempts: int = 1
     seconds: float = 0.0  # wall time of the trial
+    evaluation_set: dict | None = None  # what its mAP was measured on (`EvaluationSet.as_context()`), if recorded
 
     @property
     def ok(self) -> bool:
@@ -76,9 +77,7 @@ def trial_plans(spec: TrialSpec) -> list:
 
 
 def read_values(workspace, variant_id: int, measurement_ids: Sequence[int]) -> tuple[dict, str | None]:
-    """The trial values from the final variant's measurements, and the first failure among them (or None); the
-    evaluation set its mAP was measured on goes with them (`EvaluationSet.as_context()`), so a front is drawn
-    over trials measured on the same images only."""
+    """The trial values from the final variant's measurements, and the first failure among them (or None)."""
     values: dict = {}
     size = workspace.variant(variant_id).size_bytes
     if size is not None:
@@ -88,10 +87,16 @@ def read_values(workspace, variant_id: int, measurement_ids: Sequence[int]) -> t
             return {}, f"{m.kind} measurement failed: {m.metrics.get('error') or m.status}"
         if m.kind == "accuracy":
             values["map50_95"] = float(m.metrics["map50_95"])
-            values[EVALUATION_SET] = m.context.get(EVALUATION_SET)  # the images it was measured on (None: unknown)
         elif m.kind == "latency":
             values.update(p50_ms=float(m.metrics["p50_ms"]), p99_ms=float(m.metrics["p99_ms"]))
     return values, None
+
+
+def read_set(workspace, measurement_ids: Sequence[int]) -> dict | None:
+    """The evaluation set the trial's mAP was measured on (`EvaluationSet.as_context()`; None: none recorded), so
+    that a front is taken over trials measured on the same images only."""
+    found = [m for m in workspace.ledger.measurements(ids=list(measurement_ids)) if m.kind == "accuracy" and m.ok]
+    return found[-1].context.get(EVALUATION_SET) if found else None
 
 
 def run_trial(workspace, model_id: int, data_yaml, spec: TrialSpec, *, progress: ProgressFn | None = None):
@@ -107,15 +112,16 @@ def run_trial(workspace, model_id: int, data_yaml, spec: TrialSpec, *, progress:
         final = result.final_id
         ids = [m for plan in trial_plans(spec) for m in measure(workspace, final, plan, data_yaml, progress=progress)]
         values, error = read_values(workspace, final, ids)
+        identity = read_set(workspace, ids)
     except Cancelled:
         raise
     except Exception as exc:  # a trial's failure is its result; the sweep goes on
         if isinstance(exc, PipelineError):
             variants = [v for step in exc.completed for v in step.variants]
         problem = exc.problem if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
-        final, values, error = (variants[-1] if variants else None), {}, problem
+        final, values, error, identity = (variants[-1] if variants else None), {}, problem, None
     seconds = round(time.perf_counter() - start, 2)
-    return TrialResult(spec.number, spec.stage, final, tuple(variants), values, "local", error, 1, seconds)
+    return TrialResult(spec.number, spec.stage, final, tuple(variants), values, "local", error, 1, seconds, identity)
 
 
 class LocalEngine:
@@ -156,5 +162,6 @@ def record_trial(workspace, spec: TrialSpec, result: TrialResult, sweep_name: st
         "target": spec.target,
         "status": "ok" if result.ok else "failed",
         "error": result.error,
+        EVALUATION_SET: result.evaluation_set,
     }
     return workspace.ledger.add_measurement(result.final_id, TRIAL_KIND, metrics, context)
