@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -213,6 +213,6 @@ print(bound.words() + ": " + {"holds": "faster by 1.5x or more",
 # only that fault removed, in alternating rounds, and applies the doctor's rule to the ratio.
 
 # %%
-hurts = lab.hurt_table(HURT_FAULTS)
+hurts = wb.fault_hurt_table(lab, HURT_FAULTS)
 print(f"{hurts['context']['cpu']}, {hurts['context']['usable_cores']} usable cores; {hurts['context']['rule']}")
 pd.DataFrame(hurts["rows"])

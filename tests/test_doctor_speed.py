@@ -18,7 +18,16 @@ import pytest
 
 from workbench.core.doctor.findings import Verdict
 from workbench.core.doctor.lab_speed import FAULTS, IMGSZ, LabUnavailable, SpeedLab, correct, warmed_detector
-from workbench.core.doctor.lab_speed_hurts import HURTS, NOT_SLOW, UNSURE, Hurt, hurt_table_text, measure_hurt
+from workbench.core.doctor.lab_speed_hurts import (
+    HURTS,
+    NOT_SLOW,
+    UNSURE,
+    Hurt,
+    fault_hurt_table,
+    fault_hurts,
+    hurt_table_text,
+    measure_hurt,
+)
 from workbench.core.doctor.speed import diagnose_speed, run_speed_doctor
 from workbench.core.doctor.speed_timing import agreement, compare_calls, guarded
 from workbench.core.measure.paired import ratio_bound
@@ -60,7 +69,7 @@ FAULT_PARAMS = [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_FAULTS els
 def test_the_doctor_names_the_planted_cause(lab, images, name):
     """Measure first whether the fault hurts on this CPU, then assert the path that measurement calls for."""
     builder, expected = FAULTS[name]
-    hurt = lab.hurt(name)
+    hurt = fault_hurts(lab, name)
     print(f"{name}: {hurt.row()}")
     if hurt.bound is None:  # it cannot be built here (e.g. no slower precision hint on an AVX2 CPU): it says why
         assert hurt.verdict == NOT_SLOW and "not built here" in hurt.reason
@@ -100,7 +109,7 @@ def test_correct_spec_names_no_cause(lab, images, levers):
 
 
 def test_the_lab_table_says_where_each_fault_hurts(lab):
-    table = lab.hurt_table(("loaded_every_call", "slow_precision"))
+    table = fault_hurt_table(lab, ("loaded_every_call", "slow_precision"))
     text = hurt_table_text(table)
     print(text)
     assert table["context"]["usable_cores"] >= 1 and table["context"]["cpu"] in text
@@ -146,7 +155,7 @@ def test_verdicts_hold_under_a_nice_19_load(lab, images, background_load):
     print("correct, loaded:", diagnosis.sentence())
     assert not [f for f in diagnosis.findings if f.verdict is Verdict.CAUSE], diagnosis.findings
     builder, expected = FAULTS["loaded_every_call"]
-    assert lab.hurt("loaded_every_call").hurts
+    assert fault_hurts(lab, "loaded_every_call").hurts
     diagnosis = _diagnose(lab, images, builder(lab), LEVERS_FOR["loaded_every_call"])
     print("loaded_every_call, loaded:", diagnosis.sentence())
     assert diagnosis.most_likely is not None and diagnosis.most_likely.cause == expected

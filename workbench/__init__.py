@@ -97,6 +97,7 @@ _EXPORTS = {
     "run_speed_doctor": "workbench.core.doctor.speed",
     "build_accuracy_lab": "workbench.core.doctor.lab_accuracy",
     "SpeedLab": "workbench.core.doctor.lab_speed",
+    "fault_hurt_table": "workbench.core.doctor.lab_speed_hurts",
     # reports
     "comparison_table": "workbench.core.report.compare",
     "pipeline_table": "workbench.core.report.tables",

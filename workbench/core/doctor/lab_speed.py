@@ -4,8 +4,8 @@
 images with labels, the exports it needs) and returns a `LabCase`: the deployment and how to diagnose it (the
 scenario, the reference model). `correct(lab)` is the deployment done right, which the doctor should pass. The
 faults are the deployment guide's speed mistakes. Whether each is slow depends on the CPU: `SpeedLab.hurt(name)`
-measures it against its fixed counterpart before it is used, and `SpeedLab.hurt_table()` shows every fault with
-the ratio measured here and its verdict ("hurts here", "not slow on this CPU"; see `lab_speed_hurts`):
+measures it against its fixed counterpart before it is used, and `fault_hurt_table(lab)` shows every fault with
+the ratio measured here and its verdict ("hurts here", "not slow on this CPU"; see `lab_speed_hurts.fault_hurts`):
 
 - a model loaded on every call; no warm-up before serving (the first request pays load + first inference);
 - more threads than cores (ONNX Runtime with 4x the usable cores spins its threads against each other);
@@ -59,21 +59,6 @@ class SpeedLab:
         from ..data.checks import list_images
 
         return [cv2.imread(str(p)) for p in list_images(self.data_yaml, "val")]
-
-    def hurt(self, name: str):
-        """Whether fault `name` hurts on this machine: a `lab_speed_hurts.Hurt`, measured once per lab."""
-        if name not in self._hurts:
-            from .lab_speed_hurts import measure_hurt
-
-            self._hurts[name] = measure_hurt(self, name)
-        return self._hurts[name]
-
-    def hurt_table(self, names=None) -> dict:
-        """Every planted fault (or `names`) against its fixed counterpart, measured here: {"rows", "context"};
-        print it with `lab_speed_hurts.hurt_table_text` or show `rows` as a DataFrame."""
-        from .lab_speed_hurts import hurt_table
-
-        return hurt_table(self, names)
 
     def artifact(self, fmt: str) -> Path:
         """The demo model as a dynamic-shape "onnx" or "openvino" export (made once)."""

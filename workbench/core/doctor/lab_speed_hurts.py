@@ -137,9 +137,16 @@ def _offline_pair(spec: DeploymentSpec, images) -> tuple[Callable, Callable, str
     return (lambda: [sequential(i) for i in batch]), options[best], words
 
 
-def hurt_table(lab: SpeedLab, names=None) -> dict:
+def fault_hurts(lab: SpeedLab, name: str) -> Hurt:
+    """Whether fault `name` hurts on this machine, measured once per lab (kept with the lab)."""
+    if name not in lab._hurts:
+        lab._hurts[name] = measure_hurt(lab, name)
+    return lab._hurts[name]
+
+
+def fault_hurt_table(lab: SpeedLab, names=None) -> dict:
     """Every planted fault (or `names`) measured on this machine: its rows and the machine they hold for."""
-    hurts = [lab.hurt(name) for name in (names or FAULTS)]
+    hurts = [fault_hurts(lab, name) for name in (names or FAULTS)]
     cpu = cpu_info()
     context = {
         "cpu": cpu["model"],
