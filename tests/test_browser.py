@@ -3,7 +3,8 @@
 The quickstart notebook runs in JupyterLab, a dashboard filter is changed, the comparison chart is seen
 rendered; chapter 01 runs there too and shows the advisor's chart and ranked table; chapters 07 and 08 run there
 and show the doctors' findings; then the Voila app serves the same workspace and its Compare tab shows the chart.
-Screenshots are kept under test-artifacts/browser/ (or $WORKBENCH_TEST_ARTIFACTS).
+Screenshots are kept under test-artifacts/browser/ (or $WORKBENCH_TEST_ARTIFACTS); the Voila test also writes the
+README's screenshot, docs/compare-dashboard.png, from the app it drove, at a laptop's viewport.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -36,6 +38,8 @@ CHROMIUM_ARGS = [
 SMALL = {"VAL_IMAGES": 8, "TRAIN_IMAGES": 8, "SECONDS": 0.3}
 SMALL_ADVISOR = {"MEASURE_SECONDS": 0.3, "VAL_IMAGES": 8}
 SERVE = [sys.executable, str(ROOT / "scripts" / "serve_app.py")]  # what `make lab` and `make app` run
+README_SCREENSHOT = ROOT / "docs" / "compare-dashboard.png"
+LAPTOP = {"width": 1366, "height": 768}
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900, method="thread")]  # signals do not reach Playwright's loop
 # the notebook in front: its document loaded, its kernel connected and idle (a run-all before that does nothing)
@@ -125,8 +129,8 @@ def browser():
         browser.close()
 
 
-def _page(browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def _page(browser, viewport: dict | None = None):
+    page = browser.new_page(viewport=viewport or {"width": 1400, "height": 1000})
     page.set_default_timeout(60_000)
     return page
 
@@ -279,13 +283,32 @@ def test_troubleshooting_chapters_run_in_jupyterlab(site, browser):
 
 
 def _measured_workspace(folder: Path) -> None:
-    """A workspace with one measured variant, so the app's chart has a point even when run on its own."""
+    """A workspace with a few measured variants (the demo model in PyTorch, ONNX Runtime, OpenVINO f32 and INT8),
+    so the app's chart, and the README's screenshot of it, has several points even when this test runs alone."""
     import workbench as wb
 
     session = wb.Session.open(folder / "workbench-runs")
     if session.model_id is None:
         wb.open_model(session, wb.ModelChoice(shapes=wb.ShapesConfig(train=8, val=8)))
-    wb.measure_variants(session, [session.model_id], wb.MeasurePlan(imgsz=(320,), seconds=0.2, stage_images=2))
+    workspace, source = session.workspace, session.model_id
+    exports = [
+        wb.ExportConfig(format="onnx", imgsz=320),
+        wb.ExportConfig(format="openvino", imgsz=320),
+        wb.ExportConfig(format="openvino", imgsz=320, precision="int8", data=str(session.data_yaml)),
+    ]
+    exported = [wb.export(workspace, source, config) for config in exports]  # an earlier export is reused
+    plan = wb.MeasurePlan(imgsz=(320,), seconds=0.2, stage_images=2)
+    wb.measure_variants(session, [source, *exported], plan)
+
+
+def _tab_titles() -> tuple[str, ...]:
+    """The app's tabs, from the widget itself (so the test follows a tab added or renamed)."""
+    from workbench.core.services.session import Session
+    from workbench.core.store.workspace import Workspace
+    from workbench.widgets import Workbench
+
+    with tempfile.TemporaryDirectory() as folder:
+        return tuple(Workbench(session=Session(Workspace(Path(folder) / "ws")), background=False).tabs.titles)
 
 
 def test_voila_app_serves_the_workbench_and_its_chart(site, browser):
@@ -293,17 +316,26 @@ def test_voila_app_serves_the_workbench_and_its_chart(site, browser):
     port, token = _free_port(), secrets.token_hex(16)
     command = [*SERVE, "app", f"--port={port}", f"--notebook-dir={site}"]
     server = _serve(command, site, f"http://127.0.0.1:{port}/login", site / "voila.log", token)
-    page = _page(browser)
+    page = _page(browser, LAPTOP)
     try:
         page.goto(f"http://127.0.0.1:{port}/?token={token}", timeout=300_000)
         tab = page.get_by_role("tab", name="Compare")
         tab.wait_for(timeout=300_000)
-        assert page.get_by_role("tab", name="Quantize").count() == 1
+        assert page.get_by_role("tab").all_inner_texts() == list(_tab_titles())
         tab.click()  # the dashboard builds its figures now, in a visible tab: no Refresh needed
         page.get_by_text("measured rows").wait_for(timeout=60_000)
         page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for(timeout=120_000)
         assert page.locator(".js-plotly-plot .legend .traces").count() >= 2  # the variant and the Pareto front
+        assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 4  # the four measured variants
+        page.wait_for_timeout(1000)  # plotly's transitions settle
         page.screenshot(path=str(ARTIFACTS / "voila-compare.png"))
+        # the README's picture: the app on a laptop's screen, scrolled to its workspace line and tabs, the chart in view
+        app = "bar => (bar.closest('.widget-tab') || bar).parentElement.scrollIntoView({block: 'start'})"
+        page.get_by_role("tablist").first.evaluate(app)
+        page.wait_for_timeout(500)
+        chart = page.locator(".js-plotly-plot").first.bounding_box()
+        assert chart["y"] >= 0 and chart["y"] + chart["height"] <= LAPTOP["height"], chart
+        page.screenshot(path=str(README_SCREENSHOT))
     except Exception:
         page.screenshot(path=str(ARTIFACTS / "voila-failure.png"))
         raise
