@@ -286,7 +286,9 @@ def test_every_latency_row_stores_the_estimate_made_before_it(measured):
     rows = ws.ledger.measurements(kind="latency")
     estimates = [m.metrics["estimate"] for m in rows]
     assert [e["basis"] for e in estimates][0] == "prior"  # nothing measured before the first row
-    assert all(e["basis"].startswith("learned from") for e in estimates[1:])
+    # a row whose windows disagreed (a busy machine) teaches nothing: learned once a stable row came before
+    stable_before = [sum(m.metrics.get("stable") is not False for m in rows[:i]) for i in range(len(rows))]
+    assert [e["basis"].startswith("learned from") for e in estimates] == [n > 0 for n in stable_before]
     for m, e in zip(rows, estimates, strict=True):
         assert e["p50_ms"] > 0 and e["p99_ms"] >= e["p50_ms"]
         assert e["error_pct"] == pytest.approx(100 * (e["p50_ms"] - m.metrics["p50_ms"]) / m.metrics["p50_ms"])
@@ -297,9 +299,13 @@ def test_the_estimator_summary_checks_every_row_of_this_machine(measured):
 
     ws, _ = measured
     summary = estimator_summary(ws)
-    assert summary["rows"] == 3 and len(summary["checks"]) == 3
-    assert summary["median_abs_error_pct"] >= 0
-    assert summary["learned"][0]["runtime"] == "pytorch" and summary["learned"][0]["rows"] == 3
+    stable = sum(m.metrics.get("stable") is not False for m in ws.ledger.measurements(kind="latency"))
+    assert summary["rows"] == stable and len(summary["checks"]) == stable  # a busy machine's rows are left out
+    if stable:
+        assert summary["median_abs_error_pct"] >= 0
+        assert summary["learned"][0]["runtime"] == "pytorch" and summary["learned"][0]["rows"] == stable
+    else:
+        assert summary["learned"] == [] and summary["median_abs_error_pct"] is None
     assert "Median absolute error" in estimator_markdown(summary)
 
 
@@ -310,7 +316,8 @@ def test_the_advisor_ranks_the_catalog_for_a_measured_workspace(measured):
     advice = advise_workspace(ws, Requirements(imgsz=128, latency_p99_ms=1000, monthly_budget_usd=1e5))
     here = next(o for o in advice.options if o.target.id == "this-machine")
     assert here.profile.variant_id == base and here.profile.gflops > 0
-    assert here.efficiency.basis.startswith("learned from") or here.runtime != "pytorch"
+    stable = any(m.metrics.get("stable") is not False for m in ws.ledger.measurements(kind="latency"))
+    assert here.efficiency.basis.startswith("learned from") == stable or here.runtime != "pytorch"
     assert {o.target.environment for o in advice.options} == {"cloud", "edge", "on_prem"}
     assert advice.best is not None and advice.summary()
 
