@@ -51,6 +51,9 @@ SERVER_PACKAGES = (
     "httptools",  # uvicorn's C HTTP parser, as `workbench serve` runs here
     "opencv-python-headless",  # decodes /v1/detect's images; headless: no libGL in a slim image
 )
+# Imported by the server's libraries whenever installed (starlette's form parser), though the server parses no form:
+# pinned where installed here, so the image imports what was tested
+OPTIONAL_PACKAGES = ("python-multipart",)
 RUNTIME_PACKAGES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino",)}  # onnx: reads the precision
 _SAME_AS = {"opencv-python-headless": "opencv-python"}  # pinned at the version of the one installed here
 OVERRIDES = ("host", "port", "certfile", "keyfile", "keys", "audit", "public_key", "model_key_file")
@@ -325,7 +328,7 @@ def server_requirements(runtime: str) -> list[str]:
     from packaging.utils import canonicalize_name
 
     roots = [*SERVER_PACKAGES, *RUNTIME_PACKAGES[runtime]]
-    pins, todo = {}, [(name, True) for name in roots]
+    pins, todo = {}, [(name, True) for name in roots] + [(name, False) for name in OPTIONAL_PACKAGES]
     while todo:
         name, needed = todo.pop()
         key = canonicalize_name(name)
