@@ -52,3 +52,18 @@ def demo_model():
     from workbench.core.models.sources import load_model
 
     return load_model("demo")
+
+
+# Modules whose tests train, quantize, time side by side, or start servers and clusters (seconds each, 10-80 s a
+# module on a 2-core machine): `make check` (-m "not slow") leaves them out; `make test` runs them.
+SLOW_MODULES = {
+    "test_app_security", "test_distill", "test_doctor_accuracy", "test_doctor_speed", "test_mlflow_export",
+    "test_pipeline", "test_prune", "test_qat", "test_quantize", "test_searched_model", "test_serve_load",
+    "test_sweep_dask", "test_sweep_panel",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
