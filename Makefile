@@ -37,7 +37,7 @@ lint: dev
 TEST_WHEELHOUSE ?= $(HOME)/.cache/deploy-workbench/wheelhouse-learner
 test: lint browser-deps
 	$(PYTHON) scripts/install.py wheelhouse $(TEST_WHEELHOUSE)
-	WORKBENCH_TEST_WHEELHOUSE=$(TEST_WHEELHOUSE) $(BIN)/python -m pytest
+	WORKBENCH_TEST_WHEELHOUSE=$(TEST_WHEELHOUSE) $(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The inner loop (a few minutes): lint and the suite without the chapters, the browser and the slow tests
 check: lint
@@ -54,7 +54,7 @@ bench: dev
 
 # Resolve pyproject.toml anew into requirements/dev.lock and requirements/learner.lock (newest allowed versions)
 lock:
-	$(PYTHON) scripts/install.py lock --venv $(VENV)
+	$(PYTHON) scripts/install.py lock --venv $(VENV) $(if $(KEEP),--keep)
 
 # Every wheel of the learner profile in one folder, for laptops that install with WHEELHOUSE=DIR and no network
 wheelhouse:

@@ -160,10 +160,10 @@ def install(profile: str, venv: Path, wheelhouse: Path | None) -> None:
     )
 
 
-def compile_lock(uv: Path, profile: str, extra: list[str]) -> None:
+def compile_lock(uv: Path, profile: str, extra: list[str], keep: bool = False) -> None:
     sources, env = uv_sources(None)
     extras = [arg for name in PROFILES[profile] for arg in ("--extra", name)]
-    run([str(uv), "pip", "compile", "--quiet", "--no-header", "--upgrade", str(ROOT / "pyproject.toml"), *extras,
+    run([str(uv), "pip", "compile", "--quiet", "--no-header", *([] if keep else ["--upgrade"]), str(ROOT / "pyproject.toml"), *extras,
          "--annotation-style", "line",
          "--override", str(LOCKS / "overrides.txt"), *COMPILE_TARGET, *sources, *extra,
          "-o", str(lock_path(profile))], env)  # fmt: skip
@@ -182,11 +182,13 @@ def without_constraint_files(line: str) -> str:
     return f"{pin}# via {', '.join(sources)}" if sources else pin.rstrip()
 
 
-def lock(venv: Path) -> None:
-    """Resolve the dev profile, then the learner profile inside it (same versions, fewer packages)."""
+def lock(venv: Path, keep: bool = False) -> None:
+    """Resolve the dev profile, then the learner profile inside it (same versions, fewer packages).
+
+    keep: keep every pin that still satisfies pyproject.toml (after adding a package); else upgrade all."""
     uv = ensure_uv(venv, None)
-    compile_lock(uv, "dev", [])
-    compile_lock(uv, "learner", ["--constraints", str(lock_path("dev"))])
+    compile_lock(uv, "dev", [], keep)
+    compile_lock(uv, "learner", ["--constraints", str(lock_path("dev"))], keep)
     for profile in PROFILES:
         print(f"{lock_path(profile).relative_to(ROOT)}: {len(read_lock(lock_path(profile)))} packages")
 
@@ -237,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venv", type=Path, default=ROOT / ".venv")
     parser.add_argument("--wheelhouse", type=Path, help="install from this folder of wheels alone")
     parser.add_argument("--profile", choices=list(PROFILES), default="learner", help="wheelhouse: which profile")
+    parser.add_argument("--keep", action="store_true", help="lock: keep the pins that still fit (after adding one)")
     args = parser.parse_args(argv)
     try:
         if args.wheelhouse is not None and not any(args.wheelhouse.glob("*.whl")):
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.action in PROFILES:
             install(args.action, args.venv.absolute(), args.wheelhouse)
         elif args.action == "lock":
-            lock(args.venv.absolute())
+            lock(args.venv.absolute(), args.keep)
         elif args.action == "wheelhouse":
             if args.folder is None:
                 raise InstallError("wheelhouse needs the folder to fill: scripts/install.py wheelhouse DIR")
