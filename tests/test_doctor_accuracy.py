@@ -12,7 +12,7 @@ import pytest
 
 from workbench.core.doctor.accuracy import diagnose_accuracy
 from workbench.core.doctor.findings import Verdict
-from workbench.core.doctor.lab_accuracy import FAULTS, build_accuracy_lab, correct_case
+from workbench.core.doctor.lab.accuracy import FAULTS, build_accuracy_lab, correct_case
 from workbench.core.errors import ConfigError
 from workbench.core.models.detector import DeploymentSpec, Detections, Preprocessing, prepare
 
@@ -162,7 +162,7 @@ def test_the_data_check_names_the_generators_shift(lab, tmp_path, shift, expecte
     import cv2
 
     from workbench.core.data.generate import apply_shift
-    from workbench.core.doctor.accuracy_data import data_check
+    from workbench.core.doctor.accuracy.data import data_check
     from workbench.core.models.detector import open_detector
 
     def shifted(path):
@@ -197,7 +197,7 @@ def test_the_data_check_names_the_generators_shift(lab, tmp_path, shift, expecte
 def test_the_tensor_check_names_the_correction(lab, changes, expected):
     import cv2
 
-    from workbench.core.doctor.accuracy_tensors import match_tensor
+    from workbench.core.doctor.accuracy.tensors import match_tensor
 
     image = cv2.imread(str(lab.production[0]))
     tensor = prepare(image, 320, Preprocessing(**changes)).batch
@@ -207,7 +207,7 @@ def test_the_tensor_check_names_the_correction(lab, changes, expected):
 
 
 def test_run_accuracy_doctor_builds_both_from_cli_inputs(lab, tmp_path):
-    from workbench.core.doctor.accuracy_command import describe_diagnosis, run_accuracy_doctor
+    from workbench.core.doctor.accuracy import describe_diagnosis, run_accuracy_doctor
 
     folder = tmp_path / "images"
     folder.mkdir()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.detector import DeploymentSpec, Detections, Postprocessing, Preprocessing, nms, prepare, to_original
-from .accuracy import diagnose_accuracy
+from ...models.detector import DeploymentSpec, Detections, Postprocessing, Preprocessing, nms, prepare, to_original
+from ..accuracy.diagnose import diagnose_accuracy
 
 IMGSZ = 320
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
@@ -64,9 +64,9 @@ class LabCase:
 
 def build_accuracy_lab(root: Path | str, *, images: int = 8) -> Lab:
     """Generate the lab's images and export the demo model (reused when already there)."""
-    from ..data.generate import ShapesConfig, generate_shapes
-    from ..models.cards import demo_weights
-    from ..models.export import ExportConfig, export_artifact
+    from ...data.generate import ShapesConfig, generate_shapes
+    from ...models.cards import demo_weights
+    from ...models.export import ExportConfig, export_artifact
 
     root = Path(root)
     dataset = generate_shapes(root / "data", ShapesConfig(seed=0, train=images, val=images, imgsz=IMGSZ))
@@ -82,7 +82,7 @@ def _widened(paths, folder: Path, shift: str | None = None) -> list[Path]:
     """Rows 64..256 of each image scaled 1.5x (480 x 288), with an optional generator shift, as JPEG (quality 90)."""
     import cv2
 
-    from ..data.generate import apply_shift
+    from ...data.generate import apply_shift
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -113,8 +113,8 @@ def _int8_blank(lab: Lab) -> LabCase:
     """The ONNX model quantized by NNCF with eight blank grey images as its calibration set."""
     import cv2
 
-    from ..data.calibration import ImageSet
-    from ..optimize.quantize import QuantizeConfig, quantize_artifact
+    from ...data.calibration import ImageSet
+    from ...optimize.quantize import QuantizeConfig, quantize_artifact
 
     out = lab.root / f"demo-{IMGSZ}-int8-blank.onnx"
     if not out.exists():
@@ -136,7 +136,7 @@ def _dark_images(lab: Lab) -> LabCase:
         out = lab.root / "production-dark" / path.name
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-            from ..data.generate import apply_shift
+            from ...data.generate import apply_shift
 
             image = apply_shift(cv2.imread(str(path)).astype(np.float32), "dark", 480)
             cv2.imwrite(str(out), np.clip(image, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -145,14 +145,14 @@ def _dark_images(lab: Lab) -> LabCase:
 
 
 def _runner(lab: Lab):
-    from ..models.runners import RuntimeOptions, open_runner
+    from ...models.runners import RuntimeOptions, open_runner
 
     return open_runner(lab.onnx, RuntimeOptions(threads=1))
 
 
 def _class_shift(lab: Lab) -> LabCase:
     """A callable that adds one to every class id (1-based names list)."""
-    from ..models.detector import open_detector
+    from ...models.detector import open_detector
 
     detector = open_detector(lab.spec())
 
@@ -192,7 +192,7 @@ def _callable_unscaled(lab: Lab) -> LabCase:
 
 def _callable_bgr(lab: Lab) -> LabCase:
     """A callable (no preprocess given) that feeds BGR as RGB."""
-    from ..models.detector import open_detector
+    from ...models.detector import open_detector
 
     detector = open_detector(lab.spec(preprocessing=_pre(color="bgr")))
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..measure.parity import match_boxes
-from ..models.detector import DeploymentSpec, Detections, Detector, open_detector
-from ..models.inference import ImageDecodeError, decode
+from ...measure.parity import match_boxes
+from ...models.detector import DeploymentSpec, Detections, Detector, open_detector
+from ...models.inference import ImageDecodeError, decode
 
 AGREE = 0.9  # agreement (F1 of class-aware IoU>=0.5 matches) above which two deployments answer the same
 MATCH_IOU = 0.5  # a deployment box matches a reference box above this IoU (the parity check's threshold)
