@@ -32,7 +32,7 @@ from pathlib import Path
 from ...errors import ConfigError, WorkbenchError
 from ...models.detector import DeploymentSpec, Detector, Postprocessing, Preprocessing, open_detector
 from ..findings import Diagnosis, Finding, Verdict
-from .run import AGREE, Subject, differences, read_images, run_on
+from .run import AGREE, GuardedDeployment, differences, read_images, run_on
 
 MAX_IMAGES = 16
 TRAINING_IMAGES = 16
@@ -83,7 +83,7 @@ def diagnose_accuracy(
     if not decoded:
         return Diagnosis.of("accuracy", findings, str(getattr(deployment, "artifact", deployment)))
     try:
-        subject = Subject.of(deployment, preprocess=preprocess, artifact=artifact, time_limit_s=time_limit_s)
+        subject = GuardedDeployment.of(deployment, preprocess=preprocess, artifact=artifact, time_limit_s=time_limit_s)
     except (WorkbenchError, TypeError) as exc:
         findings.append(_load_failure(exc))
         return Diagnosis.of("accuracy", findings, str(getattr(deployment, "artifact", deployment)))

@@ -52,8 +52,8 @@ class LazyDetector:
 
 
 @dataclass
-class Subject:
-    """The deployment under study: its detect call and what it lets the doctor see inside."""
+class TimedDeployment:
+    """The deployment the speed doctor times: its detect call and what it lets the doctor see inside."""
 
     name: str
     detect: Callable[[np.ndarray], Detections]
@@ -80,7 +80,7 @@ class Subject:
 class Study:
     """Everything the levers share: the subject, its images, its measured baseline and the budget."""
 
-    subject: Subject
+    subject: TimedDeployment
     images: list[np.ndarray]
     encoded: list[bytes]  # the images' file bytes where they came as files (for the decode stage)
     baseline: Callable[[], object]
@@ -226,14 +226,14 @@ def _refused(problem: str, fix: str, cause: str) -> Diagnosis:
     return Diagnosis.of("speed", [Finding("arguments", Verdict.CAUSE, problem, fix, cause, strength=1.0)])
 
 
-def _subject(deployment) -> Subject:
+def _subject(deployment) -> TimedDeployment:
     if isinstance(deployment, DeploymentSpec):
         name = f"{Path(deployment.artifact).name} at {deployment.imgsz}"
-        return Subject(name, LazyDetector(deployment), deployment, None, declared=True)
+        return TimedDeployment(name, LazyDetector(deployment), deployment, None, declared=True)
     name = getattr(deployment, "__qualname__", None) or type(deployment).__name__
     spec = getattr(deployment, "spec", None)
     preprocess = getattr(deployment, "preprocess", None)
-    return Subject(
+    return TimedDeployment(
         str(name),
         deployment,
         spec if isinstance(spec, DeploymentSpec) else None,
@@ -241,7 +241,7 @@ def _subject(deployment) -> Subject:
     )
 
 
-def _reference(reference_model, subject: Subject) -> Path | None:
+def _reference(reference_model, subject: TimedDeployment) -> Path | None:
     if reference_model is not None:
         from ...models.sources import resolve
 
@@ -251,7 +251,7 @@ def _reference(reference_model, subject: Subject) -> Path | None:
     return None
 
 
-def _imgsz(imgsz: int | None, subject: Subject, reference: Path | None) -> int:
+def _imgsz(imgsz: int | None, subject: TimedDeployment, reference: Path | None) -> int:
     if subject.spec is not None:
         return subject.spec.imgsz
     if imgsz is not None:
