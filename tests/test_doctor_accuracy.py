@@ -19,9 +19,17 @@ from workbench.core.models.detector import DeploymentSpec, Detections, Preproces
 SLOW_FAULTS = {"int8_blank_calibration"}
 
 
+def _nncf_int8(source, out, calibration, imgsz):
+    """The workbench's post-training INT8 (NNCF) on exactly the calibration images given: the lab's INT8 fault."""
+    from workbench.core.optimize.quantize import QuantizeConfig, quantize_artifact
+
+    config = QuantizeConfig(format="onnx", imgsz=imgsz, calibration_images=len(calibration.paths))
+    return quantize_artifact(source, out, config, calibration)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    return build_accuracy_lab(tmp_path_factory.mktemp("accuracy-lab"))
+    return build_accuracy_lab(tmp_path_factory.mktemp("accuracy-lab"), quantize=_nncf_int8)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_FAULTS else n for n in FAULTS])
