@@ -107,7 +107,7 @@ def _doctor_workspace(tmp_path):
 
 def _fake_accuracy_doctor(monkeypatch, verdict):
     """Stand in for the accuracy doctor: record what it was asked, find `verdict` in the preprocessing."""
-    from workbench.core.doctor import accuracy_command
+    from workbench.core.doctor import accuracy as accuracy_doctor
     from workbench.core.doctor.findings import Diagnosis, Finding
 
     calls = []
@@ -117,7 +117,7 @@ def _fake_accuracy_doctor(monkeypatch, verdict):
         found = Finding("preprocessing", verdict, "BGR images are fed as RGB", "feed RGB", cause="channels_swapped")
         return Diagnosis.of("accuracy", [found], str(model))
 
-    monkeypatch.setattr(accuracy_command, "run_accuracy_doctor", doctor)
+    monkeypatch.setattr(accuracy_doctor, "run_accuracy_doctor", doctor)
     return calls
 
 

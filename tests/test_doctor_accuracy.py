@@ -12,16 +12,24 @@ import pytest
 
 from workbench.core.doctor.accuracy import diagnose_accuracy
 from workbench.core.doctor.findings import Verdict
-from workbench.core.doctor.lab_accuracy import FAULTS, build_accuracy_lab, correct_case
+from workbench.core.doctor.lab.accuracy import FAULTS, build_accuracy_lab, correct_case
 from workbench.core.errors import ConfigError
 from workbench.core.models.detector import DeploymentSpec, Detections, Preprocessing, prepare
 
 SLOW_FAULTS = {"int8_blank_calibration"}
 
 
+def _nncf_int8(source, out, calibration, imgsz):
+    """The workbench's post-training INT8 (NNCF) on exactly the calibration images given: the lab's INT8 fault."""
+    from workbench.core.optimize.quantize import QuantizeConfig, quantize_artifact
+
+    config = QuantizeConfig(format="onnx", imgsz=imgsz, calibration_images=len(calibration.paths))
+    return quantize_artifact(source, out, config, calibration)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    return build_accuracy_lab(tmp_path_factory.mktemp("accuracy-lab"))
+    return build_accuracy_lab(tmp_path_factory.mktemp("accuracy-lab"), quantize=_nncf_int8)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_FAULTS else n for n in FAULTS])
@@ -162,7 +170,7 @@ def test_the_data_check_names_the_generators_shift(lab, tmp_path, shift, expecte
     import cv2
 
     from workbench.core.data.generate import apply_shift
-    from workbench.core.doctor.accuracy_data import data_check
+    from workbench.core.doctor.accuracy.data import data_check
     from workbench.core.models.detector import open_detector
 
     def shifted(path):
@@ -197,7 +205,7 @@ def test_the_data_check_names_the_generators_shift(lab, tmp_path, shift, expecte
 def test_the_tensor_check_names_the_correction(lab, changes, expected):
     import cv2
 
-    from workbench.core.doctor.accuracy_tensors import match_tensor
+    from workbench.core.doctor.accuracy.tensors import match_tensor
 
     image = cv2.imread(str(lab.production[0]))
     tensor = prepare(image, 320, Preprocessing(**changes)).batch
@@ -207,7 +215,7 @@ def test_the_tensor_check_names_the_correction(lab, changes, expected):
 
 
 def test_run_accuracy_doctor_builds_both_from_cli_inputs(lab, tmp_path):
-    from workbench.core.doctor.accuracy_command import describe_diagnosis, run_accuracy_doctor
+    from workbench.core.doctor.accuracy import describe_diagnosis, run_accuracy_doctor
 
     folder = tmp_path / "images"
     folder.mkdir()

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from workbench.core.doctor.accuracy_run import AGREE, differences, run_on
+from workbench.core.doctor.accuracy.run import AGREE, differences, run_on
 from workbench.core.doctor.findings import Verdict
 from workbench.core.errors import ConfigError
 from workbench.core.models.export import ExportConfig, export_artifact, opset_range
@@ -102,7 +102,7 @@ def test_the_opset_reaches_ultralytics_and_the_ledger_only_when_set():
 def test_an_onnx_export_records_the_chosen_opset(models, tmp_path):
     import onnx
 
-    from workbench.core.doctor.accuracy_artifact import OTHER_OPSET, REEXPORTS
+    from workbench.core.doctor.accuracy.artifact import OTHER_OPSET, REEXPORTS
 
     out = export_artifact(
         models["weights"], ExportConfig(format="onnx", imgsz=IMGSZ, opset=OTHER_OPSET), tmp_path / "o.onnx"
@@ -116,7 +116,7 @@ def test_an_onnx_export_records_the_chosen_opset(models, tmp_path):
 def test_layers_are_ranked_by_error_with_finite_numbers(models, tmp_path):
     import onnx
 
-    from workbench.core.doctor.accuracy_layers import layer_errors
+    from workbench.core.doctor.accuracy.layers import layer_errors
 
     ranked = layer_errors(models["int8"], models["float"], _batches(models), tmp_path)
     assert len(ranked) > 50
@@ -150,7 +150,7 @@ def _planted(models, node_name: str, port: int, out):
 
 @pytest.mark.parametrize(("node", "port", "kind"), [(WEIGHT_NODE, 1, "weight"), (ACTIVATION_NODE, 0, "activation")])
 def test_a_destroyed_layer_is_ranked_first_and_kept_in_float(models, reference, tmp_path, node, port, kind):
-    from workbench.core.doctor.accuracy_layers import layers_check
+    from workbench.core.doctor.accuracy.layers import layers_check
 
     agreement = _agreement_of(models, reference)
     honest = agreement(models["int8"])
@@ -194,7 +194,7 @@ def test_the_accuracy_doctor_names_the_layer_to_keep_in_float(models, reference,
 def test_a_float_model_of_another_graph_is_refused(models, tmp_path):
     import onnx
 
-    from workbench.core.doctor.accuracy_layers import LayerAnalysisError, layer_errors
+    from workbench.core.doctor.accuracy.layers import LayerAnalysisError, layer_errors
 
     other = onnx.load(str(models["float"]))
     other.graph.node[0].name = "renamed"
@@ -208,7 +208,7 @@ def test_the_reexport_check_tries_another_opset(models, reference, tmp_path, mon
     """When only the opset re-export agrees (parity faked by opset), the check names that setting."""
     import onnx
 
-    from workbench.core.doctor import accuracy_artifact
+    from workbench.core.doctor.accuracy import artifact as accuracy_artifact
     from workbench.core.models.runners import open_runner
 
     def parity_by_opset(ref_runner, runner, paths, config):

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from workbench.core.doctor.findings import Verdict
-from workbench.core.doctor.lab_speed import FAULTS, IMGSZ, LabUnavailable, SpeedLab, correct, warmed_detector
-from workbench.core.doctor.lab_speed_hurts import (
+from workbench.core.doctor.lab.speed import FAULTS, IMGSZ, LabUnavailable, SpeedLab, correct, warmed_detector
+from workbench.core.doctor.lab.speed_hurts import (
     HURTS,
     NOT_SLOW,
     UNSURE,
@@ -29,7 +29,7 @@ from workbench.core.doctor.lab_speed_hurts import (
     measure_hurt,
 )
 from workbench.core.doctor.speed import diagnose_speed, run_speed_doctor
-from workbench.core.doctor.speed_timing import agreement, compare_calls, guarded
+from workbench.core.doctor.speed.timing import agreement, compare_calls, guarded
 from workbench.core.measure.paired import ratio_bound
 from workbench.core.models.detector import Detections
 
@@ -122,7 +122,7 @@ def test_the_lab_table_says_where_each_fault_hurts(lab):
 
 
 def test_a_fault_this_cpu_cannot_show_is_reported_not_raised(lab, monkeypatch):
-    import workbench.core.doctor.lab_speed as lab_speed
+    import workbench.core.doctor.lab.speed as lab_speed
 
     monkeypatch.setattr(lab_speed, "slow_precision_hint", lambda: None)  # as on an AVX2 CPU
     hurt = measure_hurt(lab, "slow_precision")
@@ -297,7 +297,7 @@ def test_compare_calls_discards_the_cold_calls_of_each_block():
 def test_guarded_releases_the_callers_openmp_pool():
     import torch
 
-    from workbench.core.doctor.speed_timing import release_openmp_pool
+    from workbench.core.doctor.speed.timing import release_openmp_pool
 
     torch.ones(256, 256) @ torch.ones(256, 256)  # the caller holds a team
     assert release_openmp_pool() in (True, False)  # never raises, whatever OpenMP runtime torch has

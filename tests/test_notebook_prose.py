@@ -58,7 +58,7 @@ def _student_prune_ratio() -> bool:
 
 
 def _cause_ratio() -> bool:
-    from workbench.core.doctor.speed_timing import CAUSE_RATIO
+    from workbench.core.doctor.speed.timing import CAUSE_RATIO
 
     return CAUSE_RATIO == 1.5
 

@@ -71,7 +71,7 @@ def _doctor(args) -> int:
     """
     import json
 
-    from ..core.doctor.accuracy_command import describe_diagnosis
+    from ..core.doctor.accuracy import describe_diagnosis
 
     if args.variant is not None:
         diagnosis, measurement_id = _doctor_variant(args)
@@ -120,7 +120,7 @@ def _doctor_variant(args):
 
 def _doctor_model(args):
     """The diagnosis of `--model` (default demo), as before `--variant` existed; nothing is recorded."""
-    from ..core.doctor.accuracy_command import run_accuracy_doctor
+    from ..core.doctor.accuracy import run_accuracy_doctor
     from ..core.store.workspace import Workspace
 
     model = args.model or "demo"

@@ -1,1 +1,10 @@
-"""Troubleshooting: the accuracy doctor and the speed doctor, and the lab of deliberately broken deployments."""
+"""Troubleshooting: the accuracy doctor and the speed doctor, and the lab of deliberately broken deployments.
+
+`accuracy/` asks why a deployment detects worse than the model it was made from, `speed/` why inference is slow;
+`lab/` plants the faults both must name. `findings` is what every doctor reports in: a `Finding` per check, ranked
+into a `Diagnosis`.
+"""
+
+from .findings import Diagnosis, Finding, Verdict
+
+__all__ = ["Diagnosis", "Finding", "Verdict"]

@@ -1,7 +1,7 @@
 """Drift of production traffic: the served images and detections, window by window, against the variant's validation
 images and the reference detections on them.
 
-The image statistics are the accuracy doctor's data check's (`doctor.accuracy_data`: `image_features`,
+The image statistics are the accuracy doctor's data check's (`doctor.accuracy.data`: `image_features`,
 `drift_table`, and its thresholds and shift names), so a drift alert and a diagnosis name a shift alike. Two
 differences, both because a server sees decoded pixels under a time budget:
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..doctor import accuracy_data as doctor  # the data check's statistics, thresholds and shift names
+from ..doctor.accuracy import data as doctor  # the data check's statistics, thresholds and shift names
 from ..errors import ConfigError
 
 SIDE = 160  # pixels a side the image features are computed on

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..doctor.accuracy_command import POST_OVERRIDES, PRE_OVERRIDES, list_folder
+from ..doctor.accuracy import POST_OVERRIDES, PRE_OVERRIDES, list_folder
 from ..doctor.findings import Diagnosis
 from ..errors import ConfigError, WorkbenchError, check_imgsz
 from ..store.records import Format, Variant
@@ -251,7 +251,7 @@ def _default_out(workspace: Workspace, variant_id: int, doctor: str) -> Path:
 
 
 def _run_accuracy(workspace: Workspace, request: DiagnoseRequest, time_limit_s: float) -> Diagnosis:
-    from ..doctor.accuracy_command import run_accuracy_doctor
+    from ..doctor.accuracy import run_accuracy_doctor
 
     return run_accuracy_doctor(
         request.artifact,

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from ..environment import cpu_info, usable_cores
-from ..measure.paired import FAILS, HOLDS, RatioBound
-from ..models.detector import DeploymentSpec, open_detector
-from .lab_speed import FAULTS, IMGSZ, LabCase, LabUnavailable, LazyNoWarmup, SpeedLab, warmed_detector
-from .speed_timing import CAUSE_RATIO, compare_calls, cycling, guarded
+from ...environment import cpu_info, usable_cores
+from ...measure.paired import FAILS, HOLDS, RatioBound
+from ...models.detector import DeploymentSpec, open_detector
+from ..speed.timing import CAUSE_RATIO, compare_calls, cycling, guarded
+from .speed import FAULTS, IMGSZ, LabCase, LabUnavailable, LazyNoWarmup, SpeedLab, warmed_detector
 
 HURTS, NOT_SLOW, UNSURE = "hurts here", "not slow on this CPU", "inconclusive (busy machine)"
 OFFLINE_IMAGES = 16  # one offline pass: this many images
@@ -116,9 +116,9 @@ def _pair(lab: SpeedLab, name: str, case: LabCase) -> tuple[Callable, Callable, 
 def _offline_pair(spec: DeploymentSpec, images) -> tuple[Callable, Callable, str]:
     """One image at a time over a batch of files, against the fastest of the doctor's throughput candidates here
     (OpenVINO's async queue, batches of 8, the fast path's stream), each timed once first."""
-    from ..models.fast_path import detect_stream
-    from ..models.runners import RuntimeOptions, open_runner
-    from .speed_levers import STREAM, _async_pass, _batched_pass, _fast_stream
+    from ...models.fast_path import detect_stream
+    from ...models.runners import RuntimeOptions, open_runner
+    from ..speed.levers import STREAM, _async_pass, _batched_pass, _fast_stream
 
     batch = (list(images) * OFFLINE_IMAGES)[:OFFLINE_IMAGES]
     sequential = open_detector(spec)

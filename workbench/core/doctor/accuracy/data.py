@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .findings import Finding, Verdict
+from ..findings import Finding, Verdict
 
 DRIFT_SMD = 0.8
 CAUSE_SMD = 1.5
@@ -205,7 +205,7 @@ def channel_probe(production, reference_detect) -> Finding | None:
 
 
 def _drift_check(production, production_paths, training_paths, reference_detect) -> Finding:
-    from .accuracy_run import read_images
+    from .run import read_images
 
     if not training_paths:
         return Finding("data", Verdict.OK, "data drift not checked: no training images given", "pass training_images=")

@@ -12,13 +12,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..environment import cpu_info, usable_cores
-from ..models.detector import nms, open_detector, prepare, to_original
-from ..models.fast_path import detect_stream, fast_detector
-from ..models.runners import RuntimeOptions, installed, open_runner
-from .findings import Finding, Verdict
-from .speed_profile import check_profile
-from .speed_timing import (
+from ...environment import cpu_info, usable_cores
+from ...models.detector import nms, open_detector, prepare, to_original
+from ...models.fast_path import detect_stream, fast_detector
+from ...models.runners import RuntimeOptions, installed, open_runner
+from ..findings import Finding, Verdict
+from .profile import check_profile
+from .timing import (
     CAUSE_RATIO,
     SUSPECT_RATIO,
     compare_calls,
@@ -250,7 +250,7 @@ def check_throughput(study) -> Finding:
 def _fast_stream(spec):
     """The fast path compiled for a stream (THROUGHPUT hint, 2 streams, batches of 8), or None where the artifact
     cannot be compiled that way."""
-    from ..errors import WorkbenchError
+    from ...errors import WorkbenchError
 
     try:
         return fast_detector(spec, hint="throughput", streams=2, batch=8)
@@ -353,8 +353,8 @@ def _words(accuracy: dict) -> str:
 def check_model_size(study) -> Finding:
     """The deployment's model against the shipped pruned student (same classes) and a bigger architecture
     (random weights: latency only), all in OpenVINO at the deployment's size."""
-    from ..models.cards import demo_weights, student_weights
-    from .speed_timing import random_weights
+    from ...models.cards import demo_weights, student_weights
+    from .timing import random_weights
 
     base = study.base_spec()
     if base is None or study.reference is None:

@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..models.detector import DeploymentSpec, Detections, Detector, prepare
-from .accuracy_run import AGREE, Run, differences, run_on
-from .accuracy_tensors import match_tensor
-from .findings import Finding, Verdict
+from ...models.detector import DeploymentSpec, Detections, Detector, prepare
+from ..findings import Finding, Verdict
+from .run import AGREE, Run, differences, run_on
+from .tensors import match_tensor
 
 GAIN = 0.05  # agreement a fix must add to count as the cause (one box in twenty)
 
@@ -106,7 +106,7 @@ def measure_fix(subject, reference: DeploymentSpec, cause: str, images, ref_dets
 
 
 def _safe(detector):
-    from .accuracy_run import CallFailed
+    from .run import CallFailed
 
     def detect(image):
         try:
@@ -165,7 +165,7 @@ def _field(spec: DeploymentSpec, name: str):
 
 
 def _tensor_preprocessing(subject, reference, images, before) -> Finding:
-    from .accuracy_run import CallFailed, call_with_limit
+    from .run import CallFailed, call_with_limit
 
     try:
         tensor = call_with_limit(subject.preprocess, images[0].copy(), subject.time_limit_s)
@@ -326,7 +326,7 @@ def _box_mapping(ref_dets, run: Run, prepared_sizes, before: dict) -> Finding | 
 
 def _box_transforms(prepared_sizes) -> dict:
     """Candidate repairs of unmapped boxes, per image: prepared_sizes[i] is (h, w, imgsz)."""
-    from ..models.detector import to_original
+    from ...models.detector import to_original
 
     def per_image(function):
         return lambda d, i: Detections(function(d.boxes, *prepared_sizes[i]), d.scores, d.classes)
@@ -334,7 +334,7 @@ def _box_transforms(prepared_sizes) -> dict:
     def letterbox(boxes, h, w, imgsz):
         ratio = min(imgsz / h, imgsz / w)
         left, top = round((imgsz - round(w * ratio)) / 2 - 0.1), round((imgsz - round(h * ratio)) / 2 - 0.1)
-        from ..models.detector import Prepared
+        from ...models.detector import Prepared
 
         return to_original(boxes, Prepared(np.zeros(0), (h, w), (ratio, ratio), (float(left), float(top))))
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..models.detector import Preprocessing, prepare
+from ...models.detector import Preprocessing, prepare
 
 TENSOR_TOLERANCE = 2 / 255  # mean absolute residual below which two tensors hold the same image (two grey levels)
 EQUAL_TOLERANCE = 1.5 / 255  # max absolute difference below which two tensors are equal (interpolation rounding)

@@ -13,11 +13,11 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from ..environment import usable_cores
-from ..models.detector import nms, open_detector, prepare, to_original
-from ..models.inference import decode
-from .findings import Finding, Verdict
-from .speed_timing import CAUSE_RATIO, compare_calls, cycling, inconclusive_title, strength
+from ...environment import usable_cores
+from ...models.detector import nms, open_detector, prepare, to_original
+from ...models.inference import decode
+from ..findings import Finding, Verdict
+from .timing import CAUSE_RATIO, compare_calls, cycling, inconclusive_title, strength
 
 TOP_LAYERS = 5
 

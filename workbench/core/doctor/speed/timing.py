@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import WorkbenchError
-from ..measure.paired import RatioBound, ratio_bound
+from ...errors import WorkbenchError
+from ...measure.paired import RatioBound, ratio_bound
 
 CAUSE_RATIO = 1.5  # a lever is named the cause when it saves at least this factor, measured side by side
 SUSPECT_RATIO = 1.15  # below it a saving is within what a shared machine's noise can make
@@ -218,7 +218,7 @@ def inconclusive_title(title: str, bound: RatioBound) -> str:
 
 def agreement(ours: Sequence, theirs: Sequence, iou: float = 0.5) -> float:
     """Mean F1 over images of boxes of the same class matched at IoU >= `iou` (1.0 where both found nothing)."""
-    from ..measure.boxes import box_iou
+    from ...measure.boxes import box_iou
 
     scores = []
     for a, b in zip(ours, theirs, strict=True):
@@ -255,7 +255,7 @@ class ExportCache:
         Raises:
             ExportError: Ultralytics' exporter failed.
         """
-        from ..models.export import ExportConfig, export_artifact
+        from ...models.export import ExportConfig, export_artifact
 
         weights = Path(weights).resolve()
         stat = weights.stat()
@@ -286,8 +286,8 @@ def _process_folder() -> Path:
 
 def random_weights(architecture: str, folder: Path) -> Path:
     """A .pt of an Ultralytics architecture (e.g. "yolo11s.yaml") with random weights: for latency only."""
-    from ..models.checkpoints import save_checkpoint
-    from ..models.sources import load_model
+    from ...models.checkpoints import save_checkpoint
+    from ...models.sources import load_model
 
     out = Path(folder) / f"{Path(architecture).stem}-random.pt"
     if not out.exists():

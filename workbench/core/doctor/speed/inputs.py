@@ -9,17 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..measure.latency import LatencyConfig, time_calls
-from ..models.detector import Detections
-from .findings import Finding, Verdict
-from .speed_timing import cycling, describe_error, guarded, read_bytes
+from ...measure.latency import LatencyConfig, time_calls
+from ...models.detector import Detections
+from ..findings import Finding, Verdict
+from .timing import cycling, describe_error, guarded, read_bytes
 
 STEADY = LatencyConfig(warmup_runs=3, warmup_s=0.2, min_runs=10, min_time_s=0.6, max_windows=4, max_time_s=10.0)
 
 
 def decode_all(images: Sequence) -> tuple[list[np.ndarray], list[bytes], list[Finding]]:
     """BGR arrays of the images that decode (and their file bytes), and one finding naming those that do not."""
-    from ..models.inference import ImageDecodeError, decode
+    from ...models.inference import ImageDecodeError, decode
 
     decoded, encoded, bad = [], [], []
     for index, item in enumerate(images):

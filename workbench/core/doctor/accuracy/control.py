@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.labels import LabelledImage
-from ..models.detector import Detections
-from .accuracy_run import AGREE, Run, differences, read_images, run_on
-from .findings import Finding, Verdict
+from ...data.labels import LabelledImage
+from ...models.detector import Detections
+from ..findings import Finding, Verdict
+from .run import AGREE, Run, differences, read_images, run_on
 
 MAP_DROP = 0.02  # mAP50-95 the deployment may lose against the reference before it counts (one class in 40)
 CONTROL_IMAGES = 16
@@ -26,8 +26,8 @@ def controlled_test(subject, reference_detector, labelled, ref_dets, run: Run, p
     """mAP on the labelled control set (its val split), else agreement with the reference's pseudo-labels."""
     if labelled is None:
         return _pseudo_labelled(ref_dets, run, production_paths)
-    from ..data.checks import check_dataset, list_images
-    from ..measure.mean_ap import read_labelled, score
+    from ...data.checks import check_dataset, list_images
+    from ...measure.mean_ap import read_labelled, score
 
     names = check_dataset(labelled, splits=("val",)).names
     images, paths, unreadable = read_images(list_images(labelled, "val")[:CONTROL_IMAGES])
@@ -95,7 +95,7 @@ def _counts(found: dict) -> dict:
 
 def _pseudo_labelled(ref_dets, run: Run, paths) -> Finding:
     """Without labels: the deployment scored against the reference's detections as pseudo-labels."""
-    from ..measure.mean_ap import score
+    from ...measure.mean_ap import score
 
     truths = [LabelledImage(Path(p), d.boxes, d.classes) for p, d in zip(paths, ref_dets, strict=True)]
     pseudo = score(_rows(run.answers), truths)

@@ -7,7 +7,7 @@ are re-exported to the same format in fp32 (static at the same size), then with 
 (simplify off, another ONNX opset, dynamic shape), and each re-export's parity with the reference is measured
 (`measure.parity`), within a time budget: an fp32 re-export that passes while the deployment fails points at the
 deployment's precision (int8 quantization, fp16) or its original export settings. For an INT8 ONNX deployment the
-rest of the budget locates the layers whose quantization hurts most and keeps them in float (`accuracy_layers`).
+rest of the budget locates the layers whose quantization hurts most and keeps them in float (`layers`).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..environment import fingerprint
-from ..measure.parity import ParityConfig, compare
-from ..models.detector import Detector
-from ..store.atomic import scratch
-from ..store.records import Format
-from .accuracy_run import AGREE, differences, run_on
-from .findings import Finding, Verdict
+from ...environment import fingerprint
+from ...measure.parity import ParityConfig, compare
+from ...models.detector import Detector
+from ...store.atomic import scratch
+from ...store.records import Format
+from ..findings import Finding, Verdict
+from .run import AGREE, differences, run_on
 
 OTHER_OPSET = 17  # Ultralytics exports opset 18 with torch 2.14; 17 predates opset 18's Resize and Reduce changes
 REEXPORTS = (
@@ -38,7 +38,7 @@ def runners_of(subject, reference_detector):
     if subject.is_spec:
         return subject.detector.runner, reference_detector.runner
     if subject.artifact is not None:
-        from ..models.runners import open_runner
+        from ...models.runners import open_runner
 
         try:
             return open_runner(subject.artifact), reference_detector.runner
@@ -152,7 +152,7 @@ def artifact_check(
         found = _reexport(runner, reference_detector, reference_weights, paths, evidence, budget_s, Path(tmp))
         if found.cause != "int8_quantization":
             return found
-        from .accuracy_layers import quantized_layers
+        from .layers import quantized_layers
 
         left = budget_s - (time.monotonic() - started)
         weights = _weights(reference_weights, reference)
@@ -166,7 +166,7 @@ def _weights(weights, reference) -> Path | None:
 
 
 def _tolerant(detector):
-    from .accuracy_pipeline import _safe
+    from .pipeline import _safe
 
     return _safe(detector)
 
@@ -246,8 +246,8 @@ def _reexport(runner, reference_detector, weights, paths, evidence, budget_s: fl
 
 
 def _try_reexports(weights: Path, fmt: Format, reference_detector, paths, budget_s: float, folder: Path) -> list[dict]:
-    from ..models.export import ExportConfig, export_artifact
-    from ..models.runners import open_runner
+    from ...models.export import ExportConfig, export_artifact
+    from ...models.runners import open_runner
 
     start, tried = time.monotonic(), []
     reference, ref_runner = reference_detector.spec, reference_detector.runner

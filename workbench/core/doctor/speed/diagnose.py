@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..environment import cpu_info, usable_cores
-from ..models.detector import DeploymentSpec, Detections, open_detector
-from .findings import Diagnosis, Finding, Verdict
-from .speed_inputs import decode_all, probe, steady
-from .speed_timing import ROUNDS, ExportCache, cycling, guarded, strength
+from ...environment import cpu_info, usable_cores
+from ...models.detector import DeploymentSpec, Detections, open_detector
+from ..findings import Diagnosis, Finding, Verdict
+from .inputs import decode_all, probe, steady
+from .timing import ROUNDS, ExportCache, cycling, guarded, strength
 
 SCENARIOS = ("single", "stream", "server", "offline")
 LOAD_BYTES = 1_000_000  # read per call above this (and a good share of the artifact): the model is loaded each call
@@ -52,8 +52,8 @@ class LazyDetector:
 
 
 @dataclass
-class Subject:
-    """The deployment under study: its detect call and what it lets the doctor see inside."""
+class TimedDeployment:
+    """The deployment the speed doctor times: its detect call and what it lets the doctor see inside."""
 
     name: str
     detect: Callable[[np.ndarray], Detections]
@@ -70,7 +70,7 @@ class Subject:
         if self.runner is not None:
             return self.runner.runtime
         if self.spec is not None:
-            from ..models.runners import runtime_for
+            from ...models.runners import runtime_for
 
             return runtime_for(Path(self.spec.artifact)).value
         return None
@@ -80,7 +80,7 @@ class Subject:
 class Study:
     """Everything the levers share: the subject, its images, its measured baseline and the budget."""
 
-    subject: Subject
+    subject: TimedDeployment
     images: list[np.ndarray]
     encoded: list[bytes]  # the images' file bytes where they came as files (for the decode stage)
     baseline: Callable[[], object]
@@ -115,7 +115,7 @@ class Study:
 
     def artifact_for(self, runtime: str) -> Path | None:
         """The deployment's model in `runtime`: its own artifact if it is in it, else an export of the reference."""
-        from ..models.runners import runtime_for
+        from ...models.runners import runtime_for
 
         spec = self.subject.spec
         if spec is not None and runtime_for(Path(spec.artifact)).value == runtime:
@@ -130,11 +130,11 @@ class Study:
         """mAP50-95 of a candidate on the data's val images (the workbench's runner accuracy), or, without data,
         its agreement with the deployment's own detections on the images studied."""
         if self.data_yaml is not None:
-            from ..measure.accuracy import AccuracyConfig, runner_accuracy
+            from ...measure.accuracy import AccuracyConfig, runner_accuracy
 
             config = AccuracyConfig(imgsz=detector.spec.imgsz, images=self.accuracy_images)
             return {"map50_95": round(runner_accuracy(detector.runner, self.data_yaml, config).map50_95, 4)}
-        from .speed_timing import agreement
+        from .timing import agreement
 
         return {"agreement": round(agreement([detector(i) for i in self.images], self.baseline_dets), 3)}
 
@@ -174,10 +174,10 @@ def diagnose_speed(
         scenario: single (one image at a time), stream, server (arrivals overlap) or offline (a batch of files).
         budget_s: a soft limit on the doctor's own time; levers that no longer fit are reported as skipped.
         imgsz: the input size of a black box's reference pipeline (default: the reference model's training size).
-        levers: the levers to measure (default all: see `speed_levers.LEVERS`).
+        levers: the levers to measure (default all: see `levers.LEVERS`).
         call_timeout_s: the longest a single call of the deployment may take before it counts as hanging.
     """
-    from .speed_levers import LEVERS, run_levers
+    from .levers import LEVERS, run_levers
 
     start = time.perf_counter()
     if scenario not in SCENARIOS:
@@ -226,14 +226,14 @@ def _refused(problem: str, fix: str, cause: str) -> Diagnosis:
     return Diagnosis.of("speed", [Finding("arguments", Verdict.CAUSE, problem, fix, cause, strength=1.0)])
 
 
-def _subject(deployment) -> Subject:
+def _subject(deployment) -> TimedDeployment:
     if isinstance(deployment, DeploymentSpec):
         name = f"{Path(deployment.artifact).name} at {deployment.imgsz}"
-        return Subject(name, LazyDetector(deployment), deployment, None, declared=True)
+        return TimedDeployment(name, LazyDetector(deployment), deployment, None, declared=True)
     name = getattr(deployment, "__qualname__", None) or type(deployment).__name__
     spec = getattr(deployment, "spec", None)
     preprocess = getattr(deployment, "preprocess", None)
-    return Subject(
+    return TimedDeployment(
         str(name),
         deployment,
         spec if isinstance(spec, DeploymentSpec) else None,
@@ -241,9 +241,9 @@ def _subject(deployment) -> Subject:
     )
 
 
-def _reference(reference_model, subject: Subject) -> Path | None:
+def _reference(reference_model, subject: TimedDeployment) -> Path | None:
     if reference_model is not None:
-        from ..models.sources import resolve
+        from ...models.sources import resolve
 
         return Path(resolve(reference_model).ref)
     if subject.spec is not None and str(subject.spec.artifact).endswith(".pt"):
@@ -251,13 +251,13 @@ def _reference(reference_model, subject: Subject) -> Path | None:
     return None
 
 
-def _imgsz(imgsz: int | None, subject: Subject, reference: Path | None) -> int:
+def _imgsz(imgsz: int | None, subject: TimedDeployment, reference: Path | None) -> int:
     if subject.spec is not None:
         return subject.spec.imgsz
     if imgsz is not None:
         return imgsz
     if reference is not None:
-        from ..models.checkpoints import DEFAULT_IMGSZ, checkpoint_imgsz
+        from ...models.checkpoints import DEFAULT_IMGSZ, checkpoint_imgsz
 
         return checkpoint_imgsz(reference) or DEFAULT_IMGSZ
     return 640
@@ -400,9 +400,9 @@ def run_speed_doctor(
     Raises:
         ConfigError: the folder holds no images, or the runtime is unknown.
     """
-    from ..errors import ConfigError
-    from ..models.checkpoints import DEFAULT_IMGSZ, checkpoint_imgsz
-    from ..models.sources import resolve
+    from ...errors import ConfigError
+    from ...models.checkpoints import DEFAULT_IMGSZ, checkpoint_imgsz
+    from ...models.sources import resolve
 
     folder = Path(images_dir)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []

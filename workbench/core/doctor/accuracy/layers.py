@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import WorkbenchError
-from .accuracy_run import AGREE
-from .findings import Finding, Verdict
+from ...errors import WorkbenchError
+from ..findings import Finding, Verdict
+from .run import AGREE
 
 LAYER_IMAGES = 4  # images the activations are compared on
 KEEP_COUNTS = (1, 2, 4, 8)  # how many of the worst nodes are kept in float, in turn
@@ -320,10 +320,10 @@ def quantized_layers(
 ) -> Finding:
     """`finding` (the re-export check's, for an INT8 deployment) with the per-layer analysis added: its evidence
     under "layers"; when keeping layers in float restores agreement, that finding's title, fix and `after`."""
-    from ..models.detector import Detector, prepare
-    from ..models.runners import open_runner
-    from .accuracy_pipeline import _safe
-    from .accuracy_run import differences, run_on
+    from ...models.detector import Detector, prepare
+    from ...models.runners import open_runner
+    from .pipeline import _safe
+    from .run import differences, run_on
 
     artifact = Path(own.artifact)
     if artifact.suffix != ".onnx" or not is_qdq(artifact):
@@ -374,7 +374,7 @@ def _float_model(artifact: Path, reference_detector, weights, imgsz: int, folder
             return path
     if weights is None or Path(weights).suffix != ".pt":
         return None
-    from ..models.export import ExportConfig, ExportError, export_artifact
+    from ...models.export import ExportConfig, ExportError, export_artifact
 
     try:
         out = export_artifact(Path(weights), ExportConfig(format="onnx", imgsz=imgsz), folder / f"float-{imgsz}.onnx")

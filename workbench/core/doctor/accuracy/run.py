@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..measure.parity import match_boxes
-from ..models.detector import DeploymentSpec, Detections, Detector, open_detector
-from ..models.inference import ImageDecodeError, decode
+from ...measure.parity import match_boxes
+from ...models.detector import DeploymentSpec, Detections, Detector, open_detector
+from ...models.inference import ImageDecodeError, decode
 
 AGREE = 0.9  # agreement (F1 of class-aware IoU>=0.5 matches) above which two deployments answer the same
 MATCH_IOU = 0.5  # a deployment box matches a reference box above this IoU (the parity check's threshold)
@@ -66,8 +66,9 @@ def as_detections(value) -> Detections:
 
 
 @dataclass
-class Subject:
-    """The deployment under diagnosis: a declared spec (opened as a Detector) or the user's own callable."""
+class GuardedDeployment:
+    """The deployment under diagnosis, called under guard: a declared spec (opened as a Detector) or the user's own
+    callable, held to a time limit, its errors and wrong answers turned into `CallFailed`."""
 
     name: str
     detect: object  # image -> Detections
@@ -79,7 +80,7 @@ class Subject:
     hung: bool = False  # after one hang the callable is not called again
 
     @classmethod
-    def of(cls, deployment, *, preprocess=None, artifact=None, time_limit_s: float = 10.0) -> Subject:
+    def of(cls, deployment, *, preprocess=None, artifact=None, time_limit_s: float = 10.0) -> GuardedDeployment:
         if isinstance(deployment, DeploymentSpec):
             detector = open_detector(deployment)
             return cls(str(Path(deployment.artifact).name), detector, deployment, detector, time_limit_s=time_limit_s)

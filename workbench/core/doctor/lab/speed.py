@@ -5,7 +5,7 @@ images with labels, the exports it needs) and returns a `LabCase`: the deploymen
 scenario, the reference model). `correct(lab)` is the deployment done right, which the doctor should pass. The
 faults are the deployment guide's speed mistakes. Whether each is slow depends on the CPU: `SpeedLab.hurt(name)`
 measures it against its fixed counterpart before it is used, and `fault_hurt_table(lab)` shows every fault with
-the ratio measured here and its verdict ("hurts here", "not slow on this CPU"; see `lab_speed_hurts.fault_hurts`):
+the ratio measured here and its verdict ("hurts here", "not slow on this CPU"; see `speed_hurts.fault_hurts`):
 
 - a model loaded on every call; no warm-up before serving (the first request pays load + first inference);
 - more threads than cores (ONNX Runtime with 4x the usable cores spins its threads against each other);
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..environment import cpu_info, usable_cores
-from ..models.cards import demo_weights
-from ..models.detector import DeploymentSpec, Detections, nms, open_detector, prepare, to_original
-from .speed_timing import ExportCache
+from ...environment import cpu_info, usable_cores
+from ...models.cards import demo_weights
+from ...models.detector import DeploymentSpec, Detections, nms, open_detector, prepare, to_original
+from ..speed.timing import ExportCache
 
 IMGSZ = 160  # the lab's images are 160 px: the right input size for them
 
@@ -43,7 +43,7 @@ class SpeedLab:
     @property
     def dataset(self):
         if self._dataset is None:
-            from ..data.generate import ShapesConfig, generate_shapes
+            from ...data.generate import ShapesConfig, generate_shapes
 
             config = ShapesConfig(seed=7, train=1, val=self.val_images, imgsz=IMGSZ)
             self._dataset = generate_shapes(self.folder / "data", config)
@@ -56,7 +56,7 @@ class SpeedLab:
     def images(self) -> list[np.ndarray]:
         import cv2
 
-        from ..data.checks import list_images
+        from ...data.checks import list_images
 
         return [cv2.imread(str(p)) for p in list_images(self.data_yaml, "val")]
 

@@ -4,21 +4,29 @@
 images non-square (a 192-row strip scaled 1.5x to 480 x 288, so that letterbox, stretch, padding and box mapping all
 matter) and exports the demo model to ONNX at 320: the reference is that export with the default (Ultralytics)
 pre- and postprocessing, and its .pt is the reference's weights for re-exports. `FAULTS` maps each fault's name to
-(builder, expected cause): a builder takes the `Lab` and returns a `LabCase` to diagnose.
+(builder, expected cause): a builder takes the `Lab` and returns a `LabCase` to diagnose. The INT8 fault needs a
+quantizer, which the caller hands to `build_accuracy_lab` (the doctor does not import the optimizers).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..models.detector import DeploymentSpec, Detections, Postprocessing, Preprocessing, nms, prepare, to_original
-from .accuracy import diagnose_accuracy
+from ...data.calibration import ImageSet
+from ...errors import ConfigError
+from ...models.detector import DeploymentSpec, Detections, Postprocessing, Preprocessing, nms, prepare, to_original
+from ..accuracy.diagnose import diagnose_accuracy
 
 IMGSZ = 320
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+Quantizer = Callable[[Path, Path, ImageSet, int], object]
+"""quantize(source, out, calibration, imgsz): the float ONNX model at `source` to INT8 at `out`, calibrated on every
+image of `calibration` at input size `imgsz`."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class Lab:
     training: tuple[Path, ...]  # the training distribution, made non-square the same way
     onnx: Path  # the demo model exported at IMGSZ (static)
     weights: Path  # the demo model's .pt
+    quantize: Quantizer | None = None  # for the INT8 fault: the caller's post-training quantizer
 
     def spec(self, artifact=None, **changes) -> DeploymentSpec:
         """The correct deployment, with `changes` (imgsz, preprocessing, postprocessing) applied."""
@@ -62,11 +71,18 @@ class LabCase:
         return diagnose_accuracy(self.deployment, lab.reference, self.images or lab.production, **options)
 
 
-def build_accuracy_lab(root: Path | str, *, images: int = 8) -> Lab:
-    """Generate the lab's images and export the demo model (reused when already there)."""
-    from ..data.generate import ShapesConfig, generate_shapes
-    from ..models.cards import demo_weights
-    from ..models.export import ExportConfig, export_artifact
+def build_accuracy_lab(root: Path | str, *, images: int = 8, quantize: Quantizer | None = None) -> Lab:
+    """Generate the lab's images and export the demo model (reused when already there).
+
+    Args:
+        root: the lab's folder.
+        images: generated images per split.
+        quantize: the post-training INT8 quantizer the `int8_blank_calibration` fault is built with (see
+            `Quantizer`); without one, that fault raises ConfigError and the others are unaffected.
+    """
+    from ...data.generate import ShapesConfig, generate_shapes
+    from ...models.cards import demo_weights
+    from ...models.export import ExportConfig, export_artifact
 
     root = Path(root)
     dataset = generate_shapes(root / "data", ShapesConfig(seed=0, train=images, val=images, imgsz=IMGSZ))
@@ -75,14 +91,14 @@ def build_accuracy_lab(root: Path | str, *, images: int = 8) -> Lab:
     onnx = root / f"demo-{IMGSZ}.onnx"
     if not onnx.exists():
         export_artifact(demo_weights(), ExportConfig(format="onnx", imgsz=IMGSZ), onnx)
-    return Lab(root, dataset.data_yaml, tuple(production), tuple(training), onnx, demo_weights())
+    return Lab(root, dataset.data_yaml, tuple(production), tuple(training), onnx, demo_weights(), quantize)
 
 
 def _widened(paths, folder: Path, shift: str | None = None) -> list[Path]:
     """Rows 64..256 of each image scaled 1.5x (480 x 288), with an optional generator shift, as JPEG (quality 90)."""
     import cv2
 
-    from ..data.generate import apply_shift
+    from ...data.generate import apply_shift
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -110,20 +126,22 @@ def _pre_case(**changes):
 
 
 def _int8_blank(lab: Lab) -> LabCase:
-    """The ONNX model quantized by NNCF with eight blank grey images as its calibration set."""
+    """The ONNX model quantized by the lab's quantizer with eight blank grey images as its calibration set."""
     import cv2
-
-    from ..data.calibration import ImageSet
-    from ..optimize.quantize import QuantizeConfig, quantize_artifact
 
     out = lab.root / f"demo-{IMGSZ}-int8-blank.onnx"
     if not out.exists():
+        if lab.quantize is None:
+            raise ConfigError(
+                "the int8_blank_calibration fault needs a quantizer",
+                "build the lab with build_accuracy_lab(root, quantize=...): see lab.accuracy.Quantizer",
+            )
         blank = lab.root / "blank"
         blank.mkdir(exist_ok=True)
         for index in range(8):
             cv2.imwrite(str(blank / f"blank{index}.png"), np.full((IMGSZ, IMGSZ, 3), 114, np.uint8))
         calibration = ImageSet("blank", tuple(sorted(blank.glob("*.png"))))
-        quantize_artifact(lab.onnx, out, QuantizeConfig(format="onnx", imgsz=IMGSZ, calibration_images=8), calibration)
+        lab.quantize(lab.onnx, out, calibration, IMGSZ)
     return LabCase(lab.spec(artifact=out), lab)
 
 
@@ -136,7 +154,7 @@ def _dark_images(lab: Lab) -> LabCase:
         out = lab.root / "production-dark" / path.name
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-            from ..data.generate import apply_shift
+            from ...data.generate import apply_shift
 
             image = apply_shift(cv2.imread(str(path)).astype(np.float32), "dark", 480)
             cv2.imwrite(str(out), np.clip(image, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -145,14 +163,14 @@ def _dark_images(lab: Lab) -> LabCase:
 
 
 def _runner(lab: Lab):
-    from ..models.runners import RuntimeOptions, open_runner
+    from ...models.runners import RuntimeOptions, open_runner
 
     return open_runner(lab.onnx, RuntimeOptions(threads=1))
 
 
 def _class_shift(lab: Lab) -> LabCase:
     """A callable that adds one to every class id (1-based names list)."""
-    from ..models.detector import open_detector
+    from ...models.detector import open_detector
 
     detector = open_detector(lab.spec())
 
@@ -192,7 +210,7 @@ def _callable_unscaled(lab: Lab) -> LabCase:
 
 def _callable_bgr(lab: Lab) -> LabCase:
     """A callable (no preprocess given) that feeds BGR as RGB."""
-    from ..models.detector import open_detector
+    from ...models.detector import open_detector
 
     detector = open_detector(lab.spec(preprocessing=_pre(color="bgr")))
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..models.detector import Detections, nms, prepare, to_original
-from .accuracy_run import AGREE, CallFailed, Run, call_with_limit, differences
-from .accuracy_tensors import EQUAL_TOLERANCE
-from .findings import Finding, Verdict
+from ...models.detector import Detections, nms, prepare, to_original
+from ..findings import Finding, Verdict
+from .run import AGREE, CallFailed, Run, call_with_limit, differences
+from .tensors import EQUAL_TOLERANCE
 
 SCORE_TOLERANCE = 0.05
 BOX_TOLERANCE_PX = 2.0
@@ -55,7 +55,7 @@ def stages_check(subject, reference_detector, images, ref_dets, run: Run) -> Fin
 def _artifact_runner(subject):
     if subject.artifact is None:
         return None
-    from ..models.runners import open_runner
+    from ...models.runners import open_runner
 
     try:
         return open_runner(subject.artifact)
