@@ -25,8 +25,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..advise.aim import Aim, best_meeting, standings
 from ..errors import Cancelled, ConfigError, WorkbenchError
+from ..measure.aim import Aim, best_meeting, standings
 from ..measure.plan import MeasurePlan
 from ..models.export import ExportConfig
 from ..options import build, shown
