@@ -37,7 +37,7 @@ _EXPORTS = {
     "open_runner": "workbench.core.models.runners",
     # measurement: one plan type, one entry point
     "MeasurePlan": "workbench.core.measure.plan",
-    "measure": "workbench.core.measure.measure",
+    "measure": "workbench.core.services.measuring",
     "AccuracyConfig": "workbench.core.measure.accuracy",
     "AccuracyResult": "workbench.core.measure.accuracy",
     "evaluate": "workbench.core.measure.accuracy",
@@ -66,7 +66,7 @@ _EXPORTS = {
     "distill": "workbench.core.optimize.distill",
     "finetune": "workbench.core.optimize.distill",
     "Recipe": "workbench.core.optimize.recipes",
-    "run_recipe": "workbench.core.optimize.recipes",
+    "run_recipe": "workbench.core.services.measuring",
     # where to deploy: requirements, the target catalog, the advisor
     "Requirements": "workbench.core.advise.requirements",
     "load_catalog": "workbench.core.advise.catalog",

@@ -184,8 +184,9 @@ def _bench(args) -> int:
 def _optimize(args) -> int:
     from ..core.data.generate import check_fits_shapes, generate_shapes
     from ..core.models.sources import open_source, record_source
-    from ..core.optimize.recipes import PipelineError, Recipe, check_recipe, run_recipe
+    from ..core.optimize.recipes import PipelineError, Recipe, check_recipe
     from ..core.report.tables import markdown_table, pipeline_table
+    from ..core.services.measuring import run_recipe
     from ..core.store.workspace import Workspace
 
     recipe = Recipe.load(args.recipe)  # a bad recipe, model or dataset fails here, before anything is written

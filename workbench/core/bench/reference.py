@@ -18,13 +18,13 @@ import numpy as np
 from ..data.generate import ShapesConfig
 from ..environment import fingerprint
 from ..errors import Cancelled, ConfigError, check_imgsz
-from ..measure.measure import measure
 from ..measure.plan import MeasurePlan
 from ..models.export import ExportConfig, export
 from ..models.sources import DEMO
 from ..progress import ProgressFn, emit
 from ..report.compare import comparison_table
 from ..report.tables import markdown_table
+from ..services.measuring import measure
 from .cross_check import bare_loop, benchmark_app, bracket, paired_ratio
 from .end_to_end import end_to_end_markdown
 from .estimator import estimator_markdown, estimator_summary
