@@ -113,8 +113,8 @@ _EXPORTS = {
     "measure_variants": "workbench.core.services.session",
     "DemoConfig": "workbench.core.services.demo",
     "run_demo": "workbench.core.services.demo",
-    "BenchConfig": "workbench.core.bench.reference",
-    "run_bench": "workbench.core.bench.reference",
+    "BenchConfig": "workbench.core.bench.run",
+    "run_bench": "workbench.core.bench.run",
     # serving
     "ServedModel": "workbench.core.serve.model",
     "KeyStore": "workbench.core.serve.keys",

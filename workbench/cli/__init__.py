@@ -160,7 +160,7 @@ def _evaluate(args) -> int:
 
 
 def _bench(args) -> int:
-    from ..core.bench.reference import TABLE_COLUMNS, BenchConfig, run_bench
+    from ..core.bench.run import TABLE_COLUMNS, BenchConfig, run_bench
     from ..core.report.tables import markdown_table
 
     config = BenchConfig(
