@@ -104,8 +104,8 @@ _EXPORTS = {
     "pareto_figure": "workbench.core.report.figures",
     "per_class_figure": "workbench.core.report.figures",
     "prediction_grid_html": "workbench.core.report.images",
-    "model_card": "workbench.core.report.model_card",
-    "deployment_record": "workbench.core.report.deployment_record",
+    "model_card": "workbench.core.report.documentation.model_card",
+    "deployment_record": "workbench.core.report.documentation.deployment_record",
     # services
     "Session": "workbench.core.services.session",
     "ModelChoice": "workbench.core.services.session",
