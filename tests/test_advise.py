@@ -281,6 +281,23 @@ def measured(tmp_path_factory):
     return ws, base
 
 
+def test_the_public_measure_and_run_recipe_hand_the_advisors_estimate_down(monkeypatch):
+    import workbench as wb
+    from workbench.core.advise.estimate import estimate_for_row
+    from workbench.core.measure import measure as measuring
+    from workbench.core.optimize import recipes
+
+    seen = {}
+    monkeypatch.setattr(measuring, "measure", lambda *args, **kwargs: seen.setdefault("measure", (args, kwargs)))
+    monkeypatch.setattr(recipes, "run_recipe", lambda *args, **kwargs: seen.setdefault("recipe", (args, kwargs)))
+    wb.measure("ws", 3, data_yaml="data.yaml")
+    wb.run_recipe("ws", "recipe", 3, "data.yaml", measure_input=False)
+    (args, kwargs), (recipe_args, recipe_kwargs) = seen["measure"], seen["recipe"]
+    assert args[:2] == ("ws", 3) and args[3] == "data.yaml" and kwargs["estimate"] is estimate_for_row
+    assert recipe_args == ("ws", "recipe", 3, "data.yaml") and recipe_kwargs["estimate"] is estimate_for_row
+    assert recipe_kwargs["measure_input"] is False
+
+
 def test_every_latency_row_stores_the_estimate_made_before_it(measured):
     ws, _ = measured
     rows = ws.ledger.measurements(kind="latency")
