@@ -268,9 +268,9 @@ def test_the_summary_names_the_winner_and_its_trade_offs_or_says_nothing_fits():
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    from workbench.core.measure.measure import measure
     from workbench.core.measure.plan import MeasurePlan
     from workbench.core.models.cards import demo_weights
+    from workbench.core.services.measuring import measure  # each latency row with the estimate made before it
     from workbench.core.store.workspace import Workspace
 
     ws = Workspace(tmp_path_factory.mktemp("advise"))
@@ -279,6 +279,23 @@ def measured(tmp_path_factory):
     for imgsz in (64, 128, 192):
         measure(ws, base, MeasurePlan(imgsz=(imgsz,), **quick))
     return ws, base
+
+
+def test_the_public_measure_and_run_recipe_hand_the_advisors_estimate_down(monkeypatch):
+    import workbench as wb
+    from workbench.core.advise.estimate import estimate_for_row
+    from workbench.core.measure import measure as measuring
+    from workbench.core.optimize import recipes
+
+    seen = {}
+    monkeypatch.setattr(measuring, "measure", lambda *args, **kwargs: seen.setdefault("measure", (args, kwargs)))
+    monkeypatch.setattr(recipes, "run_recipe", lambda *args, **kwargs: seen.setdefault("recipe", (args, kwargs)))
+    wb.measure("ws", 3, data_yaml="data.yaml")
+    wb.run_recipe("ws", "recipe", 3, "data.yaml", measure_input=False)
+    (args, kwargs), (recipe_args, recipe_kwargs) = seen["measure"], seen["recipe"]
+    assert args[:2] == ("ws", 3) and args[3] == "data.yaml" and kwargs["estimate"] is estimate_for_row
+    assert recipe_args == ("ws", "recipe", 3, "data.yaml") and recipe_kwargs["estimate"] is estimate_for_row
+    assert recipe_kwargs["measure_input"] is False
 
 
 def test_every_latency_row_stores_the_estimate_made_before_it(measured):
@@ -323,7 +340,7 @@ def test_the_advisor_ranks_the_catalog_for_a_measured_workspace(measured):
 
 
 def test_a_recipe_aim_is_checked_against_what_was_measured(measured):
-    from workbench.core.advise.aim import Aim, best_meeting, standings
+    from workbench.core.measure.aim import Aim, best_meeting, standings
     from workbench.core.optimize.recipes import Recipe
 
     ws, base = measured

@@ -4,7 +4,7 @@ and a config that is checked before anything is generated."""
 import pytest
 
 from workbench.core.bench.cross_check import bracket as _bracket
-from workbench.core.bench.reference import BenchConfig
+from workbench.core.bench.run import BenchConfig
 from workbench.core.errors import ConfigError
 from workbench.core.report.tables import markdown_table
 
@@ -174,7 +174,7 @@ def test_end_to_end_section_states_each_target_and_its_verdict():
 def test_bench_end_to_end_needs_the_int8_row_and_records_a_failure(monkeypatch, tmp_path):
     import workbench.core.bench.end_to_end as e2e
     from workbench.core.bench.optimized import Row
-    from workbench.core.bench.reference import _end_to_end
+    from workbench.core.bench.run import _end_to_end
 
     class Workspace:
         def artifact_path(self, variant_id):

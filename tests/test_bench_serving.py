@@ -110,7 +110,7 @@ def test_missing_pieces_are_named(artifact, images, tmp_path, monkeypatch):
 def test_the_bench_hook_runs_the_int8_row_and_records_a_skip_or_a_failure(monkeypatch, tmp_path):
     import workbench.core.bench.serving as serving
     from workbench.core.bench.optimized import Row
-    from workbench.core.bench.reference import BenchConfig, _serving
+    from workbench.core.bench.run import BenchConfig, _serving
 
     class Workspace:
         def artifact_path(self, variant_id):

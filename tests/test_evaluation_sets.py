@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from workbench.core.advise.aim import Aim, standings
 from workbench.core.data.generate import ShapesConfig, generate_shapes
 from workbench.core.errors import ConfigError
+from workbench.core.measure.aim import Aim, standings
 from workbench.core.measure.measure import measure
 from workbench.core.measure.plan import MeasurePlan
 from workbench.core.models.cards import demo_weights

@@ -118,6 +118,23 @@ def test_a_plan_that_needs_data_says_so(study):
         measure(ws, base, _plan())
 
 
+def test_a_latency_row_stores_the_estimate_it_is_handed_and_its_error(study):
+    ws, base, *_ = study
+    asked = []
+
+    def estimator(workspace, variant_id, runtime, precision, imgsz, gflops, threads, gemm):
+        asked.append((variant_id, runtime, imgsz, gflops > 0, threads >= 1))
+        return {"p50_ms": 1.0, "basis": "a fixed guess"}
+
+    plan = _plan(accuracy=False)
+    plain, estimated = measure(ws, base, plan), measure(ws, base, plan, estimate=estimator)
+    plain_row, row = ws.ledger.measurements(ids=plain + estimated)
+    assert "estimate" not in plain_row.metrics  # nothing estimated, nothing stored
+    assert asked == [(base, "pytorch", 64, True, True)]
+    p50 = row.metrics["p50_ms"]
+    assert row.metrics["estimate"] == {"p50_ms": 1.0, "basis": "a fixed guess", "error_pct": 100 * (1.0 - p50) / p50}
+
+
 def test_pareto_front():
     mask = pareto_front([1, 2, 3, 2.5], [0.5, 0.7, 0.6, 0.7])
     assert mask.tolist() == [True, True, False, False]

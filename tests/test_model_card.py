@@ -15,8 +15,9 @@ from workbench.core.measure.measure import measure
 from workbench.core.measure.plan import MeasurePlan
 from workbench.core.models.export import ExportConfig, export
 from workbench.core.models.sources import open_source, record_source
-from workbench.core.report.deployment_record import deployment_record
-from workbench.core.report.model_card import model_card, when, write_card
+from workbench.core.report.documentation.card_markdown import when
+from workbench.core.report.documentation.deployment_record import deployment_record
+from workbench.core.report.documentation.model_card import model_card, write_card
 from workbench.core.serve.audit import AuditLog, verify_audit
 from workbench.core.serve.drift import DriftMonitor, DriftReport, FeatureDrift, ReferenceStats
 from workbench.core.serve.keys import KeyInfo

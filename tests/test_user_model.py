@@ -128,7 +128,7 @@ def test_the_model_panel_defaults_every_size_to_the_users_training_size(user_mod
 
 
 def test_bench_takes_the_users_model_and_data(user_model, tmp_path):
-    from workbench.core.bench.reference import BenchConfig, run_bench
+    from workbench.core.bench.run import BenchConfig, run_bench
 
     weights, data = user_model
     quick = BenchConfig(

@@ -37,7 +37,7 @@ _EXPORTS = {
     "open_runner": "workbench.core.models.runners",
     # measurement: one plan type, one entry point
     "MeasurePlan": "workbench.core.measure.plan",
-    "measure": "workbench.core.measure.measure",
+    "measure": "workbench.core.services.measuring",
     "AccuracyConfig": "workbench.core.measure.accuracy",
     "AccuracyResult": "workbench.core.measure.accuracy",
     "evaluate": "workbench.core.measure.accuracy",
@@ -66,7 +66,7 @@ _EXPORTS = {
     "distill": "workbench.core.optimize.distill",
     "finetune": "workbench.core.optimize.distill",
     "Recipe": "workbench.core.optimize.recipes",
-    "run_recipe": "workbench.core.optimize.recipes",
+    "run_recipe": "workbench.core.services.measuring",
     # where to deploy: requirements, the target catalog, the advisor
     "Requirements": "workbench.core.advise.requirements",
     "load_catalog": "workbench.core.advise.catalog",
@@ -104,8 +104,8 @@ _EXPORTS = {
     "pareto_figure": "workbench.core.report.figures",
     "per_class_figure": "workbench.core.report.figures",
     "prediction_grid_html": "workbench.core.report.images",
-    "model_card": "workbench.core.report.model_card",
-    "deployment_record": "workbench.core.report.deployment_record",
+    "model_card": "workbench.core.report.documentation.model_card",
+    "deployment_record": "workbench.core.report.documentation.deployment_record",
     # services
     "Session": "workbench.core.services.session",
     "ModelChoice": "workbench.core.services.session",
@@ -113,8 +113,8 @@ _EXPORTS = {
     "measure_variants": "workbench.core.services.session",
     "DemoConfig": "workbench.core.services.demo",
     "run_demo": "workbench.core.services.demo",
-    "BenchConfig": "workbench.core.bench.reference",
-    "run_bench": "workbench.core.bench.reference",
+    "BenchConfig": "workbench.core.bench.run",
+    "run_bench": "workbench.core.bench.run",
     # serving
     "ServedModel": "workbench.core.serve.model",
     "KeyStore": "workbench.core.serve.keys",

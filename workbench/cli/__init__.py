@@ -160,7 +160,7 @@ def _evaluate(args) -> int:
 
 
 def _bench(args) -> int:
-    from ..core.bench.reference import TABLE_COLUMNS, BenchConfig, run_bench
+    from ..core.bench.run import TABLE_COLUMNS, BenchConfig, run_bench
     from ..core.report.tables import markdown_table
 
     config = BenchConfig(
@@ -184,8 +184,9 @@ def _bench(args) -> int:
 def _optimize(args) -> int:
     from ..core.data.generate import check_fits_shapes, generate_shapes
     from ..core.models.sources import open_source, record_source
-    from ..core.optimize.recipes import PipelineError, Recipe, check_recipe, run_recipe
+    from ..core.optimize.recipes import PipelineError, Recipe, check_recipe
     from ..core.report.tables import markdown_table, pipeline_table
+    from ..core.services.measuring import run_recipe
     from ..core.store.workspace import Workspace
 
     recipe = Recipe.load(args.recipe)  # a bad recipe, model or dataset fails here, before anything is written

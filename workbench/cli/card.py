@@ -7,7 +7,7 @@ from pathlib import Path
 
 def _card(args) -> int:
     from ..core.errors import ConfigError
-    from ..core.report.model_card import model_card
+    from ..core.report.documentation.model_card import model_card
     from ..core.store.workspace import LEDGER_NAME, Workspace, default_workspace
     from .bundle import _variant_id
 

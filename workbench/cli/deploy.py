@@ -16,6 +16,7 @@ def _advise(args) -> int:
     from ..core.advise.advisor import advise_model, advise_workspace
     from ..core.advise.catalog import load_catalog
     from ..core.advise.requirements import Requirements
+    from ..core.report.advice import BRIEF_ADVICE_COLUMNS
     from ..core.report.tables import markdown_table
     from ..core.store.workspace import Workspace, default_workspace
 
@@ -40,22 +41,9 @@ def _advise(args) -> int:
             )
         )
         return 0
-    columns = [
-        "rank",
-        "target",
-        "environment",
-        "model",
-        "format",
-        "precision",
-        "p99_ms",
-        "memory_mb",
-        "devices",
-        "monthly_usd",
-        "per_million_usd",
-        "feasible",
-        "reasons",
-    ]
-    print(markdown_table(advice.rows(), columns, digits={"p99_ms": 1, "memory_mb": 0, "monthly_usd": 0}))
+    columns = [("target" if c == "name" else c) for c in BRIEF_ADVICE_COLUMNS]  # the catalog id: names run long
+    digits = {"p99_ms": 1, "network_ms": 1, "memory_mb": 0, "monthly_usd": 0}
+    print(markdown_table(advice.rows(), columns, digits=digits))
     print(f"\n{advice.summary()}")
     return 0
 

@@ -10,28 +10,18 @@ import ipywidgets as widgets
 
 from ..core.advise import advisor as advisor_core
 from ..core.advise.requirements import RANK_BY, Connectivity, Requirements
-from ..core.report.advice import advice_figure, estimate_check_figure, estimate_check_text, estimate_checks
+from ..core.report.advice import (
+    BRIEF_ADVICE_COLUMNS,
+    advice_figure,
+    estimate_check_figure,
+    estimate_check_text,
+    estimate_checks,
+)
 from ..core.report.tables import table_html
 from ..core.services.session import Session
 from .base import Panel
 from .controls import WIDE, checkbox, dropdown, note
 
-TABLE_COLUMNS = [
-    "rank",
-    "name",
-    "environment",
-    "device",
-    "model",
-    "format",
-    "precision",
-    "p99_ms",
-    "network_ms",
-    "devices",
-    "monthly_usd",
-    "per_million_usd",
-    "feasible",
-    "reasons",
-]
 RANK_BY_LABELS = {"cost": "cost: the cheapest that meets them", "latency": "latency: the fastest that meets them"}
 
 
@@ -168,7 +158,7 @@ class AdvisorPanel(Panel):
         self.summary.value = f"<p style='max-width:900px'>{html.escape(self.advice.summary())}</p>"
         self.table.value = (
             f"<div style='max-height:360px;overflow:auto'>"
-            f"{table_html(self.advice.rows(), TABLE_COLUMNS, digits=2)}</div>"
+            f"{table_html(self.advice.rows(), BRIEF_ADVICE_COLUMNS, digits=2)}</div>"
         )
         self.chart_area.children = (go.FigureWidget(advice_figure(self.advice)),)
         self.check_text.value = html.escape(estimate_check_text(self.checks))

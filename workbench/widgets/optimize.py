@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from ..core.errors import ConfigError
-from ..core.measure import measure as measure_core
 from ..core.measure.plan import MeasurePlan
 from ..core.optimize import distill as distill_core
 from ..core.optimize import prune as prune_core
@@ -20,6 +19,7 @@ from ..core.optimize.quantize import QuantizeConfig
 from ..core.optimize.recipes import STEP_CONFIGS, Recipe, Step
 from ..core.optimize.sparsify import NO_SPEEDUP, SparsifyConfig
 from ..core.report.tables import pipeline_table, table_html
+from ..core.services import measuring
 from ..core.services.session import Session
 from .base import Panel
 from .controls import WIDE, VariantPicker, checkbox, dropdown, float_box, int_box, model_size_box, note, variant_label
@@ -67,7 +67,7 @@ class PrunePanel(StepPanel):
         *,
         prune=prune_core.prune,
         sparsify=sparsify_core.sparsify,
-        measure=measure_core.measure,
+        measure=measuring.measure,
         background: bool = True,
     ):
         super().__init__(session, measure=measure, background=background)
@@ -134,7 +134,7 @@ class QuantizePanel(StepPanel):
         *,
         quantize=quantize_core.quantize,
         qat=qat_core.qat,
-        measure=measure_core.measure,
+        measure=measuring.measure,
         background: bool = True,
     ):
         super().__init__(session, measure=measure, background=background)
@@ -218,7 +218,7 @@ class DistillPanel(StepPanel):
         *,
         distill=distill_core.distill,
         finetune=distill_core.finetune,
-        measure=measure_core.measure,
+        measure=measuring.measure,
         background: bool = True,
     ):
         super().__init__(session, measure=measure, background=background)
@@ -279,7 +279,7 @@ class PipelinePanel(Panel):
     title = "Pipeline"
     run_label = "Run recipe"
 
-    def __init__(self, session: Session, *, run_recipe=pipeline_core.run_recipe, background: bool = True):
+    def __init__(self, session: Session, *, run_recipe=measuring.run_recipe, background: bool = True):
         super().__init__(background=background)
         self.session, self._run_recipe = session, run_recipe
         shipped = list(pipeline_core.shipped_recipes())

@@ -4,6 +4,9 @@ A plan resolves into rows (image size x OpenVINO precision hint). Each row opens
 precision and threads, and that one runner serves the row's latency, stage breakdown, accuracy and parity. Every
 result lands in the ledger with its context; a row that cannot run (artifact does not load, shape not accepted,
 runtime missing, image does not decode) is recorded as a failed measurement with its cause, and the rest goes on.
+
+A latency row can carry an estimate of itself made before it was timed (`estimate=`: the advisor's estimator, handed
+in by the layer that composes the two), so how far the estimates are off is recorded as the ledger grows.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from ..advise.estimate import estimate_for_row
 from ..data.checks import list_images
 from ..data.identity import evaluation_set
 from ..environment import gemm_gflops
@@ -33,6 +36,16 @@ from .stages import stage_breakdown
 CONVERSIONS = ("export", "quantize")  # steps whose output should compute what its parent computes: parity applies
 
 
+class RowEstimator(Protocol):
+    """What a latency row is estimated by before it is recorded: the row's settings in, the estimate out (a dict
+    with at least `p50_ms`; empty when nothing can be estimated), from the rows already in the ledger."""
+
+    def __call__(
+        self, workspace, variant_id: int, runtime: str, precision: str | None, imgsz: int, gflops: float | None,
+        threads: int | None, gemm: float | None,
+    ) -> dict: ...  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Row:
     """One setting a variant is measured in: an input size and, for OpenVINO, a precision hint."""
@@ -47,12 +60,15 @@ def measure(
     plan: MeasurePlan = MeasurePlan(),
     data_yaml: Path | str | None = None,
     *,
+    estimate: RowEstimator | None = None,
     progress: ProgressFn | None = None,
 ) -> list[int]:
     """Measure one variant as `plan` says and record every result (or failure) in the ledger.
 
     Args:
         data_yaml: the dataset whose `plan.split` accuracy, stage breakdown and parity use (needed for those).
+        estimate: estimates each latency row before it is recorded; its answer, with how far off it was
+            (`error_pct`), is stored in the row's metrics under "estimate". None: no estimate is stored.
     Returns:
         the measurement ids, in the order recorded.
     Raises:
@@ -66,7 +82,7 @@ def measure(
     ids: list[int] = []
     try:
         for row in plan_rows(workspace, variant, plan):
-            ids += _measure_row(workspace, variant, path, row, plan, data_yaml, ids, progress)
+            ids += _measure_row(workspace, variant, path, row, plan, data_yaml, ids, estimate, progress)
     except Cancelled:
         workspace.ledger.remove_measurements(ids)  # a cancelled run leaves the ledger as it was
         raise
@@ -99,7 +115,7 @@ def native_imgsz(workspace, variant_id: int) -> int:
     return DEFAULT_IMGSZ
 
 
-def _measure_row(workspace, variant, path, row, plan, data_yaml, done_ids, progress) -> list[int]:
+def _measure_row(workspace, variant, path, row, plan, data_yaml, done_ids, estimate, progress) -> list[int]:
     options = plan.options(row.precision)
     context = {"runtime": str(runtime_for(path)), "imgsz": row.imgsz, "batch": 1, "options": asdict(options)}
     emit(progress, "latency", 0, 1, f"{path.name} {context['runtime']} {row.imgsz}px {row.precision or ''}".strip())
@@ -113,7 +129,7 @@ def _measure_row(workspace, variant, path, row, plan, data_yaml, done_ids, progr
     context.update({"runtime": str(runner.runtime), "precision": runner.precision, **runner.context})
     ids = []
     if plan.latency:
-        ids.append(_latency(workspace, variant, runner, row, plan, data_yaml, context, progress))
+        ids.append(_latency(workspace, variant, runner, row, plan, data_yaml, context, estimate, progress))
     if plan.accuracy and not _accuracy_done(workspace, done_ids + ids, row, plan, context):
         ids.append(_accuracy(workspace, variant, runner, row, plan, data_yaml, context, progress))
     parents = workspace.lineage(variant.id)[1:2]
@@ -122,7 +138,7 @@ def _measure_row(workspace, variant, path, row, plan, data_yaml, done_ids, progr
     return ids
 
 
-def _latency(workspace, variant, runner, row, plan, data_yaml, context, progress) -> int:
+def _latency(workspace, variant, runner, row, plan, data_yaml, context, estimate, progress) -> int:
     timing = plan.timing()
     context = {**context, **{k: getattr(timing, k) for k in ("warmup_runs", "warmup_s", "min_runs", "min_time_s")}}
     try:
@@ -145,7 +161,8 @@ def _latency(workspace, variant, runner, row, plan, data_yaml, context, progress
             "gops_per_s": gflops / (stats.p50_ms / 1000) if gflops else None,
             "machine_gemm_gflops": gemm_gflops(runner.context.get("threads") or 1),
         }
-        metrics["estimate"] = _estimate(workspace, variant, runner, row, metrics, stats.p50_ms)
+        if estimate is not None:
+            metrics["estimate"] = _estimate(estimate, workspace, variant, runner, row, metrics, stats.p50_ms)
         if runner.internal_ms:  # the runtime's own time of the measured runs: p50 minus it is the call overhead
             internal = float(np.median(runner.internal_ms[-stats.runs :]))
             metrics.update(runtime_internal_p50_ms=internal, call_overhead_ms=stats.p50_ms - internal)
@@ -163,10 +180,10 @@ def _latency(workspace, variant, runner, row, plan, data_yaml, context, progress
     return workspace.ledger.add_measurement(variant.id, "latency", metrics, {**context, "status": "ok"})
 
 
-def _estimate(workspace, variant, runner, row, metrics, measured_p50_ms: float) -> dict:
+def _estimate(estimator: RowEstimator, workspace, variant, runner, row, metrics, measured_p50_ms: float) -> dict:
     """What the estimator said for this row from the rows recorded before it, and how far off it was."""
     threads = runner.context.get("threads")
-    estimate = estimate_for_row(
+    estimate = estimator(
         workspace, variant.id, str(runner.runtime), runner.precision, row.imgsz, metrics["gflops"], threads,
         metrics["machine_gemm_gflops"],
     )  # fmt: skip

@@ -24,9 +24,10 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..advise.aim import Aim, best_meeting, standings
 from ..errors import Cancelled, ConfigError, WorkbenchError
+from ..measure.aim import Aim, best_meeting, standings
 from ..measure.plan import MeasurePlan
 from ..models.export import ExportConfig
 from ..options import build, shown
@@ -36,6 +37,9 @@ from .prune import PruneConfig
 from .qat import QATConfig
 from .quantize import QuantizeConfig
 from .sparsify import SparsifyConfig
+
+if TYPE_CHECKING:
+    from ..measure.measure import RowEstimator
 
 STEP_CONFIGS = {
     "prune": PruneConfig,
@@ -318,29 +322,33 @@ def run_recipe(
     data_yaml: Path | str,
     *,
     measure_input: bool = True,
+    estimate: RowEstimator | None = None,
     progress: ProgressFn | None = None,
 ) -> PipelineResult:
     """Run the steps in order; each step's variants are recorded and measured before the next starts.
 
     Args:
         measure_input: measure the starting model too (skip when the caller already has).
+        estimate: what each latency row is estimated by before it is recorded (see `measure`); None: no estimate.
     """
     from ..measure.measure import measure
 
     teachers = preflight(workspace, recipe, model_id, data_yaml)
     result = PipelineResult(recipe, model_id)
     if measure_input and recipe.measure is not None:
-        result.input_measurements = measure(workspace, model_id, recipe.measure, data_yaml, progress=progress)
+        result.input_measurements = measure(
+            workspace, model_id, recipe.measure, data_yaml, estimate=estimate, progress=progress
+        )
     current, total = model_id, len(recipe.steps)
     for index, step in enumerate(recipe.steps, 1):
         emit(progress, "pipeline", index - 1, total, f"step {index}/{total}: {step.kind}")
         start = time.perf_counter()
         try:
             variants = _run_step(workspace, step, current, data_yaml, teachers.get(index), progress)
-            plan = recipe.measure
-            measured = (
-                [m for v in variants for m in measure(workspace, v, plan, data_yaml, progress=progress)] if plan else []
-            )
+            plan, measured = recipe.measure, []
+            if plan is not None:
+                for variant in variants:
+                    measured += measure(workspace, variant, plan, data_yaml, estimate=estimate, progress=progress)
         except Cancelled:
             raise
         except Exception as exc:  # any library error: name the step, keep what earlier steps made

@@ -32,6 +32,9 @@ ADVICE_COLUMNS = [
     "reasons",
     "estimate_basis",
 ]
+# The ranked targets where room is short (the advisor panel, `workbench advise`): what decides between them, without
+# how each would run (runtime, input size) and what its estimate rests on.
+BRIEF_ADVICE_COLUMNS = [c for c in ADVICE_COLUMNS if c not in ("runtime", "imgsz", "estimate_basis")]
 WIDE_RANGE = 20.0  # a latency axis spanning more than this factor is drawn in log scale
 
 

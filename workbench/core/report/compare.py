@@ -46,9 +46,26 @@ COLUMNS = (
     "throughput_fps",
     *_METRICS,
 )
+# What a table of measured rows shows, in this order: what ran, how fast, how accurate, against the baseline. The
+# report and the bench each show these less what they leave out (`measurement_columns`).
+MEASUREMENT_COLUMNS = (
+    "variant", "technique", "runtime", "precision_hint", "precision", "imgsz", "batch", "threads",
+    "p50_ms", "p90_ms", "p99_ms", "mean_ms", "stable", "spread", "first_ms", "load_ms",
+    "runtime_internal_p50_ms", "call_overhead_ms", "gflops", "gops_per_s", "throughput_fps", "speedup",
+    "map50", "map50_95", "map_imgsz", "map_note", "map50_95_delta", "size_mb",
+)  # fmt: skip
 _NOT_TECHNIQUES = ("source", "import", "export")
 _CONVERSIONS = ("export", "quantize")
 _TRAINING_STEPS = ("distill", "finetune", "qat")
+
+
+def measurement_columns(*leave_out: str, renamed: dict[str, str] | None = None) -> list[str]:
+    """`MEASUREMENT_COLUMNS` in their order, less `leave_out`, the `renamed` ones under their new names."""
+    renamed = renamed or {}
+    unknown = (set(leave_out) | set(renamed)) - set(MEASUREMENT_COLUMNS)
+    if unknown:
+        raise KeyError(f"not measurement columns: {sorted(unknown)}")
+    return [renamed.get(c, c) for c in MEASUREMENT_COLUMNS if c not in leave_out]
 
 
 def precision_hint(measurement: Measurement) -> str | None:

@@ -5,37 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..store.evaluation_sets import NOT_MEASURED
-from .compare import comparison_table, filter_table
+from .compare import comparison_table, filter_table, measurement_columns
 from .diagnoses import diagnoses_sections
 from .figures import latency_distribution_figure, pareto_figure, row_label, size_figure, stage_figure
 from .html import Section, figure_html
 from .tables import table_html
 
-_TABLE = [
-    "variant",
-    "technique",
-    "runtime",
-    "precision_hint",
-    "precision",
-    "imgsz",
-    "threads",
-    "p50_ms",
-    "p90_ms",
-    "p99_ms",
-    "stable",
-    "spread",
-    "first_ms",
-    "load_ms",
-    "gflops",
-    "gops_per_s",
-    "throughput_fps",
-    "map50_95",
-    "map_imgsz",
-    "map_note",
-    "speedup",
-    "map50_95_delta",
-    "size_mb",
-]
+_TABLE = measurement_columns("batch", "mean_ms", "runtime_internal_p50_ms", "call_overhead_ms", "map50")
 _PARITY = [
     "variant",
     "precision",

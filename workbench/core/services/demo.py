@@ -12,12 +12,11 @@ from pathlib import Path
 from ..data.generate import ShapesConfig, check_fits_shapes, generate_shapes
 from ..errors import Cancelled, ConfigError, WorkbenchError
 from ..measure.accuracy import AccuracyResult
-from ..measure.measure import measure
 from ..measure.plan import MeasurePlan
 from ..models.cards import demo_card, student_card
 from ..models.export import DEMO_FORMATS, ExportConfig, export
 from ..models.sources import DEMO, SourceModel, open_source, record_source
-from ..optimize.recipes import Recipe, check_recipe, run_recipe
+from ..optimize.recipes import Recipe, check_recipe
 from ..progress import ProgressFn, emit
 from ..report.figures import history_figure, per_class_figure
 from ..report.html import Section, figure_html, write_report
@@ -25,6 +24,7 @@ from ..report.images import prediction_grid_html
 from ..report.sections import Aside, study_sections
 from ..report.tables import table_html
 from ..store.workspace import Workspace
+from .measuring import measure, run_recipe
 
 DEMO_PLAN = MeasurePlan(
     precisions=("f32", None), parity=True, stage_images=8, seconds=2.0, warmup_s=0.5, min_runs=20

@@ -120,7 +120,7 @@ def measure_variants(
     Cancelled part-way (through `progress`), it removes the measurements it had already recorded.
     """
     from ..errors import Cancelled
-    from ..measure.measure import measure
+    from .measuring import measure
 
     if not variant_ids:
         raise ConfigError("no variant chosen", "pick one or more variants to measure")

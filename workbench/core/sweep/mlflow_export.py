@@ -288,7 +288,7 @@ def _log_json(client, run_id: str, name: str, data) -> None:
 
 def _log_artifacts(client, run_id: str, workspace, variant: Variant, max_mb: float, result: MlflowExport) -> None:
     """The variant's file or folder under model/ (once; skipped above `max_mb`) and its model card (refreshed)."""
-    from ..report.model_card import model_card
+    from ..report.documentation.model_card import model_card
 
     path = workspace.root / variant.path if variant.path else None
     size_mb = (variant.size_bytes or 0) / 1e6

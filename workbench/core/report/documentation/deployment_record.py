@@ -18,20 +18,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..store.ledger import now
-from .model_card import (
-    LATENCY_COLUMNS,
-    cell,
-    dated_rows,
-    drift_lines,
-    drift_summary,
-    model_card,
-    open_workspace,
-    table,
-    when,
-    write_card,
-)
+from ...errors import ConfigError
+from ...store.ledger import now
+from .card_facts import drift_summary
+from .card_markdown import LATENCY_COLUMNS, cell, dated_rows, drift_lines, table, when
+from .model_card import model_card, open_workspace, write_card
 
 SECRETS = (
     (re.compile(r"wbk_[0-9a-f]{12}_"), "a workbench API key (wbk_<id>_<secret>): record its key id only"),

@@ -1,24 +1,18 @@
-"""A model card (Mitchell et al., "Model Cards for Model Reporting") of one variant, drawn from the ledger alone.
-
-Every figure is a ledger measurement, shown with the context it was measured in, its id and date; what the ledger
-does not know is said to be unknown, never filled in. The markdown rounds (mAP to 4 decimals, milliseconds to 2);
-`as_dict()` holds the values exactly as recorded.
+"""What a model card says, read from the ledger alone: the variant's details and lineage, its newest measurement of
+each setting with that setting, the data it was trained and validated on, drift alerts and diagnoses, and what the
+ledger cannot say (said to be unknown, never filled in).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, DatasetError, WorkbenchError
-from ..store.atomic import staged
-from ..store.ledger import now
-from ..store.records import Measurement, Variant
-from .diagnoses import diagnosis_row, recorded_diagnoses
+from ...errors import DatasetError, WorkbenchError
+from ...store.records import Measurement, Variant
+from ..diagnoses import diagnosis_row, recorded_diagnoses
 
 NOT_MEASURED = "not measured"
 NOT_RECORDED = "not recorded in the ledger"
@@ -28,47 +22,12 @@ _PARITY_SETTING = ("parent_id", "runtime", "precision", "imgsz")
 _FEW_IMAGES = 100  # below this many images, the card says the mAP is a rough figure
 
 
-@dataclass(frozen=True)
-class ModelCard:
-    """What the ledger knows of one variant, in the sections of a model card; `markdown()` renders it."""
+def card_sections(workspace, variant_id: int) -> dict:
+    """The sections of a recorded variant's model card (the `ModelCard` fields but the workspace and the time).
 
-    details: dict
-    lineage: list[dict]
-    intended_use: dict
-    metrics: dict
-    evaluation: dict
-    ethics: list[str]
-    limitations: list[str]
-    workspace: str
-    generated_at: str = field(default_factory=now)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def markdown(self) -> str:
-        return _card_markdown(self)
-
-    def save(self, path: Path | str) -> Path:
-        """Write the card atomically: JSON when `path` ends in .json, else markdown."""
-        return write_card(self, path)
-
-
-def model_card(workspace, variant_id: int) -> ModelCard:
-    """The model card of a recorded variant, from the workspace's ledger.
-
-    Args:
-        workspace: a `Workspace` (or its folder).
-        variant_id: the variant the card describes.
-    Returns:
-        the card: details and lineage, intended use, metrics with their context, evaluation data, drift alerts
-        and diagnoses, ethical considerations and limitations.
     Raises:
-        ConfigError: `variant_id` is not a whole number.
         WorkspaceError: the ledger has no such variant.
     """
-    workspace = open_workspace(workspace)
-    if isinstance(variant_id, bool) or not isinstance(variant_id, int):
-        raise ConfigError(f"variant_id must be a whole number, got {variant_id!r}", "pass an id from the ledger")
     variant = workspace.variant(variant_id)
     chain = list(reversed(workspace.lineage(variant_id)))  # the source first
     recorded = workspace.ledger.measurements(variant_id=variant_id)
@@ -79,48 +38,20 @@ def model_card(workspace, variant_id: int) -> ModelCard:
     trained, sources = _trained_on(chain)
     intended = _intended_use(details, trained, validated, sources)
     evaluation = {"data": validated, "drift": drift_summary(recorded), "diagnoses": _diagnoses(workspace, variant_id)}
-    return ModelCard(
-        details=details,
-        lineage=[_step(v) for v in chain],
-        intended_use=intended,
-        metrics=metrics,
-        evaluation=evaluation,
-        ethics=_ethics(),
-        limitations=_limitations(variant, metrics, intended, evaluation),
-        workspace=str(workspace.root),
-    )
-
-
-def write_card(card, path: Path | str) -> Path:
-    """Write a `ModelCard` or `DeploymentRecord` to `path` (staged, then renamed): JSON for .json, else markdown.
-
-    Raises:
-        ConfigError: `path` is a folder.
-    """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise ConfigError(f"{path} is a folder", "pass a file name, e.g. model-card.md")
-    text = json.dumps(card.as_dict(), indent=2, default=str) + "\n" if path.suffix == ".json" else card.markdown()
-    with staged(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
-
-
-# -- reading the ledger ----------------------------------------------------------------------------------------------
-
-
-def open_workspace(workspace):
-    """A `Workspace` as given, or opened from its folder."""
-    if isinstance(workspace, str | os.PathLike):
-        from ..store.workspace import Workspace
-
-        return Workspace(workspace)
-    return workspace
+    return {
+        "details": details,
+        "lineage": [_step(v) for v in chain],
+        "intended_use": intended,
+        "metrics": metrics,
+        "evaluation": evaluation,
+        "ethics": _ethics(),
+        "limitations": _limitations(variant, metrics, intended, evaluation),
+    }
 
 
 def _details(workspace, variant: Variant, chain: list[Variant], machines: dict) -> dict:
     names, trained_imgsz, names_note = _checkpoint_facts(workspace, chain)
-    from ..measure.measure import static_imgsz
+    from ...measure.measure import static_imgsz
 
     static = static_imgsz(variant)
     if static:
@@ -153,7 +84,7 @@ def _checkpoint_facts(workspace, chain: list[Variant]) -> tuple[dict[int, str] |
         if ancestor.is_pytorch and ancestor.path:
             path = workspace.root / ancestor.path
             try:
-                from ..models.checkpoints import load_checkpoint, training_imgsz
+                from ...models.checkpoints import load_checkpoint, training_imgsz
 
                 model = load_checkpoint(path)
             except (WorkbenchError, OSError) as exc:
@@ -283,7 +214,7 @@ def _data_facts(data_yaml: str | None, split: str | None = None) -> dict:
     facts = {"data_yaml": data_yaml, "split": split, "readable": False, "names": None, "generated": None}
     if not data_yaml:
         return facts
-    from ..data.checks import check_dataset
+    from ...data.checks import check_dataset
 
     try:
         summary = check_dataset(data_yaml, splits=())  # reads the YAML and its classes; looks at no image
@@ -366,8 +297,8 @@ def _source_training(variant: Variant) -> tuple[str, str]:
 
 def _source_card(variant: Variant) -> dict | None:
     """The JSON card beside the source model file, when its sha256 is this variant's."""
-    from ..models.cards import read_card
-    from ..models.sources import resolve
+    from ...models.cards import read_card
+    from ...models.sources import resolve
 
     try:
         path = Path(resolve(variant.params.get("source", "")).ref)
@@ -445,133 +376,3 @@ def _limitations(variant, metrics, intended, evaluation) -> list[str]:
             "the accuracy above may not hold there."
         )
     return said
-
-
-# -- markdown --------------------------------------------------------------------------------------------------------
-
-
-def when(iso: str | None) -> str:
-    """A ledger time as 'YYYY-MM-DD HH:MM:SS UTC'."""
-    if not iso:
-        return "unknown"
-    return iso[:19].replace("T", " ") + (" UTC" if iso.endswith("+00:00") else "")
-
-
-def cell(value, digits: int = 4) -> str:
-    """A value for a markdown table cell: floats rounded, None as '-', pipes escaped."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def table(rows: list[dict], columns: list[tuple[str, str, int]]) -> list[str]:
-    """Markdown table lines of `columns` (key, header, float digits)."""
-    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(k), d) for k, _, d in columns) + " |" for r in rows]
-    return lines
-
-
-ACCURACY_COLUMNS = [
-    ("map50_95", "mAP50-95", 4), ("map50", "mAP50", 4), ("precision", "P", 4), ("recall", "R", 4),
-    ("images", "images", 0), ("instances", "instances", 0), ("split", "split", 0), ("imgsz", "imgsz", 0),
-    ("runtime", "runtime", 0), ("compute_precision", "precision", 0), ("measurement_id", "#", 0),
-    ("measured_at", "measured", 0),
-]  # fmt: skip
-LATENCY_COLUMNS = [
-    ("p50_ms", "p50 ms", 2), ("p99_ms", "p99 ms", 2), ("runs", "runs", 0), ("runtime", "runtime", 0),
-    ("precision", "precision", 0), ("threads", "threads", 0), ("batch", "batch", 0), ("imgsz", "imgsz", 0),
-    ("cpu", "CPU", 0), ("cores", "cores", 0), ("measurement_id", "#", 0), ("measured_at", "measured", 0),
-]  # fmt: skip
-PARITY_COLUMNS = [
-    ("verdict", "verdict", 0), ("match_rate", "match rate", 4), ("mean_iou", "mean IoU", 4),
-    ("max_abs_diff", "max abs diff", 6), ("parent_id", "parent #", 0), ("parent_runtime", "parent runtime", 0),
-    ("runtime", "runtime", 0), ("imgsz", "imgsz", 0), ("measurement_id", "#", 0), ("measured_at", "measured", 0),
-]  # fmt: skip
-
-
-def dated_rows(rows: list[dict]) -> list[dict]:
-    return [{**r, "measured_at": when(r.get("measured_at"))} for r in rows]
-
-
-def _card_markdown(card: ModelCard) -> str:
-    d, use, m, ev = card.details, card.intended_use, card.metrics, card.evaluation
-    names = d["classes"]
-    size = f"{d['size_bytes']} bytes ({d['size_bytes'] / 1e6:.2f} MB)" if d["size_bytes"] is not None else "-"
-    lines = [
-        f"# Model card: {d['name']} (variant #{d['id']})",
-        "",
-        f"_Generated {when(card.generated_at)} from the ledger of `{card.workspace}`. Every figure is a ledger "
-        "measurement (its # and date given); mAP is rounded to 4 decimals and milliseconds to 2 here, the card's "
-        "JSON holds them as recorded._",
-        "",
-        "## Model details",
-        "",
-        f"- **Name**: {d['name']}",
-        f"- **Variant id**: {d['id']}",
-        f"- **File**: `{d['file']}`" + ("" if d["file_present"] else " (missing from the workspace)")
-        if d["file"]
-        else "- **File**: none recorded",
-        f"- **Format**: {d['format'] or '-'}",
-        f"- **sha256**: `{d['sha256'] or '-'}`",
-        f"- **Size**: {size}",
-        f"- **Classes**: {', '.join(f'{k}: {v}' for k, v in names.items())} ({d['classes_note']})"
-        if names
-        else f"- **Classes**: {NOT_RECORDED} ({d['classes_note']})",
-        f"- **Input size**: {d['input_size']}",
-        f"- **Created**: {when(d['created_at'])}",
-        f"- **Environment when recorded**: {', '.join(f'{k} {v}' for k, v in d['made_with'].items()) or NOT_RECORDED}",
-        "",
-        "### Lineage (source first)",
-        "",
-    ]
-    lines += [
-        f"{i}. #{s['id']} **{s['step']}** `{s['name']}` ({s['format'] or '-'}, {when(s['created_at'])}): {s['params']}"
-        for i, s in enumerate(card.lineage, 1)
-    ]
-    lines += ["", "## Intended use", "", f"- **Task**: {use['task']}", f"- {use['statement']}", "- **Trained on**:"]
-    lines += [f"  - {t}" for t in use["trained_on"]] or [f"  - {NOT_RECORDED}"]
-    lines += ["- **Out of scope**:"] + [f"  - {t}" for t in use["out_of_scope"]]
-    lines += ["", "## Metrics", "", "Each figure holds for the context in its row, and nowhere else.", ""]
-    for title, rows, columns in (
-        ("Accuracy", m["accuracy"], ACCURACY_COLUMNS),
-        ("Latency", m["latency"], LATENCY_COLUMNS),
-        ("Parity with its parent", m["parity"], PARITY_COLUMNS),
-    ):
-        lines += [f"### {title}", ""] + (table(dated_rows(rows), columns) if rows else [f"{title}: {NOT_MEASURED}."])
-        lines.append("")
-        if title == "Accuracy" and rows and rows[-1]["per_class"]:
-            lines += [f"Per class (measurement #{rows[-1]['measurement_id']}):", ""]
-            lines += table(rows[-1]["per_class"], [("class", "class", 0), *ACCURACY_COLUMNS[:6]]) + [""]
-    if m["superseded"]:
-        lines += [f"{m['superseded']} earlier measurement(s) of the same settings are in the ledger.", ""]
-    if m["failed"]:
-        lines += ["### Failed measurements", ""]
-        lines += [f"- #{r['measurement_id']} {r['kind']} ({when(r['measured_at'])}): {r['error']}" for r in m["failed"]]
-        lines.append("")
-    lines += ["## Evaluation data", ""]
-    lines += [f"- {data_text(x)}" for x in ev["data"]] or [f"- none: accuracy {NOT_MEASURED}"]
-    lines += ["", "## Caveats and recommendations", "", *drift_lines(ev["drift"]), ""]
-    lines += ["### Troubleshooting diagnoses", ""]
-    lines += [
-        f"- #{x['id']} {x['kind']} ({x['when']} UTC): {x['sentence']}"
-        + (f" Top cause: {x['top_check']}; fix: {x['top_fix']}." if x["top_check"] else "")
-        for x in ev["diagnoses"]
-    ] or ["- none recorded"]
-    lines += ["", "## Ethical considerations", ""] + [f"- {t}" for t in card.ethics]
-    lines += ["", "## Limitations", ""] + [f"- {t}" for t in card.limitations] + [""]
-    return "\n".join(lines)
-
-
-def drift_lines(drift: Mapping) -> list[str]:
-    """The drift alerts as markdown lines: how many, the shifts named, the latest one's sentence."""
-    if not drift["count"]:
-        return ["- Drift alerts: none recorded against this variant."]
-    shifts = ", ".join(f"{name} x{n}" for name, n in drift["shifts"].items())
-    latest = drift["latest"]
-    return [
-        f"- Drift alerts: {drift['count']} recorded (shifts named: {shifts}).",
-        f"- Latest: #{latest['measurement_id']} ({when(latest['measured_at'])}): {latest['sentence']}",
-    ]

@@ -18,13 +18,13 @@ import numpy as np
 from ..data.generate import ShapesConfig
 from ..environment import fingerprint
 from ..errors import Cancelled, ConfigError, check_imgsz
-from ..measure.measure import measure
 from ..measure.plan import MeasurePlan
 from ..models.export import ExportConfig, export
 from ..models.sources import DEMO
 from ..progress import ProgressFn, emit
-from ..report.compare import comparison_table
+from ..report.compare import comparison_table, measurement_columns
 from ..report.tables import markdown_table
+from ..services.measuring import measure
 from .cross_check import bare_loop, benchmark_app, bracket, paired_ratio
 from .end_to_end import end_to_end_markdown
 from .estimator import estimator_markdown, estimator_summary
@@ -35,49 +35,26 @@ from .searched import KEY as SEARCHED_KEY
 from .searched import searched_markdown, searched_summary
 from .serving import serving_markdown
 
-RECORD_KEYS = (
-    "variant",
-    "runtime",
-    "precision",
-    "imgsz",
-    "batch",
-    "threads",
-    "p50_ms",
-    "p90_ms",
-    "p99_ms",
-    "mean_ms",
-    "first_ms",
-    "load_ms",
-    "stable",
-    "spread",
-    "map50",
-    "map50_95",
-    "map_imgsz",
-    "size_mb",
-    "runtime_internal_p50_ms",
-    "call_overhead_ms",
+# A record holds the comparison table's values of its row; what the bench sets itself (the hint it asked for,
+# GFLOPs and the speed-up, under the name that says its baseline) is added per row, the cross-checks beside them.
+RECORD_KEYS = measurement_columns(
+    "technique", "precision_hint", "gflops", "gops_per_s", "throughput_fps", "speedup", "map_note", "map50_95_delta"
 )
-TABLE_COLUMNS = [
-    "variant",
-    "runtime",
-    "precision",
-    "imgsz",
-    "threads",
-    "p50_ms",
-    "p90_ms",
-    "p99_ms",
-    "first_ms",
-    "load_ms",
-    "speedup_vs_pytorch",
-    "map50_95",
-    "map_imgsz",
-    "size_mb",
+CROSS_CHECK_COLUMNS = [
     "bare_loop_ratio",
     "benchmark_app_ratio",
     "benchmark_app_ratio_internal",
     "benchmark_app_median_drift",
     "attempts",
 ]
+TABLE_COLUMNS = [
+    *measurement_columns(
+        "technique", "precision_hint", "batch", "mean_ms", "stable", "spread", "runtime_internal_p50_ms",
+        "call_overhead_ms", "gflops", "gops_per_s", "throughput_fps", "map50", "map_note", "map50_95_delta",
+        renamed={"speedup": "speedup_vs_pytorch"},
+    ),
+    *CROSS_CHECK_COLUMNS,
+]  # fmt: skip
 
 
 @dataclass(frozen=True)

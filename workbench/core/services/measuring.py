@@ -1,0 +1,67 @@
+"""Measuring as the front ends ask for it: each latency row stored with the advisor's estimate of it beside it.
+
+`measure()` (measure/) and `run_recipe()` (optimize/) record what they are told and know nothing of the advisor; the
+estimate of a row comes from advise/estimate.py and is handed in here, the layer that composes the two. The public
+`workbench.measure` and `workbench.run_recipe`, the panels, the CLI, the demo and the bench measure through these,
+so every row they record carries the estimate made before it and how far off it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..advise.estimate import estimate_for_row
+from ..measure import measure as measuring
+from ..measure.plan import MeasurePlan
+from ..progress import ProgressFn
+
+if TYPE_CHECKING:
+    from ..optimize.recipes import PipelineResult, Recipe
+
+
+def measure(
+    workspace,
+    variant_id: int,
+    plan: MeasurePlan = MeasurePlan(),
+    data_yaml: Path | str | None = None,
+    *,
+    progress: ProgressFn | None = None,
+) -> list[int]:
+    """Measure one variant as `plan` says and record every result (or failure) in the ledger; each latency row
+    stores the advisor's estimate of it (made from the rows recorded before it) and its error.
+
+    Args:
+        data_yaml: the dataset whose `plan.split` accuracy, stage breakdown and parity use (needed for those).
+    Returns:
+        the measurement ids, in the order recorded.
+    Raises:
+        ConfigError: the plan needs data and none was given.
+        Cancelled: from `progress`; what this call recorded is removed again first.
+    """
+    return measuring.measure(workspace, variant_id, plan, data_yaml, estimate=estimate_for_row, progress=progress)
+
+
+def run_recipe(
+    workspace,
+    recipe: Recipe,
+    model_id: int,
+    data_yaml: Path | str,
+    *,
+    measure_input: bool = True,
+    progress: ProgressFn | None = None,
+) -> PipelineResult:
+    """Run the recipe's steps in order; each step's variants are recorded and measured (with the advisor's estimate
+    beside each latency row) before the next starts.
+
+    Args:
+        measure_input: measure the starting model too (skip when the caller already has).
+    Raises:
+        PipelineError: a step failed; the variants of the steps before it are kept.
+    """
+    from ..optimize import recipes  # loaded when a recipe runs, not when a measurement does
+
+    return recipes.run_recipe(
+        workspace, recipe, model_id, data_yaml, measure_input=measure_input, estimate=estimate_for_row,
+        progress=progress,
+    )  # fmt: skip
