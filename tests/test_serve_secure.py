@@ -35,12 +35,12 @@ import pyotp  # noqa: E402
 from serving_helpers import cheap_hasher, export_demo  # noqa: E402
 
 from workbench.cli import main  # noqa: E402
-from workbench.core.serve import tls  # noqa: E402
-from workbench.core.serve.admin import LoadedVariant  # noqa: E402
-from workbench.core.serve.audit import AuditLog, verify_audit  # noqa: E402
-from workbench.core.serve.guard import Guard  # noqa: E402
-from workbench.core.serve.keys import TOTP_STEP_S, KeyStore  # noqa: E402
-from workbench.core.serve.principal import Action, Denied, Role  # noqa: E402
+from workbench.core.serve.security import tls  # noqa: E402
+from workbench.core.serve.security.audit import AuditLog, verify_audit  # noqa: E402
+from workbench.core.serve.security.guard import Guard  # noqa: E402
+from workbench.core.serve.security.keys import TOTP_STEP_S, KeyStore  # noqa: E402
+from workbench.core.serve.security.principal import Action, Denied, Role  # noqa: E402
+from workbench.core.serve.service.admin import LoadedVariant  # noqa: E402
 
 IMGSZ = 128
 DAY = 86400.0
@@ -122,7 +122,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(exported):
-    from workbench.core.serve.model import ServedModel
+    from workbench.core.serve.service.model import ServedModel
 
     workspace, variant = exported
     return ServedModel.from_variant(workspace, variant, threads=1, workers=1)
@@ -130,10 +130,10 @@ def served(exported):
 
 @pytest.fixture(scope="module")
 def stack(served, tmp_path_factory):
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.limits import MIB, Limits
-    from workbench.core.serve.monitor import Metrics
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.monitoring.metrics import Metrics
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.limits import MIB, Limits
+    from workbench.core.serve.service.server import serving
 
     root = tmp_path_factory.mktemp("stack")
     certs = tls.local_certificate(root / "certs")
@@ -431,8 +431,8 @@ def _weak_server_handshakes(certs, client: ssl.SSLContext) -> str | None:
 
 
 def test_a_tls11_client_is_refused_by_the_servers_own_floor(stack, served, monkeypatch, tmp_path):
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.server import serving
 
     if not ssl.HAS_TLSv1_1:
         pytest.skip(f"{ssl.OPENSSL_VERSION} cannot speak TLS 1.1")

@@ -23,7 +23,7 @@ from cryptography import x509  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
 
 from workbench.core.errors import ConfigError  # noqa: E402
-from workbench.core.serve import tls  # noqa: E402
+from workbench.core.serve.security import tls  # noqa: E402
 
 
 @pytest.fixture(scope="module")
