@@ -154,7 +154,7 @@ _EXPORTS = {
     "DaskEngine": "workbench.core.sweep.dask_engine",
     "pareto_front": "workbench.core.sweep.pareto",
     "sweep_figure": "workbench.core.report.pareto",
-    "export_to_mlflow": "workbench.core.sweep.mlflow_export",
+    "export_to_mlflow": "workbench.core.services.mlflow_variants",
     # base
     "fingerprint": "workbench.core.environment",
     "describe_environment": "workbench.core.environment",
