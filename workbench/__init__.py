@@ -147,7 +147,7 @@ _EXPORTS = {
     "serve_model": "workbench.core.serve.service.local_server",
     "RunningServer": "workbench.core.serve.service.local_server",
     # sweeps
-    "SearchSpace": "workbench.core.sweep.space",
+    "SearchSpace": "workbench.core.services.recipe_sweeps",
     "run_sweep": "workbench.core.sweep.search",
     "SweepResult": "workbench.core.sweep.search",
     "LocalEngine": "workbench.core.sweep.trials",
