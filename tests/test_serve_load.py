@@ -15,7 +15,6 @@ import struct
 import subprocess
 import sys
 import time
-import warnings
 import zlib
 from collections import Counter
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ pytest.importorskip("pyotp")
 import httpx  # noqa: E402
 import pyotp  # noqa: E402
 from serving_helpers import cheap_hasher  # noqa: E402
+from tls_clients import tls11_client  # noqa: E402
 
 from workbench.core.serve.security import tls  # noqa: E402
 from workbench.core.serve.security.audit import AuditLog, verify_audit  # noqa: E402
@@ -273,17 +273,6 @@ def jpeg_declaring(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def _tls11_client() -> ssl.SSLContext:
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        client.minimum_version = ssl.TLSVersion.TLSv1
-        client.maximum_version = ssl.TLSVersion.TLSv1_1
-    client.set_ciphers("DEFAULT@SECLEVEL=0")
-    return client
-
-
 def tls11_refused(port: int, context: ssl.SSLContext) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         try:
@@ -377,7 +366,7 @@ def test_a_soak_of_1000_bad_requests_each_gets_its_status_memory_stays_bounded_a
     kinds = bad_requests(base, max_body)
     rounds = -(-1000 // len(kinds))  # at least 1,000 bad HTTP requests
     answers: dict[str, Counter] = {kind: Counter() for kind in kinds}
-    tls11 = _tls11_client() if ssl.HAS_TLSv1_1 else None
+    tls11 = tls11_client() if ssl.HAS_TLSv1_1 else None
     totp_refusals: Counter = Counter()
     process = psutil.Process()
     with running(base, "soak", limits, guard) as (url, app, audit_path):
