@@ -13,9 +13,9 @@ from argon2 import PasswordHasher
 
 from workbench.cli import main
 from workbench.core.errors import ConfigError
-from workbench.core.serve.guard import Guard, credentials
-from workbench.core.serve.keys import KeyStore
-from workbench.core.serve.principal import Action, Denied, Role
+from workbench.core.serve.security.guard import Guard, credentials
+from workbench.core.serve.security.keys import KeyStore
+from workbench.core.serve.security.principal import Action, Denied, Role
 
 NOW = 1_800_000_000.0  # a multiple of the 30 s TOTP step
 DAY = 86400.0
@@ -377,7 +377,7 @@ def test_guard_counts_failures_from_many_threads_exactly(store):
 
 
 def test_keys_cli_add_list_revoke_shows_the_key_once_and_audits(tmp_path, capsys):
-    from workbench.core.serve.audit import verify_audit
+    from workbench.core.serve.security.audit import verify_audit
 
     ws = ["--workspace", str(tmp_path)]
     assert main(["keys", "add", "ops-alice", "--role", "admin", "--expires-days", "7", *ws]) == 0

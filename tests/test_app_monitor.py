@@ -18,7 +18,7 @@ from argon2 import PasswordHasher  # noqa: E402
 from serving_helpers import export_demo  # noqa: E402
 
 from workbench.core.errors import ConfigError  # noqa: E402
-from workbench.core.services import monitoring  # noqa: E402
+from workbench.core.serve.monitoring import scrape  # noqa: E402
 from workbench.core.services.session import Session  # noqa: E402
 from workbench.core.store.workspace import Workspace  # noqa: E402
 from workbench.widgets import DoctorPanel, Workbench  # noqa: E402
@@ -37,11 +37,11 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(exported, tmp_path_factory):
     """The exported variant served over TLS with keys, audit and metrics: (RunningServer, {role: key})."""
-    from workbench.core.serve.keys import KeyStore
-    from workbench.core.serve.model import ServedModel
-    from workbench.core.serve.monitor import Metrics
-    from workbench.core.serve.principal import Role
-    from workbench.core.services.serving import serve_model
+    from workbench.core.serve.monitoring.metrics import Metrics
+    from workbench.core.serve.security.keys import KeyStore
+    from workbench.core.serve.security.principal import Role
+    from workbench.core.serve.service.local_server import serve_model
+    from workbench.core.serve.service.model import ServedModel
 
     workspace, variant = exported
     model = ServedModel.from_variant(workspace, variant, threads=1, workers=1)
@@ -96,11 +96,11 @@ def test_bad_form_values_are_one_line_and_nothing_polls(tmp_path):
 
 
 def test_a_base_url_is_read_at_its_metrics():
-    assert monitoring.metrics_url("https://127.0.0.1:8443") == "https://127.0.0.1:8443/metrics"
-    assert monitoring.metrics_url("https://127.0.0.1:8443/") == "https://127.0.0.1:8443/metrics"
-    assert monitoring.metrics_url(" http://h:1/metrics ") == "http://h:1/metrics"
+    assert scrape.metrics_url("https://127.0.0.1:8443") == "https://127.0.0.1:8443/metrics"
+    assert scrape.metrics_url("https://127.0.0.1:8443/") == "https://127.0.0.1:8443/metrics"
+    assert scrape.metrics_url(" http://h:1/metrics ") == "http://h:1/metrics"
     with pytest.raises(ConfigError, match="http"):
-        monitoring.metrics_url("127.0.0.1:8000")
+        scrape.metrics_url("127.0.0.1:8000")
 
 
 def _detect(running, key: str, count: int) -> None:
@@ -108,7 +108,7 @@ def _detect(running, key: str, count: int) -> None:
     import httpx
     import numpy as np
 
-    from workbench.core.serve.tls import client_context
+    from workbench.core.serve.security.tls import client_context
 
     ok, png = cv2.imencode(".png", np.full((96, 96, 3), 120, np.uint8))
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "image/png"}
@@ -118,7 +118,7 @@ def _detect(running, key: str, count: int) -> None:
 
 
 def test_connected_to_a_real_server_the_tab_shows_its_requests(app, server):
-    from workbench.core.serve.principal import Role
+    from workbench.core.serve.security.principal import Role
 
     running, keys = server
     tab = app.monitor
@@ -147,7 +147,7 @@ def _closed_port() -> int:
 
 
 def test_a_wrong_key_a_role_without_metrics_no_ca_and_a_closed_port_are_one_line_each(app, server):
-    from workbench.core.serve.principal import Role
+    from workbench.core.serve.security.principal import Role
 
     running, keys = server
     tab, ca = app.monitor, str(running.ca_file)
@@ -176,7 +176,7 @@ def test_a_server_that_goes_away_is_a_status_line_of_the_live_panel():
     def snapshot():
         calls["n"] += 1
         if calls["n"] > 1:
-            raise monitoring.ServerUnreachable("nothing answers at x (connection refused)", "start the server")
+            raise scrape.ServerUnreachable("nothing answers at x (connection refused)", "start the server")
         return {"variant": "v", "time": 1.0, "requests": 1, "by_status": {"200": 1}, "drift": None}
 
     tab = MonitorTab(connect=lambda url, key, ca: MonitorPanel(snapshot, interval_s=60, buttons=False))

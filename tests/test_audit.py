@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 import pytest
 
 from workbench.cli import main
-from workbench.core.serve.audit import AuditError, AuditLog, PayloadRefused, canonical, entry_hash, verify_audit
+from workbench.core.serve.security.audit import (
+    AuditError,
+    AuditLog,
+    PayloadRefused,
+    canonical,
+    entry_hash,
+    verify_audit,
+)
 
 CLOCK = lambda: datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)  # noqa: E731
 

@@ -24,8 +24,9 @@ pytest.importorskip("onnxruntime")
 
 from workbench.core.errors import ConfigError  # noqa: E402
 from workbench.core.models.runners import RuntimeOptions, example_input, open_runner  # noqa: E402
-from workbench.core.serve import bundle, protect  # noqa: E402
-from workbench.core.serve.protect import DecryptionError, SignatureError  # noqa: E402
+from workbench.core.serve.bundle import config as bundle_config  # noqa: E402
+from workbench.core.serve.bundle import load, make, manifest, protect  # noqa: E402
+from workbench.core.serve.bundle.protect import DecryptionError, SignatureError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 IMGSZ = 64
@@ -50,7 +51,7 @@ def made(tmp_path_factory):
     """A workspace with the demo model as ONNX (64 px) and as .pt, an API key store in it, keys beside it, a bundle."""
     from workbench.core.models.cards import demo_weights
     from workbench.core.models.export import ExportConfig, export_artifact
-    from workbench.core.serve.keys import KeyStore
+    from workbench.core.serve.security.keys import KeyStore
     from workbench.core.store.workspace import Workspace
 
     root = tmp_path_factory.mktemp("bundle")
@@ -62,7 +63,7 @@ def made(tmp_path_factory):
     store = KeyStore(workspace.root / "serve" / "keys.json", hasher=_cheap_hasher())
     reader = store.add("probe", "reader")
     key, signing = protect.generate_key(), protect.generate_signing_key(root / "keys")
-    report = bundle.make_bundle(workspace, onnx_id, root / "out", model_key=key, signing_key_folder=root / "keys")
+    report = make.make_bundle(workspace, onnx_id, root / "out", model_key=key, signing_key_folder=root / "keys")
     return {
         "root": root, "workspace": workspace, "onnx_id": onnx_id, "pt_id": pt_id, "key": key, "signing": signing,
         "report": report, "out": report.out, "store": store.path, "reader": reader.key,
@@ -85,13 +86,13 @@ def test_the_bundle_holds_the_model_config_image_and_manifests_and_no_private_ke
     files = set(report.files)
     assert files == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     expected = {"Dockerfile", ".dockerignore", "README.md", "server.yaml", "requirements.txt", "signing-key.pub.pem",
-                bundle.MANIFEST, bundle.SIGNATURE, *(f"k8s/{n}" for n in K8S_KINDS),
+                bundle_config.MANIFEST, bundle_config.SIGNATURE, *(f"k8s/{n}" for n in K8S_KINDS),
                 "model/bundle.json", "model/manifest.json", "model/manifest.sig"}  # fmt: skip
     assert expected <= files
     assert [n for n in files if n.startswith("model/") and n.endswith(".enc")]
     assert not [n for n in files if n.endswith(".onnx") or n.endswith(".pt") or "signing-key.pem" in n]
     assert (out / "signing-key.pub.pem").read_bytes() == made["signing"].public_key.read_bytes()
-    assert "src/workbench/core/serve/bundle.py" in files and not any(
+    assert "src/workbench/core/serve/bundle/make.py" in files and not any(
         n.startswith("src/workbench/widgets") for n in files
     )
     assert not list(out.parent.glob(".staging-*")), "the staging folder was left behind"
@@ -106,7 +107,7 @@ def test_the_dockerignore_lets_in_only_what_the_image_copies(made):
     lines = [ln for ln in (made["out"] / ".dockerignore").read_text().splitlines() if ln and not ln.startswith("#")]
     assert lines[0] == "*"
     allowed = {ln[1:].rstrip("/*") for ln in lines if ln.startswith("!")}
-    assert allowed == {"Dockerfile", "requirements.txt", "model", "src", *bundle.SERVED}
+    assert allowed == {"Dockerfile", "requirements.txt", "model", "src", *bundle_config.SERVED}
     assert {"**/*.key", "**/*-key.pem", "**/keys.json"} <= set(lines)
 
 
@@ -133,7 +134,9 @@ def test_the_dockerfile_pins_its_base_runs_as_a_numeric_non_root_user_and_checks
     assert re.fullmatch(r"python:3\.11\.\d+-slim(-[a-z]+)?", steps[0][1]), steps[0][1]
     user = [a for k, a in steps if k == "USER"]
     assert (
-        len(user) == 1 and re.fullmatch(r"[1-9][0-9]*:[1-9][0-9]*", user[0]) and user[0] == f"{bundle.UID}:{bundle.GID}"
+        len(user) == 1
+        and re.fullmatch(r"[1-9][0-9]*:[1-9][0-9]*", user[0])
+        and user[0] == f"{bundle_config.UID}:{bundle_config.GID}"
     )
     assert kinds.index("USER") > max(i for i, k in enumerate(kinds) if k in ("RUN", "COPY")), (
         "nothing runs as root after"
@@ -142,7 +145,7 @@ def test_the_dockerfile_pins_its_base_runs_as_a_numeric_non_root_user_and_checks
     assert len(health) == 1 and " CMD " in f" {health[0]}"
     probe = json.loads(health[0].split(" CMD ", 1)[1])
     assert probe[:2] == ["python", "-c"] and "https://127.0.0.1:8443/v2/health/live" in probe[2]
-    assert json.loads(dict(steps)["CMD"]) == bundle.serve_command() == made["report"].command
+    assert json.loads(dict(steps)["CMD"]) == bundle_config.serve_command() == made["report"].command
     assert dict(steps)["EXPOSE"] == "8443"
     assert "ARG" not in kinds, "nothing is passed in at build time (a build argument stays in the image's history)"
     env = " ".join(a for k, a in steps if k == "ENV")
@@ -166,9 +169,10 @@ def test_the_requirements_are_pinned_to_this_environment_and_cover_what_the_serv
     # What the serving path imports in a fresh interpreter: every third-party package of it is pinned.
     code = (
         "import sys, importlib.metadata as m\n"
-        "import workbench.cli, workbench.core.serve.bundle as b, workbench.core.serve.tls\n"
-        "import workbench.core.serve.server, workbench.core.serve.app, workbench.core.serve.keys\n"
-        "import workbench.core.serve.audit, workbench.core.serve.guard\n"
+        "import workbench.cli, workbench.core.serve.bundle.load as b, workbench.core.serve.security.tls\n"
+        "import workbench.core.serve.service.server, workbench.core.serve.service.app\n"
+        "import workbench.core.serve.security.keys\n"
+        "import workbench.core.serve.security.audit, workbench.core.serve.security.guard\n"
         f"runner, server = b.load_bundle({str(made['out'])!r}, bytes.fromhex({made['key'].hex()!r}))\n"
         "d = m.packages_distributions()\n"
         "def owners(name):\n"  # a namespace shared by several distributions (google.*): the one holding the module
@@ -286,7 +290,9 @@ def test_pods_run_locked_down_with_probes_resources_and_secrets_mounted(made):
     manifests = _manifests(made["out"])
     for pod in _pod_specs(manifests):
         assert pod["automountServiceAccountToken"] is False
-        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == bundle.UID
+        assert (
+            pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == bundle_config.UID
+        )
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["tmp"]["emptyDir"]["medium"] == "Memory"
@@ -295,17 +301,19 @@ def test_pods_run_locked_down_with_probes_resources_and_secrets_mounted(made):
         assert all(v["secret"]["defaultMode"] == 0o440 for v in volumes.values() if "secret" in v)
         for container in pod["initContainers"] + pod["containers"]:
             security = container["securityContext"]
-            assert security["runAsNonRoot"] is True and security["runAsUser"] == bundle.UID
+            assert security["runAsNonRoot"] is True and security["runAsUser"] == bundle_config.UID
             assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
             assert security["capabilities"] == {"drop": ["ALL"]} and security["privileged"] is False
             assert security["seccompProfile"] == {"type": "RuntimeDefault"}
             assert set(container["resources"]) == {"requests", "limits"}
             assert set(container["resources"]["limits"]) == {"cpu", "memory"}
         server = pod["containers"][0]
-        assert server["command"] == bundle.serve_command()
+        assert server["command"] == bundle_config.serve_command()
         mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
-        assert "/tmp" in mounts and mounts[bundle.TLS_DIR]["readOnly"] is True and bundle.STATE_DIR in mounts
-        assert mounts[bundle.KEYS_DIR]["name"] == "api-keys"
+        assert (
+            "/tmp" in mounts and mounts[bundle_config.TLS_DIR]["readOnly"] is True and bundle_config.STATE_DIR in mounts
+        )
+        assert mounts[bundle_config.KEYS_DIR]["name"] == "api-keys"
         (env,) = server["env"]
         assert env["name"] == "WORKBENCH_MODEL_KEY" and "value" not in env
         assert env["valueFrom"]["secretKeyRef"]["name"].endswith("-model-key")
@@ -376,7 +384,7 @@ def test_no_secret_is_anywhere_in_the_bundle(made):
 
 
 def test_load_bundle_verifies_and_opens_the_model_as_the_plain_artifact_runs(made):
-    runner, server = bundle.load_bundle(made["out"], made["key"], made["signing"].public_key, options=OPTIONS)
+    runner, server = load.load_bundle(made["out"], made["key"], made["signing"].public_key, options=OPTIONS)
     plain = open_runner(made["workspace"].artifact_path(made["onnx_id"]), OPTIONS)
     batch = example_input(plain, IMGSZ)
     for ours, theirs in zip(runner(batch), plain(batch), strict=True):
@@ -389,15 +397,15 @@ def test_load_bundle_verifies_and_opens_the_model_as_the_plain_artifact_runs(mad
         True,
     )
     assert server.names and server.host == "0.0.0.0"
-    assert bundle.verify_bundle(made["out"])["signer"] == made["report"].signer
+    assert manifest.verify_bundle(made["out"])["signer"] == made["report"].signer
 
 
 def _container_copy(out: Path, dest: Path) -> Path:
     """What the Dockerfile puts in /app/bundle: the served files and model/, nothing else."""
     dest.mkdir(parents=True)
-    for name in bundle.SERVED:
+    for name in bundle_config.SERVED:
         shutil.copy2(out / name, dest / name)
-    shutil.copytree(out / bundle.MODEL, dest / bundle.MODEL)
+    shutil.copytree(out / bundle_config.MODEL, dest / bundle_config.MODEL)
     return dest
 
 
@@ -408,10 +416,10 @@ def copy(made, tmp_path):
 
 def test_the_container_view_of_the_bundle_loads(made, tmp_path):
     folder = _container_copy(made["out"], tmp_path / "app" / "bundle")
-    runner, server = bundle.load_bundle(folder, made["key"], options=OPTIONS)
+    runner, server = load.load_bundle(folder, made["key"], options=OPTIONS)
     assert server.variant_id == made["onnx_id"] and runner.runtime == "onnxruntime"
     with pytest.raises(SignatureError):  # the whole-folder check wants the Dockerfile and the rest too
-        bundle.verify_bundle(folder)
+        manifest.verify_bundle(folder)
 
 
 @pytest.mark.parametrize(
@@ -422,10 +430,10 @@ def test_the_container_view_of_the_bundle_loads(made, tmp_path):
         lambda f: next((f / "model").glob("*.enc")).write_bytes(
             b"x" + next((f / "model").glob("*.enc")).read_bytes()[1:]
         ),
-        lambda f: (f / bundle.MANIFEST).write_text(
-            (f / bundle.MANIFEST).read_text().replace('"version": 1', '"version": 2')
+        lambda f: (f / bundle_config.MANIFEST).write_text(
+            (f / bundle_config.MANIFEST).read_text().replace('"version": 1', '"version": 2')
         ),
-        lambda f: (f / bundle.SIGNATURE).unlink(),
+        lambda f: (f / bundle_config.SIGNATURE).unlink(),
         lambda f: (f / "server.yaml").unlink(),
     ],
     ids=["tls-off", "host", "model-byte", "manifest", "no-signature", "no-config"],
@@ -433,42 +441,42 @@ def test_the_container_view_of_the_bundle_loads(made, tmp_path):
 def test_an_altered_bundle_is_refused_before_the_model_is_opened(made, copy, change):
     change(copy)
     with pytest.raises(SignatureError):
-        bundle.load_bundle(copy, made["key"], made["signing"].public_key, options=OPTIONS)
+        load.load_bundle(copy, made["key"], made["signing"].public_key, options=OPTIONS)
     with pytest.raises(SignatureError):
-        bundle.verify_bundle(copy, made["signing"].public_key)
+        manifest.verify_bundle(copy, made["signing"].public_key)
 
 
 def test_files_the_server_does_not_read_are_still_covered_by_the_signature(made, copy):
     (copy / "Dockerfile").write_text((copy / "Dockerfile").read_text().replace("USER 10001:10001", "USER 0"))
     (copy / "k8s" / "extra.yaml").write_text("kind: Pod\n")
     with pytest.raises(SignatureError, match="Dockerfile"):
-        bundle.verify_bundle(copy)
-    bundle.load_bundle(copy, made["key"], options=OPTIONS)  # the server reads neither: it still starts
+        manifest.verify_bundle(copy)
+    load.load_bundle(copy, made["key"], options=OPTIONS)  # the server reads neither: it still starts
 
 
 def test_another_signer_or_key_is_refused(made, copy, tmp_path):
     other = protect.generate_signing_key(tmp_path / "other")
     with pytest.raises(SignatureError):
-        bundle.load_bundle(copy, made["key"], other.public_key, options=OPTIONS)
+        load.load_bundle(copy, made["key"], other.public_key, options=OPTIONS)
     with pytest.raises(DecryptionError):
-        bundle.load_bundle(copy, protect.generate_key(), options=OPTIONS)
+        load.load_bundle(copy, protect.generate_key(), options=OPTIONS)
     # A bundle re-signed whole by someone else verifies only with their key (the module doc says why to pass one).
     private = protect._private_key(other.private_key)
-    shutil.copy2(other.public_key, copy / bundle.PUBLIC_KEY)
-    bundle._sign(copy, private, {"variant_id": 0, "variant": "x", "runtime": "onnxruntime"})
+    shutil.copy2(other.public_key, copy / bundle_config.PUBLIC_KEY)
+    manifest.sign(copy, private, {"variant_id": 0, "variant": "x", "runtime": "onnxruntime"})
     with pytest.raises(SignatureError):
-        bundle.load_bundle(copy, made["key"], made["signing"].public_key, options=OPTIONS)
+        load.load_bundle(copy, made["key"], made["signing"].public_key, options=OPTIONS)
 
 
 def test_the_server_config_round_trips_and_refuses_what_it_does_not_know(made):
-    server = bundle.read_server_config(made["out"] / "server.yaml")
-    assert bundle.ServerConfig.from_dict(yaml.safe_load(yaml.safe_dump(server.to_dict()))) == server
+    server = bundle_config.read_server_config(made["out"] / "server.yaml")
+    assert bundle_config.ServerConfig.from_dict(yaml.safe_load(yaml.safe_dump(server.to_dict()))) == server
     assert yaml.safe_load((made["out"] / "server.yaml").read_text()) == server.to_dict()
     data = server.to_dict()
     for bad in ({**data, "debug": True}, {**data, "format": "other"}, {**data, "limits": {"max_body": 1}},
                 {**data, "tls": False}, {**data, "model": "../elsewhere"}, {**data, "imgsz": 65}):  # fmt: skip
         with pytest.raises(ConfigError):
-            bundle.ServerConfig.from_dict(bad)
+            bundle_config.ServerConfig.from_dict(bad)
     pem = made["signing"].public_key  # any file will do: ServeConfig checks only that the TLS files exist
     config = server.serve_config(host="127.0.0.1", port=0, certfile=pem, keyfile=pem, keys=Path("k.json"))
     assert (config.host, config.port, config.limits, config.keys) == ("127.0.0.1", 0, server.limits, Path("k.json"))
@@ -482,23 +490,23 @@ def test_the_server_config_round_trips_and_refuses_what_it_does_not_know(made):
 def test_what_cannot_be_bundled_is_refused_before_anything_is_written(made, tmp_path):
     kwargs = {"model_key": made["key"], "signing_key_folder": made["signing"].private_key.parent}
     with pytest.raises(ConfigError, match="export to ONNX or OpenVINO"):
-        bundle.make_bundle(made["workspace"], made["pt_id"], tmp_path / "a", **kwargs)
+        make.make_bundle(made["workspace"], made["pt_id"], tmp_path / "a", **kwargs)
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "x").write_text("")
     with pytest.raises(ConfigError, match="not an empty folder"):
-        bundle.make_bundle(made["workspace"], made["onnx_id"], busy, **kwargs)
+        make.make_bundle(made["workspace"], made["onnx_id"], busy, **kwargs)
     with pytest.raises(ConfigError, match="32 bytes"):
-        bundle.make_bundle(made["workspace"], made["onnx_id"], tmp_path / "b", **{**kwargs, "model_key": b"short"})
+        make.make_bundle(made["workspace"], made["onnx_id"], tmp_path / "b", **{**kwargs, "model_key": b"short"})
     with pytest.raises(ConfigError, match="does not exist"):
-        bundle.make_bundle(
+        make.make_bundle(
             made["workspace"], made["onnx_id"], tmp_path / "c", **{**kwargs, "signing_key_folder": tmp_path}
         )
     with pytest.raises(ConfigError, match="no workspace"):
-        bundle.make_bundle(tmp_path / "nowhere", 1, tmp_path / "d", **kwargs)
+        make.make_bundle(tmp_path / "nowhere", 1, tmp_path / "d", **kwargs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]
     with pytest.raises(ConfigError):
-        bundle.serve_command(debug=True)
+        bundle_config.serve_command(debug=True)
 
 
 def test_the_cli_makes_keys_beside_the_workspace_and_a_bundle_without_them(made, tmp_path, monkeypatch, capsys):
@@ -518,7 +526,7 @@ def test_the_cli_makes_keys_beside_the_workspace_and_a_bundle_without_them(made,
         for name in ("model.key", "signing-key.pem"):
             assert (keys / name).stat().st_mode & 0o777 == 0o600
         key = protect.load_key(key_file=keys / "model.key")
-        bundle.load_bundle(out, key, keys / "signing-key.pub.pem", options=OPTIONS)
+        load.load_bundle(out, key, keys / "signing-key.pub.pem", options=OPTIONS)
         assert not any(key.hex().encode() in p.read_bytes() for p in out.rglob("*") if p.is_file())
         assert str(keys) in capsys.readouterr().out
         again = parser.parse_args(["bundle", made["report"].variant, str(tmp_path / "again"), "--workspace", str(ws)])
@@ -536,7 +544,7 @@ def test_the_cli_makes_keys_beside_the_workspace_and_a_bundle_without_them(made,
 @pytest.fixture
 def served(made, tmp_path):
     """The container's /app/bundle, a local certificate for 127.0.0.1, the key store with a reader's key."""
-    from workbench.core.serve.tls import local_certificate
+    from workbench.core.serve.security.tls import local_certificate
 
     folder = _container_copy(made["out"], tmp_path / "app" / "bundle")
     cert = local_certificate(tmp_path / "tls", ("127.0.0.1",))
@@ -548,7 +556,7 @@ def served(made, tmp_path):
 def _get(url: str, cert, key: str | None = None):
     import httpx
 
-    from workbench.core.serve.tls import client_context
+    from workbench.core.serve.security.tls import client_context
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.get(url, verify=client_context(cert.ca_certfile), headers=headers, timeout=10)
@@ -558,15 +566,15 @@ def _get(url: str, cert, key: str | None = None):
 def started(made, served):
     """The server of the container's /app/bundle, in process on 127.0.0.1 over TLS: (base URL, certificate)."""
     pytest.importorskip("uvicorn")
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.audit import AuditLog
-    from workbench.core.serve.guard import Guard
-    from workbench.core.serve.keys import KeyStore
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.security.audit import AuditLog
+    from workbench.core.serve.security.guard import Guard
+    from workbench.core.serve.security.keys import KeyStore
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.server import serving
 
     folder, cert, overrides = served
-    model, config = bundle.open_bundle(folder, made["key"], **overrides)
-    assert config.tls and config.limits == bundle.read_server_config(folder / "server.yaml").limits
+    model, config = load.open_bundle(folder, made["key"], **overrides)
+    assert config.tls and config.limits == bundle_config.read_server_config(folder / "server.yaml").limits
     guard = Guard(KeyStore(config.keys, hasher=_cheap_hasher()))
     app = create_app(model, guard=guard, audit=AuditLog(config.audit, fsync=False), limits=config.limits)
     with serving(app, certfile=config.certfile, keyfile=config.keyfile) as url:
@@ -606,8 +614,8 @@ def test_the_server_starts_from_the_bundle_with_the_containers_command(made, ser
         pytest.skip("`workbench serve` has no --bundle flag yet (workbench/cli/serve.py): nothing to start")
     folder, cert, overrides = served
     port = _free_port()
-    argv = bundle.serve_command(folder, python=sys.executable, port=port, **overrides)
-    assert argv[: len(bundle.serve_command())] == [sys.executable, *bundle.serve_command(folder)[1:]]
+    argv = bundle_config.serve_command(folder, python=sys.executable, port=port, **overrides)
+    assert argv[: len(bundle_config.serve_command())] == [sys.executable, *bundle_config.serve_command(folder)[1:]]
     env = {**os.environ, "WORKBENCH_MODEL_KEY": made["key"].hex()}
     process = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -27,10 +27,10 @@ from workbench.core.report.figures import pareto_figure
 from workbench.core.report.sections import study_sections
 from workbench.core.report.tables import pipeline_table
 from workbench.core.services.session import Session
-from workbench.core.services.sweeps import recorded_sweeps
 from workbench.core.store.evaluation_sets import NOT_MEASURED, UNKNOWN_NAME, key_of, workspace_sets
 from workbench.core.store.records import Measurement
 from workbench.core.store.workspace import Workspace
+from workbench.core.sweep.recorded import recorded_sweeps
 
 QUICK = {"seconds": 0.05, "warmup_s": 0, "warmup_runs": 1, "min_runs": 3, "imgsz": (64,)}
 

@@ -14,8 +14,8 @@ from workbench.core.measure.measure import measure
 from workbench.core.measure.plan import MeasurePlan
 from workbench.core.models.export import ExportConfig, export
 from workbench.core.models.sources import open_source, record_source
+from workbench.core.services.mlflow_variants import export_to_mlflow, step_params
 from workbench.core.store.workspace import Workspace
-from workbench.core.sweep.mlflow_export import export_to_mlflow, step_params
 
 QUICK = MeasurePlan(seconds=0.05, warmup_s=0, warmup_runs=1, min_runs=3, parity=True, parity_images=4)
 HISTORY = [{"epoch": e, "map50_95": 0.1 * e, "box_loss": 1.5 - 0.01 * e} for e in range(40)]

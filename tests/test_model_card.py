@@ -18,11 +18,11 @@ from workbench.core.models.sources import open_source, record_source
 from workbench.core.report.documentation.card_markdown import when
 from workbench.core.report.documentation.deployment_record import deployment_record
 from workbench.core.report.documentation.model_card import model_card, write_card
-from workbench.core.serve.audit import AuditLog, verify_audit
-from workbench.core.serve.drift import DriftMonitor, DriftReport, FeatureDrift, ReferenceStats
-from workbench.core.serve.keys import KeyInfo
-from workbench.core.serve.limits import Limits
-from workbench.core.serve.principal import Role
+from workbench.core.serve.monitoring.drift import DriftMonitor, DriftReport, FeatureDrift, ReferenceStats
+from workbench.core.serve.security.audit import AuditLog, verify_audit
+from workbench.core.serve.security.keys import KeyInfo
+from workbench.core.serve.security.principal import Role
+from workbench.core.serve.service.limits import Limits
 from workbench.core.store.workspace import Workspace
 
 QUICK = MeasurePlan(seconds=0.05, warmup_s=0, warmup_runs=1, min_runs=3, parity=True, parity_images=4)

@@ -11,8 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from workbench.core.errors import ConfigError
-from workbench.core.serve.drift import DriftMonitor, reference_stats
-from workbench.core.serve.monitor import LATENCY_BUCKETS, Metrics, Sampler, Scraper, histogram_quantile
+from workbench.core.serve.monitoring.drift import DriftMonitor, reference_stats
+from workbench.core.serve.monitoring.metrics import LATENCY_BUCKETS, Metrics, Sampler
+from workbench.core.serve.monitoring.scrape import Scraper, histogram_quantile
 
 SHIFTS = ("dark", "bright", "blur", "noisy", "bgr_swap", "lowres")
 

@@ -24,9 +24,9 @@ import pytest
 
 import workbench as wb
 from workbench.core import environment
-from workbench.core.serve.audit import AuditLog, verify_audit
-from workbench.core.serve.keys import KeyStore
-from workbench.core.serve.tls import write_private_file
+from workbench.core.serve.security.audit import AuditLog, verify_audit
+from workbench.core.serve.security.keys import KeyStore
+from workbench.core.serve.security.tls import write_private_file
 from workbench.core.store import portable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -313,7 +313,7 @@ for name in ("pread", "fchmod", "getloadavg", "sched_getaffinity", "getuid"):
     if hasattr(os, name):
         delattr(os, name)
 from workbench.core.store import portable
-from workbench.core.serve.audit import AuditLog, verify_audit
+from workbench.core.serve.security.audit import AuditLog, verify_audit
 from workbench.cli.serve_admin import _operator
 import workbench as wb
 assert portable.PROCESS_LOCK is None

@@ -21,8 +21,8 @@ pytest.importorskip("openvino")
 
 from workbench.core.errors import ConfigError  # noqa: E402
 from workbench.core.models.runners import RuntimeOptions, example_input, open_runner  # noqa: E402
-from workbench.core.serve import protect  # noqa: E402
-from workbench.core.serve.protect import DecryptionError, SignatureError  # noqa: E402
+from workbench.core.serve.bundle import protect  # noqa: E402
+from workbench.core.serve.bundle.protect import DecryptionError, SignatureError  # noqa: E402
 
 IMGSZ = 64
 OPTIONS = RuntimeOptions(threads=1, precision="f32")
@@ -176,7 +176,7 @@ def _flip(path: Path) -> None:
 
 
 def test_an_altered_byte_is_refused_before_decryption(copy, keys, monkeypatch):
-    from workbench.core.serve import protect as module
+    from workbench.core.serve.bundle import protect as module
 
     opened = []
     monkeypatch.setattr(module, "open_runner_from_memory", lambda *a, **k: opened.append(a))

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from workbench.core.errors import WorkbenchError
-from workbench.core.sweep.space import SearchSpace
+from workbench.core.services.recipe_sweeps import SearchSpace
 
 FAST = {"seconds": 0.2, "warmup_s": 0.05, "min_runs": 3}
 SPEC = {

@@ -14,7 +14,7 @@ import pytest
 from serving_helpers import export_demo
 
 from workbench.core.errors import ConfigError
-from workbench.core.serve.principal import Denied, Principal, Role, allowed
+from workbench.core.serve.security.principal import Denied, Principal, Role, allowed
 
 IMGSZ = 128
 GOOD = {"Authorization": "Bearer good"}
@@ -74,7 +74,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(exported):
-    from workbench.core.serve.model import ServedModel
+    from workbench.core.serve.service.model import ServedModel
 
     workspace, ir, _ = exported
     return ServedModel.from_variant(workspace, ir, threads=1)
@@ -99,9 +99,9 @@ def audit():
 
 @pytest.fixture(scope="module")
 def url(served, audit):
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.limits import MIB, Limits
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.limits import MIB, Limits
+    from workbench.core.serve.service.server import serving
 
     app = create_app(served, guard=FakeGuard(), audit=audit, limits=Limits(max_body_bytes=4 * MIB))
     with serving(app) as base:
@@ -268,8 +268,8 @@ def test_oversize_bodies_and_gigapixel_headers_are_413_before_any_decoding(http,
 def test_the_guard_decides_and_every_request_is_audited_without_data(served, pngs):
     import httpx
 
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.server import serving
 
     audit, metrics = FakeAudit(), FakeMetrics()
     app = create_app(served, guard=FakeGuard(), audit=audit, metrics=metrics)
@@ -303,8 +303,8 @@ def test_the_guard_decides_and_every_request_is_audited_without_data(served, png
 def test_a_request_that_cannot_be_audited_is_not_served(served):
     import httpx
 
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.server import serving
 
     with serving(create_app(served, guard=FakeGuard(), audit=FakeAudit(fail=True))) as base:
         response = httpx.get(f"{base}/v2", headers=GOOD)
@@ -314,9 +314,9 @@ def test_a_request_that_cannot_be_audited_is_not_served(served):
 def test_a_key_over_its_rate_gets_429_with_retry_after(served):
     import httpx
 
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.limits import Limits
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.limits import Limits
+    from workbench.core.serve.service.server import serving
 
     audit = FakeAudit()
     app = create_app(served, guard=FakeGuard(), audit=audit, limits=Limits(rate_per_s=0.2, burst=2))
@@ -345,8 +345,8 @@ class Gate:
 
 
 def _gated_app(limits):
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.model import ServedModel
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.model import ServedModel
 
     gate = Gate()
     model = ServedModel.from_open(gate, name="gated", names={0: "thing"}, imgsz=32)
@@ -356,8 +356,8 @@ def _gated_app(limits):
 def test_a_full_queue_sheds_at_once_with_503_and_recovers(pngs):
     import httpx
 
-    from workbench.core.serve.limits import Limits
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.service.limits import Limits
+    from workbench.core.serve.service.server import serving
 
     gate, app = _gated_app(Limits(max_queue=1, timeout_s=15))
     service, png = app.state.service, {**GOOD, "Content-Type": "image/png"}
@@ -387,8 +387,8 @@ def test_a_full_queue_sheds_at_once_with_503_and_recovers(pngs):
 def test_an_answer_later_than_the_timeout_is_504(pngs):
     import httpx
 
-    from workbench.core.serve.limits import Limits
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.service.limits import Limits
+    from workbench.core.serve.service.server import serving
 
     gate, app = _gated_app(Limits(timeout_s=0.3))
     try:
@@ -404,7 +404,7 @@ def test_an_open_runner_is_served_one_call_at_a_time(exported, pngs):
 
     from workbench.core.models.detector import DeploymentSpec, open_detector
     from workbench.core.models.runners import RuntimeOptions, example_input, open_runner
-    from workbench.core.serve.model import ServedModel
+    from workbench.core.serve.service.model import ServedModel
 
     runner = open_runner(exported[2], RuntimeOptions(threads=1))
     model = ServedModel.from_runner(runner, imgsz=IMGSZ, name="protected", names={0: "circle"})
@@ -418,7 +418,7 @@ def test_an_open_runner_is_served_one_call_at_a_time(exported, pngs):
 
 
 def test_protocol_parsing_without_a_server():
-    from workbench.core.serve.protocol import ProtocolError, TensorSpec, infer_response, parse_infer_request
+    from workbench.core.serve.service.protocol import ProtocolError, TensorSpec, infer_response, parse_infer_request
 
     spec, out = TensorSpec("x", "INT32", (-1, 2)), TensorSpec("y", "FP32", (-1,))
     body = b'{"inputs": [{"name": "x", "shape": [2, 2], "datatype": "INT32", "data": [1, 2, 3, 4]}]}'
@@ -438,7 +438,7 @@ def test_protocol_parsing_without_a_server():
 def test_limits_are_checked_and_image_headers_read_without_decoding():
     import cv2
 
-    from workbench.core.serve.limits import LimitExceeded, Limits, RateLimiter, image_size
+    from workbench.core.serve.service.limits import LimitExceeded, Limits, RateLimiter, image_size
 
     for bad in ({"max_body_bytes": 0}, {"rate_per_s": -1}, {"timeout_s": float("nan")}, {"max_queue": -1}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
@@ -461,9 +461,9 @@ def test_limits_are_checked_and_image_headers_read_without_decoding():
 def test_the_server_listens_on_loopback_unless_told_and_serves_tls(served, tmp_path):
     import httpx
 
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.server import ServeConfig, serving
-    from workbench.core.serve.tls import client_context, local_certificate
+    from workbench.core.serve.security.tls import client_context, local_certificate
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.server import ServeConfig, serving
 
     assert ServeConfig().host == "127.0.0.1"
     with pytest.raises(ConfigError, match="clear text"):
@@ -498,8 +498,8 @@ def test_metrics_are_for_operators_and_payloads_reach_them_only_when_watched(ser
     `observe` only when the metrics watch payloads (drift or a sampler), and never the audit."""
     import httpx
 
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.server import serving
 
     png = {"Content-Type": "image/png"}
     for sampler in (None, object()):

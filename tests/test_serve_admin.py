@@ -27,11 +27,11 @@ import pyotp  # noqa: E402
 from serving_helpers import cheap_hasher, export_demo  # noqa: E402
 
 from workbench.core.errors import ConfigError  # noqa: E402
-from workbench.core.serve.admin import LoadedVariant, VariantNotFound, read_audit  # noqa: E402
-from workbench.core.serve.audit import AuditLog, verify_audit  # noqa: E402
-from workbench.core.serve.guard import Guard  # noqa: E402
-from workbench.core.serve.keys import TOTP_STEP_S, KeyStore  # noqa: E402
-from workbench.core.serve.principal import Principal, Role  # noqa: E402
+from workbench.core.serve.security.audit import AuditLog, verify_audit  # noqa: E402
+from workbench.core.serve.security.guard import Guard  # noqa: E402
+from workbench.core.serve.security.keys import TOTP_STEP_S, KeyStore  # noqa: E402
+from workbench.core.serve.security.principal import Principal, Role  # noqa: E402
+from workbench.core.serve.service.admin import LoadedVariant, VariantNotFound, read_audit  # noqa: E402
 
 IMGSZ = 128
 BROKEN = ("variant 'broken' is an INT8 export whose calibration is missing", "export it again with --calibration")
@@ -87,7 +87,7 @@ class Loader:
         self.calls: list[tuple[str, str]] = []
 
     def __call__(self, variant: str, name: str) -> LoadedVariant:
-        from workbench.core.serve.model import ServedModel
+        from workbench.core.serve.service.model import ServedModel
 
         self.calls.append((variant, name))
         self.entered.set()
@@ -147,7 +147,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(exported):
-    from workbench.core.serve.model import ServedModel
+    from workbench.core.serve.service.model import ServedModel
 
     workspace, variants = exported
     return ServedModel.from_variant(workspace, variants["openvino"], threads=1, workers=1)
@@ -155,10 +155,10 @@ def served(exported):
 
 @pytest.fixture(scope="module")
 def stack(exported, served, tmp_path_factory):
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.limits import MIB, Limits
-    from workbench.core.serve.monitor import Metrics
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.monitoring.metrics import Metrics
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.limits import MIB, Limits
+    from workbench.core.serve.service.server import serving
 
     workspace, variants = exported
     root = tmp_path_factory.mktemp("admin-stack")
@@ -327,8 +327,8 @@ def test_the_audit_tail_verifies_and_holds_the_last_lines(stack, http):
 
 
 def test_an_edited_audit_line_makes_the_tail_unverified_and_names_it(stack, served, tmp_path):
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.server import serving
 
     with AuditLog(tmp_path / "audit.jsonl", fsync=False) as audit:
         app = create_app(served, guard=stack.app.state.service.guard, audit=audit)
@@ -452,10 +452,10 @@ def test_the_variant_is_switched_while_requests_are_in_flight(stack, http, serve
 
 def test_an_in_flight_request_finishes_on_the_old_model(stack, http):
     from workbench.core.models.detector import Detections
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.audit import AuditLog as Log
-    from workbench.core.serve.model import ServedModel
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.security.audit import AuditLog as Log
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.model import ServedModel
+    from workbench.core.serve.service.server import serving
 
     held, entered = threading.Event(), threading.Event()
     held.set()  # open for the warm-up call
@@ -524,8 +524,8 @@ def test_a_second_switch_while_one_loads_is_409(stack, http):
 
 
 def test_without_a_loader_key_store_or_audit_path_the_admin_endpoints_are_404(served):
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.server import serving
 
     class Nothing:
         def append(self, record):
@@ -577,7 +577,7 @@ def test_other_methods_on_the_admin_paths_are_405(stack, http):
 
 
 def test_serve_model_passes_its_loader_on_and_wants_keys_with_it(stack, served):
-    from workbench.core.services.serving import serve_model
+    from workbench.core.serve.service.local_server import serve_model
 
     same = LoadedVariant(served, 41)
     with serve_model(served, keys=stack.store, loader=lambda variant, name: same) as server:

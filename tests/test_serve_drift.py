@@ -19,10 +19,11 @@ from serving_helpers import export_demo  # noqa: E402
 
 from workbench.cli import main  # noqa: E402
 from workbench.core.errors import ConfigError, DatasetError  # noqa: E402
-from workbench.core.serve.admin import LoadedVariant, VariantNotFound  # noqa: E402
-from workbench.core.serve.drift import DriftMonitor, ReferenceStats  # noqa: E402
-from workbench.core.serve.monitor import Metrics  # noqa: E402
-from workbench.core.services import monitoring  # noqa: E402
+from workbench.core.serve.monitoring import reference as references  # noqa: E402
+from workbench.core.serve.monitoring.drift import DriftMonitor, ReferenceStats  # noqa: E402
+from workbench.core.serve.monitoring.metrics import Metrics  # noqa: E402
+from workbench.core.serve.service import loader  # noqa: E402
+from workbench.core.serve.service.admin import LoadedVariant, VariantNotFound  # noqa: E402
 
 IMGSZ = 128
 WINDOW = 24  # the odd val images (24 of 48) make one window; the even ones the reference
@@ -37,7 +38,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(exported):
-    from workbench.core.serve.model import ServedModel
+    from workbench.core.serve.service.model import ServedModel
 
     workspace, variant = exported
     return ServedModel.from_variant(workspace, variant, threads=1, workers=1)
@@ -79,16 +80,16 @@ def _cached(workspace, variant_id) -> list[Path]:
 def test_the_reference_comes_from_the_val_images_through_the_served_model_and_is_cached(exported, served, data):
     workspace, variant_id = exported
     model = Counting(served)
-    first = monitoring.drift_reference(workspace, variant_id, model, data=data["val"], images=WINDOW)
+    first = references.drift_reference(workspace, variant_id, model, data=data["val"], images=WINDOW)
     assert model.calls == WINDOW and len(first.features) == WINDOW and first.source.endswith("val (24 images)")
     assert sum(first.counts) == len(first.scores) > 0, "the demo model finds shapes on its own val images"
     (cache,) = _cached(workspace, variant_id)
-    assert cache == monitoring.reference_cache(workspace, variant_id, served, data["val"], WINDOW)
-    again = monitoring.drift_reference(workspace, variant_id, model, data=data["val"], images=WINDOW)
+    assert cache == references.reference_cache(workspace, variant_id, served, data["val"], WINDOW)
+    again = references.drift_reference(workspace, variant_id, model, data=data["val"], images=WINDOW)
     assert model.calls == WINDOW and again == first == ReferenceStats.load(cache)  # read back, not recomputed
     assert not list(cache.parent.glob(".*.tmp"))
     cache.write_text("{not json")  # a damaged cache is built again
-    assert monitoring.drift_reference(workspace, variant_id, model, data=data["val"], images=WINDOW) == first
+    assert references.drift_reference(workspace, variant_id, model, data=data["val"], images=WINDOW) == first
     assert model.calls == 2 * WINDOW and ReferenceStats.load(cache) == first
 
 
@@ -99,17 +100,17 @@ def test_without_data_the_reference_asks_for_drift_data_until_the_ledger_knows_i
     other = Workspace(tmp_path / "ws")  # the same export in a workspace of its own: no data recorded, no cache
     copy = other.add_artifact(workspace.artifact_path(variant_id), "demo_openvino_model", step="export")
     with pytest.raises(ConfigError, match=f"no validation data is known for variant {copy}") as refused:
-        monitoring.drift_reference(other, copy, served)
+        references.drift_reference(other, copy, served)
     assert "--drift-data DATA_YAML" in refused.value.fix
     with pytest.raises(ConfigError, match="does not exist"):
-        monitoring.drift_reference(other, copy, served, data="/nowhere/data.yaml")
+        references.drift_reference(other, copy, served, data="/nowhere/data.yaml")
     with pytest.raises(ConfigError, match="at least 8 images"):
-        monitoring.drift_monitor(other, copy, served, data=data["val"], window=4)
+        references.drift_monitor(other, copy, served, data=data["val"], window=4)
     assert not (other.root / "serve").exists()
     other.ledger.add_measurement(copy, "accuracy", {"map50": 0.5}, {"data_yaml": str(data["val"]), "status": "ok"})
-    assert monitoring.drift_data(other, copy) == data["val"].resolve()
+    assert references.drift_data(other, copy) == data["val"].resolve()
     model = Counting(served)
-    reference = monitoring.drift_reference(other, copy, model, images=WINDOW)
+    reference = references.drift_reference(other, copy, model, images=WINDOW)
     assert reference.source.startswith(str(data["val"].resolve())) and model.calls == WINDOW
     assert len(_cached(other, copy)) == 1
 
@@ -128,10 +129,10 @@ def _send(url: str, paths: list[Path]) -> list[dict]:
 def test_a_darkened_window_through_the_server_is_an_alert_of_the_variant_and_the_same_scenes_unshifted_none(
     exported, served, data
 ):
-    from workbench.core.services.serving import serve_model
+    from workbench.core.serve.service.local_server import serve_model
 
     workspace, variant_id = exported
-    monitor = monitoring.drift_monitor(workspace, variant_id, served, data=data["val"], window=WINDOW, images=WINDOW)
+    monitor = references.drift_monitor(workspace, variant_id, served, data=data["val"], window=WINDOW, images=WINDOW)
     assert monitor.probe is not None and monitor.reference.source.endswith("val (24 images)")
     reports = []
     metrics = Metrics(served.name, drift=monitor, workspace=workspace, variant_id=variant_id, on_drift=reports.append)
@@ -145,7 +146,7 @@ def test_a_darkened_window_through_the_server_is_an_alert_of_the_variant_and_the
     assert alert.context["reference"] == monitor.reference.source
     assert metrics.snapshot()["drift"]["looks_like"] == "dark"
 
-    calm = monitoring.drift_monitor(workspace, variant_id, served, data=data["val"], window=WINDOW, images=WINDOW)
+    calm = references.drift_monitor(workspace, variant_id, served, data=data["val"], window=WINDOW, images=WINDOW)
     unshifted = Metrics(served.name, drift=calm, workspace=workspace, variant_id=variant_id, background=False)
     for path in _val(data["val"])[1::2]:
         import cv2
@@ -160,20 +161,20 @@ def test_a_darkened_window_through_the_server_is_an_alert_of_the_variant_and_the
 
 def test_the_loader_opens_a_variant_by_id_or_name_with_its_drift_monitor(exported, data):
     workspace, variant_id = exported
-    load = monitoring.workspace_loader(workspace, drift=True, data=data["val"], window=WINDOW, threads=1, workers=1)
+    load = loader.workspace_loader(workspace, drift=True, data=data["val"], window=WINDOW, threads=1, workers=1)
     loaded = load(str(variant_id), "served-name")
     assert isinstance(loaded, LoadedVariant) and loaded.variant_id == variant_id and loaded.model.name == "served-name"
     assert isinstance(loaded.drift, DriftMonitor) and loaded.drift.window == WINDOW
     assert loaded.drift.reference.source.startswith(str(data["val"].resolve()))
     name = workspace.variant(variant_id).name
-    assert monitoring.resolve_variant(workspace, name) == variant_id
-    plain = monitoring.workspace_loader(workspace, drift=False, threads=1, workers=1)(name, "other")
+    assert loader.resolve_variant(workspace, name) == variant_id
+    plain = loader.workspace_loader(workspace, drift=False, threads=1, workers=1)(name, "other")
     assert plain.drift is None and plain.model.version == str(variant_id)
 
 
 def test_the_loader_names_what_it_cannot_serve(exported, data, tmp_path):
     workspace, variant_id = exported
-    load = monitoring.workspace_loader(workspace, drift=False)
+    load = loader.workspace_loader(workspace, drift=False)
     planned = workspace.ledger.add_variant("planned.onnx", step="export", parent_id=variant_id)
     cases = {
         "999": "no variant '999'",
@@ -189,12 +190,12 @@ def test_the_loader_names_what_it_cannot_serve(exported, data, tmp_path):
         load("twin.onnx", "served")
     assert all(str(i) in refused.value.problem for i in twice)
     with pytest.raises(ConfigError, match="--drift-data"):
-        monitoring.workspace_loader(workspace, drift=True)(str(variant_id), "served")  # no data recorded
+        loader.workspace_loader(workspace, drift=True)(str(variant_id), "served")  # no data recorded
     with pytest.raises(ConfigError, match="does not exist"):
-        monitoring.workspace_loader(workspace, drift=True, data="/nowhere/data.yaml")
+        loader.workspace_loader(workspace, drift=True, data="/nowhere/data.yaml")
     (tmp_path / "data.yaml").write_text("names: {0: a}\n")
     with pytest.raises(DatasetError, match="val"):
-        monitoring.workspace_loader(workspace, drift=True, data=tmp_path / "data.yaml")
+        loader.workspace_loader(workspace, drift=True, data=tmp_path / "data.yaml")
 
 
 # -- `workbench serve`: the flags ------------------------------------------------------------------------------------
@@ -260,9 +261,9 @@ def test_serve_refuses_drift_for_a_bare_artifact_without_data_and_bad_numbers(sm
 
 
 def test_serve_wires_drift_sampling_and_the_loader_into_the_server(exported, data, tmp_path, monkeypatch, capsys):
-    from workbench.core.serve import server
-    from workbench.core.serve.keys import KeyStore
-    from workbench.core.serve.principal import Role
+    from workbench.core.serve.security.keys import KeyStore
+    from workbench.core.serve.security.principal import Role
+    from workbench.core.serve.service import server
 
     workspace, variant_id = exported
     keys = tmp_path / "keys.json"

@@ -15,7 +15,6 @@ import struct
 import subprocess
 import sys
 import time
-import warnings
 import zlib
 from collections import Counter
 from contextlib import contextmanager
@@ -33,13 +32,14 @@ pytest.importorskip("pyotp")
 import httpx  # noqa: E402
 import pyotp  # noqa: E402
 from serving_helpers import cheap_hasher  # noqa: E402
+from tls_clients import tls11_client  # noqa: E402
 
-from workbench.core.serve import tls  # noqa: E402
-from workbench.core.serve.audit import AuditLog, verify_audit  # noqa: E402
-from workbench.core.serve.guard import Guard  # noqa: E402
-from workbench.core.serve.keys import KeyStore  # noqa: E402
-from workbench.core.serve.limits import Limits  # noqa: E402
-from workbench.core.serve.principal import Action, Denied, Role  # noqa: E402
+from workbench.core.serve.security import tls  # noqa: E402
+from workbench.core.serve.security.audit import AuditLog, verify_audit  # noqa: E402
+from workbench.core.serve.security.guard import Guard  # noqa: E402
+from workbench.core.serve.security.keys import KeyStore  # noqa: E402
+from workbench.core.serve.security.principal import Action, Denied, Role  # noqa: E402
+from workbench.core.serve.service.limits import Limits  # noqa: E402
 
 IMGSZ = 128
 WORKERS = 2
@@ -80,7 +80,7 @@ class Base:
 def base(tmp_path_factory):
     from workbench.core.models.export import ExportConfig, export
     from workbench.core.models.sources import open_source, record_source
-    from workbench.core.serve.model import ServedModel
+    from workbench.core.serve.service.model import ServedModel
     from workbench.core.store.workspace import Workspace
 
     root = tmp_path_factory.mktemp("load")
@@ -100,9 +100,9 @@ def base(tmp_path_factory):
 @contextmanager
 def running(base: Base, name: str, limits: Limits, guard: Guard | None = None):
     """The app with `limits`, its own audit log and metrics, over HTTPS: yields (url, app, audit path)."""
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.monitor import Metrics
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.monitoring.metrics import Metrics
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.server import serving
 
     metrics = Metrics(base.model.name)
     try:
@@ -125,7 +125,7 @@ def detect_headers(key: str) -> dict:
 CLIENTS = r"""
 import json, sys, threading, time
 import httpx
-from workbench.core.serve.tls import client_context
+from workbench.core.serve.security.tls import client_context
 
 job = json.loads(sys.argv[1])
 images = [open(path, "rb").read() for path in job["images"]]
@@ -273,17 +273,6 @@ def jpeg_declaring(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def _tls11_client() -> ssl.SSLContext:
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        client.minimum_version = ssl.TLSVersion.TLSv1
-        client.maximum_version = ssl.TLSVersion.TLSv1_1
-    client.set_ciphers("DEFAULT@SECLEVEL=0")
-    return client
-
-
 def tls11_refused(port: int, context: ssl.SSLContext) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         try:
@@ -377,7 +366,7 @@ def test_a_soak_of_1000_bad_requests_each_gets_its_status_memory_stays_bounded_a
     kinds = bad_requests(base, max_body)
     rounds = -(-1000 // len(kinds))  # at least 1,000 bad HTTP requests
     answers: dict[str, Counter] = {kind: Counter() for kind in kinds}
-    tls11 = _tls11_client() if ssl.HAS_TLSv1_1 else None
+    tls11 = tls11_client() if ssl.HAS_TLSv1_1 else None
     totp_refusals: Counter = Counter()
     process = psutil.Process()
     with running(base, "soak", limits, guard) as (url, app, audit_path):

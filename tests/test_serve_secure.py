@@ -18,7 +18,6 @@ import socket
 import ssl
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,14 +32,15 @@ pytest.importorskip("pyotp")
 import httpx  # noqa: E402
 import pyotp  # noqa: E402
 from serving_helpers import cheap_hasher, export_demo  # noqa: E402
+from tls_clients import PermissiveSSL, handshake, permissive, tls11_client  # noqa: E402
 
 from workbench.cli import main  # noqa: E402
-from workbench.core.serve import tls  # noqa: E402
-from workbench.core.serve.admin import LoadedVariant  # noqa: E402
-from workbench.core.serve.audit import AuditLog, verify_audit  # noqa: E402
-from workbench.core.serve.guard import Guard  # noqa: E402
-from workbench.core.serve.keys import TOTP_STEP_S, KeyStore  # noqa: E402
-from workbench.core.serve.principal import Action, Denied, Role  # noqa: E402
+from workbench.core.serve.security import tls  # noqa: E402
+from workbench.core.serve.security.audit import AuditLog, verify_audit  # noqa: E402
+from workbench.core.serve.security.guard import Guard  # noqa: E402
+from workbench.core.serve.security.keys import TOTP_STEP_S, KeyStore  # noqa: E402
+from workbench.core.serve.security.principal import Action, Denied, Role  # noqa: E402
+from workbench.core.serve.service.admin import LoadedVariant  # noqa: E402
 
 IMGSZ = 128
 DAY = 86400.0
@@ -122,7 +122,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(exported):
-    from workbench.core.serve.model import ServedModel
+    from workbench.core.serve.service.model import ServedModel
 
     workspace, variant = exported
     return ServedModel.from_variant(workspace, variant, threads=1, workers=1)
@@ -130,10 +130,10 @@ def served(exported):
 
 @pytest.fixture(scope="module")
 def stack(served, tmp_path_factory):
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.limits import MIB, Limits
-    from workbench.core.serve.monitor import Metrics
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.monitoring.metrics import Metrics
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.limits import MIB, Limits
+    from workbench.core.serve.service.server import serving
 
     root = tmp_path_factory.mktemp("stack")
     certs = tls.local_certificate(root / "certs")
@@ -371,44 +371,9 @@ def test_plain_http_to_the_tls_port_gets_no_http_answer(stack):
     assert len(stack.audit_lines()) == before  # no request reached the app
 
 
-def _permissive(context: ssl.SSLContext) -> ssl.SSLContext:
-    """A context as an older Python or a lax system openssl.cnf makes it: TLS 1.0 and SECLEVEL 0 allowed."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context.minimum_version = ssl.TLSVersion.TLSv1
-    context.set_ciphers("DEFAULT@SECLEVEL=0")
-    return context
-
-
-class _PermissiveSSL:
-    """The `ssl` module as `tls` sees it, with permissive defaults: the server's own settings must hold the floor."""
-
-    def __getattr__(self, name):
-        return getattr(ssl, name)
-
-    @staticmethod
-    def SSLContext(protocol):  # named as what it stands in for
-        return _permissive(ssl.SSLContext(protocol))
-
-
-def _tls11_client() -> ssl.SSLContext:
-    client = _permissive(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
-    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        client.maximum_version = ssl.TLSVersion.TLSv1_1
-    return client
-
-
-def _handshake(port: int, context: ssl.SSLContext) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as wrapped:
-            return wrapped.version()
-
-
 def _weak_server_handshakes(certs, client: ssl.SSLContext) -> str | None:
     """The TLS version `client` gets from a server without any floor (None: this OpenSSL refuses it anyway)."""
-    weak = _permissive(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    weak = permissive(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     weak.load_cert_chain(str(certs.certfile), str(certs.keyfile))
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -423,7 +388,7 @@ def _weak_server_handshakes(certs, client: ssl.SSLContext) -> str | None:
         thread = threading.Thread(target=serve_one, daemon=True)
         thread.start()
         try:
-            return _handshake(listener.getsockname()[1], client)
+            return handshake(listener.getsockname()[1], client)
         except ssl.SSLError:
             return None
         finally:
@@ -431,22 +396,22 @@ def _weak_server_handshakes(certs, client: ssl.SSLContext) -> str | None:
 
 
 def test_a_tls11_client_is_refused_by_the_servers_own_floor(stack, served, monkeypatch, tmp_path):
-    from workbench.core.serve.app import create_app
-    from workbench.core.serve.server import serving
+    from workbench.core.serve.service.app import create_app
+    from workbench.core.serve.service.server import serving
 
     if not ssl.HAS_TLSv1_1:
         pytest.skip(f"{ssl.OPENSSL_VERSION} cannot speak TLS 1.1")
-    client = _tls11_client()
+    client = tls11_client()
     if _weak_server_handshakes(stack.certs, client) != "TLSv1.1":
         pytest.skip(f"{ssl.OPENSSL_VERSION} refuses TLS 1.1 even at SECLEVEL 0: nothing to refuse here")
-    monkeypatch.setattr(tls, "ssl", _PermissiveSSL())  # the server's own settings must be what refuses
+    monkeypatch.setattr(tls, "ssl", PermissiveSSL())  # the server's own settings must be what refuses
     with AuditLog(tmp_path / "audit.jsonl") as audit:
         app = create_app(served, guard=stack.guard, audit=audit)
         with serving(app, certfile=stack.certs.certfile, keyfile=stack.certs.keyfile) as url:
             port = int(url.rsplit(":", 1)[1])
             with pytest.raises(ssl.SSLError):
-                _handshake(port, client)
-            assert _handshake(port, tls.client_context(stack.certs.ca_certfile)) in ("TLSv1.2", "TLSv1.3")
+                handshake(port, client)
+            assert handshake(port, tls.client_context(stack.certs.ca_certfile)) in ("TLSv1.2", "TLSv1.3")
             with httpx.Client(verify=tls.client_context(stack.certs.ca_certfile)) as good:
                 assert good.get(f"{url}/v2/health/live").status_code == 200
     assert verify_audit(audit.path).records == 1  # the refused handshake reached no endpoint

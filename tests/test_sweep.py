@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench.core.errors import ConfigError
+from workbench.core.services.recipe_sweeps import SearchSpace
 from workbench.core.sweep.pareto import pareto_front
 from workbench.core.sweep.search import run_sweep
-from workbench.core.sweep.space import SearchSpace
 from workbench.core.sweep.trials import TRIAL_KIND, LocalEngine, TrialResult
 
 FAST = {"seconds": 0.2, "warmup_s": 0.05, "min_runs": 3}

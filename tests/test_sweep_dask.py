@@ -14,6 +14,7 @@ import pytest
 from workbench.cli import main as cli_main
 from workbench.core.environment import fingerprint, fingerprint_id
 from workbench.core.errors import ConfigError
+from workbench.core.services.recipe_sweeps import OPTIMIZER_TOOLKIT
 from workbench.core.store.workspace import Workspace
 from workbench.core.sweep import transfer
 from workbench.core.sweep.trials import TrialSpec
@@ -25,7 +26,10 @@ TIMING = {"imgsz": [64], "seconds": 0.3, "warmup_s": 0.05, "warmup_runs": 2, "mi
 def spec(number: int, ratio: float, target: str | None = None) -> TrialSpec:
     recipe = {"name": f"trial-{number}", "steps": [{"prune": {"ratio": ratio, "round_to": 16, "imgsz": 64}}]}
     accuracy = {"imgsz": [64], "accuracy_images": 4}
-    return TrialSpec(number, {"prune.ratio": ratio}, recipe, accuracy, TIMING, target=target, sweep="dask-test")
+    return TrialSpec(
+        number, {"prune.ratio": ratio}, recipe, accuracy, TIMING, target=target, sweep="dask-test",
+        toolkit=OPTIMIZER_TOOLKIT,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

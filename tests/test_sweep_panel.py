@@ -12,12 +12,13 @@ import pytest
 
 from workbench.core.errors import ConfigError
 from workbench.core.progress import emit
-from workbench.core.services import sweeps
+from workbench.core.services import recipe_sweeps
+from workbench.core.services.recipe_sweeps import SearchSpace
 from workbench.core.services.session import Session
-from workbench.core.services.sweeps import EngineChoice, SweepRequest, recorded_sweeps, run_chosen_sweep
 from workbench.core.store.records import Measurement
 from workbench.core.store.workspace import Workspace
-from workbench.core.sweep.space import SearchSpace
+from workbench.core.sweep.chosen import EngineChoice, SweepRequest, run_chosen_sweep
+from workbench.core.sweep.recorded import recorded_sweeps
 from workbench.core.sweep.trials import TRIAL_KIND, TrialResult
 from workbench.widgets import Dashboard, SweepPanel, Workbench
 
@@ -104,7 +105,7 @@ def test_cancel_after_the_first_trial_stops_the_sweep(session, tmp_path):
 def test_a_cancel_inside_a_running_trial_returns_the_finished_ones(session, tmp_path):
     from workbench.core.errors import Cancelled
 
-    space, _ = sweeps.load_sweep(None, tiny_spec(tmp_path, sizes=(64, 96, 128), name="mid-trial"))
+    space, _ = recipe_sweeps.load_sweep(None, tiny_spec(tmp_path, sizes=(64, 96, 128), name="mid-trial"))
     finished, inner = [], []
 
     def progress(event):  # the second trial's first inner step (its export) is where the Cancel lands
@@ -188,7 +189,7 @@ def test_engine_choices_are_checked_before_anything_runs(session, tmp_path):
     assert panel.scheduler.layout.display is None and panel.workers.layout.display == "none"
     panel.run_button.click()
     assert panel.state == "error" and "no Dask scheduler address" in panel.message.value and not calls
-    assert set(sweeps.shipped_sweeps()) >= {"small", "search-student"} and panel.spec.value == "small"
+    assert set(recipe_sweeps.shipped_sweeps()) >= {"small", "search-student"} and panel.spec.value == "small"
 
 
 # ---------------------------------------------------------------------------------------------------- a Dask engine

@@ -10,7 +10,6 @@ import ssl
 import stat
 import threading
 import time
-import warnings
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,9 +20,10 @@ pytest.importorskip("starlette")
 
 from cryptography import x509  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
+from tls_clients import PermissiveSSL, handshake, permissive, tls11_client  # noqa: E402
 
 from workbench.core.errors import ConfigError  # noqa: E402
-from workbench.core.serve import tls  # noqa: E402
+from workbench.core.serve.security import tls  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +84,6 @@ def _get(port: int, context: ssl.SSLContext) -> tuple[int, str, str]:
         connection.close()
 
 
-def _handshake(port: int, context: ssl.SSLContext) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as wrapped:
-            return wrapped.version()
-
-
 def test_the_local_chain_verifies_and_names_every_host(certs):
     ca = x509.load_pem_x509_certificate(certs.ca_certfile.read_bytes())
     leaf = x509.load_pem_x509_certificate(certs.certfile.read_bytes())
@@ -143,37 +137,8 @@ def test_tls12_and_tls13_clients_connect_and_verify_against_the_local_ca(certs, 
             _get(port, stranger)
 
 
-def _permissive(context: ssl.SSLContext) -> ssl.SSLContext:
-    """A context as an older Python or a lax system openssl.cnf makes it: TLS 1.0 and SECLEVEL 0 allowed."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context.minimum_version = ssl.TLSVersion.TLSv1
-    context.set_ciphers("DEFAULT@SECLEVEL=0")
-    return context
-
-
-class _PermissiveSSL:
-    """The `ssl` module as `tls` sees it, with permissive defaults: its settings must be what holds the floor."""
-
-    def __getattr__(self, name):
-        return getattr(ssl, name)
-
-    @staticmethod
-    def SSLContext(protocol):  # named as what it stands in for
-        return _permissive(ssl.SSLContext(protocol))
-
-
-def _tls11_client() -> ssl.SSLContext:
-    client = _permissive(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
-    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        client.maximum_version = ssl.TLSVersion.TLSv1_1
-    return client
-
-
 def test_the_floor_holds_even_where_the_defaults_are_permissive(certs, monkeypatch):
-    monkeypatch.setattr(tls, "ssl", _PermissiveSSL())
+    monkeypatch.setattr(tls, "ssl", PermissiveSSL())
     context = tls.server_context(certs.certfile, certs.keyfile)
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
     assert context.options & ssl.OP_NO_COMPRESSION
@@ -188,8 +153,8 @@ def test_a_tls11_client_is_refused_by_the_servers_floor(certs, monkeypatch):
 
     if not ssl.HAS_TLSv1_1:
         pytest.skip(f"{ssl.OPENSSL_VERSION} cannot speak TLS 1.1; the floor is asserted by the test above")
-    client = _tls11_client()
-    weak = _permissive(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    client = tls11_client()
+    weak = permissive(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     weak.load_cert_chain(str(certs.certfile), str(certs.keyfile))
     weak_config = uvicorn.Config(
         _app(), ssl_certfile=str(certs.certfile), ssl_context_factory=lambda *_: weak, log_level="warning",
@@ -197,13 +162,13 @@ def test_a_tls11_client_is_refused_by_the_servers_floor(certs, monkeypatch):
     )  # fmt: skip
     with _serving(weak_config) as port:  # a server without the floor: this client does get in
         try:
-            assert _handshake(port, client) == "TLSv1.1"
+            assert handshake(port, client) == "TLSv1.1"
         except ssl.SSLError as exc:
             pytest.skip(f"{ssl.OPENSSL_VERSION} refuses TLS 1.1 even at SECLEVEL 0 ({exc}); floor asserted above")
-    monkeypatch.setattr(tls, "ssl", _PermissiveSSL())  # the server's own settings must be what refuses
+    monkeypatch.setattr(tls, "ssl", PermissiveSSL())  # the server's own settings must be what refuses
     with _serving(_config(certs)) as port:
         with pytest.raises(ssl.SSLError):
-            _handshake(port, client)
+            handshake(port, client)
         assert _get(port, tls.client_context(certs.ca_certfile))[0] == 200  # the server still serves TLS 1.2+
 
 

@@ -18,7 +18,7 @@ def _keys_folder(workspace: Path) -> Path:
 
 def _new_keys(folder: Path) -> None:
     from ..core.errors import ConfigError
-    from ..core.serve import protect
+    from ..core.serve.bundle import protect
 
     if (folder / MODEL_KEY_FILE).exists() or (folder / "signing-key.pem").exists():
         raise ConfigError(
@@ -35,7 +35,7 @@ def _new_keys(folder: Path) -> None:
 def _model_key(args, keys: Path) -> bytes:
     """--model-key-file, else $WORKBENCH_MODEL_KEY, else the key file beside the workspace."""
     from ..core.errors import ConfigError
-    from ..core.serve import protect
+    from ..core.serve.bundle import protect
 
     if args.model_key_file:
         return protect.load_key(key_file=args.model_key_file)
@@ -65,7 +65,7 @@ def _variant_id(workspace, given: str) -> int:
 
 def _bundle(args) -> int:
     from ..core.errors import ConfigError
-    from ..core.serve.bundle import BundleConfig, _open_workspace, make_bundle
+    from ..core.serve.bundle.make import BundleConfig, _open_workspace, make_bundle
     from ..core.store.workspace import default_workspace
 
     root = Path(args.workspace).expanduser().resolve() if args.workspace else default_workspace()

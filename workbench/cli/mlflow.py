@@ -17,8 +17,8 @@ def _variant_list(text: str) -> list[int]:
 
 def _export_mlflow(args) -> int:
     from ..core.errors import ConfigError
+    from ..core.services.mlflow_variants import export_to_mlflow
     from ..core.store.workspace import LEDGER_NAME, Workspace, default_workspace
-    from ..core.sweep.mlflow_export import export_to_mlflow
     from .progress import ProgressPrinter
 
     root = Path(args.workspace).expanduser().resolve() if args.workspace else default_workspace()
@@ -48,7 +48,7 @@ def _export_mlflow(args) -> int:
 
 
 def add_mlflow_parsers(sub) -> None:
-    from ..core.sweep.mlflow_export import DEFAULT_EXPERIMENT
+    from ..core.services.mlflow_variants import DEFAULT_EXPERIMENT
 
     command = sub.add_parser("export-mlflow", help="write the workspace's variants as MLflow runs (see `mlflow ui`)")
     command.add_argument(

@@ -51,7 +51,7 @@ def _pick_fix(root: Path) -> str:
 
 
 def _limits(args):
-    from ..core.serve.limits import MIB, Limits
+    from ..core.serve.service.limits import MIB, Limits
 
     defaults = Limits()
     rate = args.rate if args.rate is not None else defaults.rate_per_s
@@ -70,7 +70,7 @@ def _tls(args, root: Path) -> tuple[Path | None, Path | None, Path | None]:
     """(certificate, key, CA clients trust): the user's pair, a local one (--tls alone) or none."""
     if not (args.tls or args.certfile or args.keyfile):
         return None, None, None
-    from ..core.serve.tls import certificate_for
+    from ..core.serve.security.tls import certificate_for
 
     paths = certificate_for(root / "serve" / "tls", args.certfile, args.keyfile)
     return paths.certfile, paths.keyfile, paths.ca_certfile
@@ -79,7 +79,7 @@ def _tls(args, root: Path) -> tuple[Path | None, Path | None, Path | None]:
 def _key_store(path: Path):
     """The key store at `path`, refused when it holds no active key (the service would answer nobody)."""
     from ..core.errors import ConfigError
-    from ..core.serve.keys import KeyStore
+    from ..core.serve.security.keys import KeyStore
 
     store = KeyStore(path)
     if not any(k.status == "active" for k in store.list()):
@@ -94,7 +94,7 @@ def _key_store(path: Path):
 def _check_watching(args) -> None:
     """The drift and sampling flags agree with each other (checked before anything is opened or written)."""
     from ..core.errors import ConfigError
-    from ..core.serve.drift import DriftThresholds
+    from ..core.serve.monitoring.drift import DriftThresholds
 
     if args.drift is False and (args.drift_window is not None or args.drift_data):
         raise ConfigError("--drift-window and --drift-data go with drift on", "drop --no-drift, or drop them")
@@ -116,7 +116,7 @@ def _check_watching(args) -> None:
 def _drift_data(args, root: Path | None, variant_id: int | None) -> Path | None:
     """The data YAML of the drift reference: --drift-data, else the variant's recorded one; None: no drift."""
     from ..core.errors import ConfigError
-    from ..core.services.monitoring import NO_DATA_FIX, drift_data
+    from ..core.serve.monitoring.reference import NO_DATA_FIX, drift_data
 
     if args.drift is False:
         return None
@@ -151,8 +151,8 @@ def _serve(args) -> int:
 
 
 def _serve_variant(args) -> int:
-    from ..core.serve.model import check_model_name
-    from ..core.serve.server import ServeConfig
+    from ..core.serve.service.model import check_model_name
+    from ..core.serve.service.server import ServeConfig
 
     root = _workspace_root(args)
     limits = _limits(args)
@@ -181,8 +181,8 @@ def _serve_variant(args) -> int:
 def _serve_bundle(args) -> int:
     """`workbench serve --bundle DIR`: the verified bundle's model and `server.yaml`, some of it overridden."""
     from ..core.errors import ConfigError
-    from ..core.serve.bundle import open_bundle
-    from ..core.serve.protect import load_key
+    from ..core.serve.bundle.load import open_bundle
+    from ..core.serve.bundle.protect import load_key
 
     clashes = [flag for flag, given in (("VARIANT", args.variant), ("--workspace", args.workspace),
                                         ("--tls", args.tls), ("--name", args.name)) if given]  # fmt: skip
@@ -200,8 +200,8 @@ def _serve_bundle(args) -> int:
 
 def _start(args, config, store, what, ca) -> int:
     """Open the model (everything is checked by now), watch it as asked, then serve it until stopped."""
-    from ..core.serve.model import ServedModel
-    from ..core.services.monitoring import workspace_loader
+    from ..core.serve.service.loader import workspace_loader
+    from ..core.serve.service.model import ServedModel
     from ..core.store.workspace import Workspace
 
     variant_id, artifact, root, data = what
@@ -221,8 +221,8 @@ def _start(args, config, store, what, ca) -> int:
 def _watch(args, model, data, workspace, variant_id):
     """The service's `Metrics`, with the drift monitor (`data`: its reference's data YAML) and the payload sampler
     asked for, and a line on each."""
-    from ..core.serve.monitor import Metrics, Sampler
-    from ..core.services.monitoring import drift_monitor
+    from ..core.serve.monitoring.metrics import Metrics, Sampler
+    from ..core.serve.monitoring.reference import drift_monitor
 
     monitor, notes = None, []
     if data is not None:
@@ -244,9 +244,9 @@ def _watch(args, model, data, workspace, variant_id):
 def _run(model, config, store, source, ca, metrics, notes, loader=None) -> int:
     """Serve `model` with the guard over `store`, the audit log and `metrics` until stopped; `loader`: how the
     admin endpoint opens another variant (None: it cannot switch)."""
-    from ..core.serve.audit import AuditLog
-    from ..core.serve.guard import Guard
-    from ..core.serve.server import run_server
+    from ..core.serve.security.audit import AuditLog
+    from ..core.serve.security.guard import Guard
+    from ..core.serve.service.server import run_server
 
     scheme = "https" if config.tls else "http"
     print(f"serving {model.describe()}\n  from {source}")

@@ -41,8 +41,8 @@ def _operator() -> str:
 def _audited(args, command: str, act):
     """Run a key change as an audited admin action: the log is opened first (a damaged log refuses the change),
     the outcome is logged whether the change succeeds or fails."""
-    from ..core.serve.audit import AuditLog
-    from ..core.serve.keys import KeyStore
+    from ..core.serve.security.audit import AuditLog
+    from ..core.serve.security.keys import KeyStore
 
     store = KeyStore(_store_path(args))
     record = {"who": _operator(), "action": "manage_keys", "method": "CLI", "client": "local"}
@@ -77,7 +77,7 @@ def _keys_add(args) -> int:
 
 
 def _keys_list(args) -> int:
-    from ..core.serve.keys import KeyStore
+    from ..core.serve.security.keys import KeyStore
 
     keys = KeyStore(_store_path(args)).list()
     if not keys:
@@ -101,7 +101,7 @@ def _keys_revoke(args) -> int:
 
 def _audit_verify(args) -> int:
     from ..core.errors import ConfigError
-    from ..core.serve.audit import verify_audit
+    from ..core.serve.security.audit import verify_audit
 
     path = Path(args.file).expanduser().resolve() if args.file else _audit_path(args)
     if not path.is_file():
@@ -124,7 +124,7 @@ def _location(command, *, audit: bool) -> None:
 
 def add_admin_parsers(sub) -> None:
     """Register `workbench keys add|list|revoke` and `workbench audit verify`."""
-    from ..core.serve.principal import Role
+    from ..core.serve.security.principal import Role
 
     keys = sub.add_parser("keys", help="API keys of the inference service: add, list, revoke")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

@@ -30,8 +30,8 @@ def add_sweep_parsers(sub) -> None:
 
 def make_engine(args):
     """The engine the arguments ask for; the Dask one is imported only when asked for."""
-    from ..core.services.sweeps import EngineChoice
-    from ..core.services.sweeps import make_engine as engine_for
+    from ..core.sweep.chosen import EngineChoice
+    from ..core.sweep.chosen import make_engine as engine_for
 
     if args.engine == "local":
         if args.scheduler or args.workers:
@@ -47,9 +47,9 @@ def _sweep(args) -> int:
 
     from ..core.data.generate import ShapesConfig, check_fits_shapes, generate_shapes
     from ..core.models.sources import open_source, record_source
+    from ..core.services.recipe_sweeps import SearchSpace
     from ..core.store.workspace import Workspace
     from ..core.sweep.search import run_sweep
-    from ..core.sweep.space import SearchSpace
 
     space = SearchSpace.from_yaml(args.spec)  # a bad spec, model or dataset fails here, before anything is written
     given = None if args.data in (None, "demo") else Path(args.data).expanduser().resolve()

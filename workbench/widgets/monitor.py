@@ -68,8 +68,7 @@ class MonitorPanel:
     def from_url(cls, url: str, key: str, ca_file=None, **options) -> MonitorPanel:
         """A panel scraping a server's /metrics `url` (or its base URL) with an operator's API `key` (trusting
         `ca_file` over https); a failed read is shown as its cause and fix (`monitoring.metrics_fetcher`)."""
-        from ..core.serve.monitor import Scraper
-        from ..core.services.monitoring import metrics_fetcher
+        from ..core.serve.monitoring.scrape import Scraper, metrics_fetcher
 
         return cls(Scraper(metrics_fetcher(url, key, ca_file)), **options)
 

@@ -8,9 +8,10 @@ import threading
 import ipywidgets as widgets
 
 from ..core.report.tables import table_html
-from ..core.services import sweeps as sweeps_core
+from ..core.services import recipe_sweeps
 from ..core.services.session import Session
-from ..core.services.sweeps import FRONT_COLUMNS, TRIAL_COLUMNS, EngineChoice, SweepRequest
+from ..core.sweep import chosen
+from ..core.sweep.chosen import FRONT_COLUMNS, TRIAL_COLUMNS, EngineChoice, SweepRequest
 from .base import Panel
 from .controls import WIDE, dropdown, int_box, note
 
@@ -32,10 +33,10 @@ class SweepPanel(Panel):
     title = "Sweep"
     run_label = "Run sweep"
 
-    def __init__(self, session: Session, *, run=sweeps_core.run_chosen_sweep, background: bool = True):
+    def __init__(self, session: Session, *, run=chosen.run_chosen_sweep, background: bool = True):
         super().__init__(background=background)
         self.session, self._run = session, run
-        shipped = list(sweeps_core.shipped_sweeps())
+        shipped = list(recipe_sweeps.shipped_sweeps())
         self.spec = dropdown("Shipped sweep", shipped, "small" if "small" in shipped else None)
         self.path = _text("Or your YAML", "the path of a sweep YAML (when given, it is run instead)")
         self.engine = dropdown("Run trials", ENGINES, "local")
@@ -81,7 +82,7 @@ class SweepPanel(Panel):
 
     # -- the run ------------------------------------------------------------------------------------------
     def config(self) -> SweepRequest:
-        space, path = sweeps_core.load_sweep(self.spec.value, self.path.value)
+        space, path = recipe_sweeps.load_sweep(self.spec.value, self.path.value)
         choice = EngineChoice(self.engine.value, self.workers.value, self.scheduler.value)
         return SweepRequest(space, choice, str(path))
 
@@ -112,12 +113,12 @@ class SweepPanel(Panel):
 
     def _engine_started(self, engine) -> None:
         self.engine_in_use = engine
-        self.dashboard.value = sweeps_core.dashboard_html(engine)
+        self.dashboard.value = chosen.dashboard_html(engine)
 
     def add_trial(self, spec, result) -> None:
         """`run_sweep`'s on_result: one more row in the live trials table."""
         with self._rows_lock:
-            self.rows.append(sweeps_core.trial_row(spec, result))
+            self.rows.append(chosen.trial_row(spec, result))
             rows = list(self.rows)
         self.trials.value = f"<h4>Trials</h4>{table_html(rows, TRIAL_COLUMNS)}"
 
@@ -138,10 +139,10 @@ class SweepPanel(Panel):
             f"<h4>Pareto front</h4><div>{html.escape(space.metric)} {space.direction}imized against p50 latency, "
             "over the feasible finished trials</div>"
         )
-        rows = sweeps_core.front_rows(result)
+        rows = chosen.front_rows(result)
         empty = "<p><i>no feasible finished trial: the front is empty</i></p>"
         self.front.value = heading + (table_html(rows, FRONT_COLUMNS) if rows else empty)
-        self.best.value = f"<b>{html.escape(sweeps_core.best_text(self.session.workspace, result))}</b>"
+        self.best.value = f"<b>{html.escape(chosen.best_text(self.session.workspace, result))}</b>"
 
 
 def _text(description: str, placeholder: str) -> widgets.Text:

@@ -1,6 +1,6 @@
 """The dashboard's sweep area: one recorded sweep's trials as p50 latency against mAP50-95, its Pareto front joined.
 
-It only reads the ledger through `workbench.core.services.sweeps` and draws with `sweep_figure`; its figure widget
+It only reads the ledger through `workbench.core.sweep.recorded` and draws with `sweep_figure`; its figure widget
 is built by `build()` (the dashboard's lazy build), its note and sweep choice on every `refresh()`.
 """
 
@@ -12,7 +12,7 @@ import ipywidgets as widgets
 
 from ..core.report.pareto import sweep_figure
 from ..core.services.session import Session
-from ..core.services.sweeps import RecordedSweep, workspace_sweeps
+from ..core.sweep.recorded import RecordedSweep, workspace_sweeps
 from .controls import WIDE, Hushable, replace_figure
 
 NO_SWEEP = (

@@ -183,7 +183,7 @@ def _require_serving() -> None:
 
 def open_guard(headers: Mapping[str, str], action, client: str):
     """The baseline's door: every caller is let in as an inferrer, no key read."""
-    from ..serve.principal import Principal, Role
+    from ..serve.security.principal import Principal, Role
 
     return Principal("anonymous", "bench baseline (no key asked)", Role.INFERRER)
 
@@ -209,7 +209,7 @@ class _Stack:
         guard ignores it: every path gets the same bytes)."""
         import httpx
 
-        from ..serve.tls import client_context
+        from ..serve.security.tls import client_context
 
         transport = httpx.HTTPTransport(verify=client_context(self.ca_file), retries=0)
         headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "image/jpeg"}
@@ -238,7 +238,7 @@ class _Stack:
 
     def audit_check(self) -> dict:
         """How many lines each real audit log holds, and whether its chain verifies (once its server stopped)."""
-        from ..serve.audit import verify_audit
+        from ..serve.security.audit import verify_audit
 
         found = {}
         for name, log in self.audits.items():
@@ -252,8 +252,8 @@ class _Stack:
 def _stack(artifact: Path, imgsz: int, threads: int, config: ServingConfig):
     """The model served four ways on loopback, each server with its own app (and its own inference threads); the
     real audit logs checked once the servers have stopped, before their folder goes."""
-    from ..serve.limits import Limits
-    from ..serve.model import ServedModel
+    from ..serve.service.limits import Limits
+    from ..serve.service.model import ServedModel
 
     model = ServedModel.open(artifact, name="bench", imgsz=imgsz, threads=threads, workers=config.workers)
     limits = Limits(**BENCH_LIMITS, max_queue=max(Limits().max_queue, 2 * config.clients))
@@ -270,13 +270,13 @@ def _stack(artifact: Path, imgsz: int, threads: int, config: ServingConfig):
 def _start(servers: ExitStack, model, folder: Path, limits, config: ServingConfig) -> _Stack:
     """A local certificate, a key store with one inferrer key, two real audit logs, and the four servers (entered
     into `servers`, which stops them)."""
-    from ..serve.app import create_app
-    from ..serve.audit import AuditLog
-    from ..serve.guard import Guard
-    from ..serve.keys import KeyStore
-    from ..serve.principal import Role
-    from ..serve.server import serving
-    from ..serve.tls import local_certificate
+    from ..serve.security.audit import AuditLog
+    from ..serve.security.guard import Guard
+    from ..serve.security.keys import KeyStore
+    from ..serve.security.principal import Role
+    from ..serve.security.tls import local_certificate
+    from ..serve.service.app import create_app
+    from ..serve.service.server import serving
 
     certs = local_certificate(folder / "tls")
     store = KeyStore(folder / "serve" / "keys.json")
@@ -408,7 +408,7 @@ def _timed(call: Callable, jpegs: list[bytes], start: int, count: int) -> list[f
 def _parts(stack: _Stack, config: ServingConfig) -> dict:
     """The two protections' own calls, timed alone: the guard's check of the (cached) key and one audit append of
     a request's record (fsynced, with its head file), `rounds * block` of each (at most `max_latency_s`)."""
-    from ..serve.principal import Action
+    from ..serve.security.principal import Action
 
     headers = {"authorization": f"Bearer {stack.key}", "content-type": "image/jpeg"}
     record = {"who": "0" * 12, "name": "bench-client", "action": "infer", "method": "POST", "path": "/v1/detect"}
@@ -459,7 +459,7 @@ def _context(
     stack: _Stack, artifact: Path, jpegs: list[bytes], imgsz: int, threads: int, config: ServingConfig
 ) -> dict:
     from ..environment import cpu_info
-    from ..serve.keys import ARGON2_PARAMETERS
+    from ..serve.security.keys import ARGON2_PARAMETERS
 
     model = stack.model
     return {
@@ -492,7 +492,7 @@ def tls_negotiated(url: str, ca_file: Path) -> dict:
     import socket
     from urllib.parse import urlsplit
 
-    from ..serve.tls import client_context
+    from ..serve.security.tls import client_context
 
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as raw:

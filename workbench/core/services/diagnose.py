@@ -10,6 +10,7 @@ from pathlib import Path
 from ..doctor.accuracy import POST_OVERRIDES, PRE_OVERRIDES, list_folder
 from ..doctor.findings import Diagnosis
 from ..errors import ConfigError, WorkbenchError, check_imgsz
+from ..store.recorded_data import recorded_data
 from ..store.records import Format, Variant
 from ..store.workspace import Workspace
 
@@ -212,17 +213,6 @@ def _reference(workspace: Workspace, variant: Variant, artifact: Path, reference
     from ..models.sources import resolve
 
     return Path(resolve(reference).ref)
-
-
-def recorded_data(workspace: Workspace, variant_id: int) -> Path | None:
-    """The data YAML the ledger knows for the variant: its own or an ancestor's newest measurement's, else a
-    step's data parameter (calibration, training); None when nothing recorded one that still exists."""
-    for variant in workspace.lineage(variant_id):
-        measured = [m.context.get("data_yaml") for m in workspace.ledger.measurements(variant_id=variant.id)]
-        for candidate in [*reversed(measured), variant.params.get("data_yaml"), variant.params.get("data")]:
-            if isinstance(candidate, str) and candidate.endswith((".yaml", ".yml")) and Path(candidate).is_file():
-                return Path(candidate)
-    return None
 
 
 def _data(data) -> Path:

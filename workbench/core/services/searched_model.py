@@ -46,9 +46,9 @@ def ship_searched(
     from ..models.cards import SEARCHED_NAME, model_card, write_card
     from ..models.checkpoints import load_checkpoint
     from ..store.workspace import Workspace
+    from ..sweep.recorded import workspace_sweeps
     from ..sweep.search import best_feasible
-    from ..sweep.space import SearchSpace
-    from .sweeps import workspace_sweeps
+    from .recipe_sweeps import SearchSpace
 
     space = SearchSpace.from_yaml(spec)
     root = Path(sweep_workspace).expanduser()
@@ -105,7 +105,7 @@ def train_searched(out_dir: Path | str, workspace_root: Path | str, *, progress:
     from ..models.sources import STUDENT, open_source, record_source
     from ..store.workspace import Workspace
     from ..sweep.search import run_sweep
-    from ..sweep.space import SearchSpace
+    from .recipe_sweeps import SearchSpace
 
     space = SearchSpace.from_yaml(shipped_spec())
     source = open_source(STUDENT)

@@ -20,20 +20,22 @@
 A dimension `kind.option` sets that option in every step of that kind. `measure.imgsz` is the measurement size
 and also the size of quantize / export / qat steps that do not set their own (a static export is measured at the
 size it was exported for). Everything is checked when the space is built, before any trial runs: each trial's
-recipe goes through `Recipe.from_dict` and its plans through `MeasurePlan`, so the recipes' own checks apply.
+recipe goes through the recipe schema (the space's `toolkit`: the optimizer's, handed in by the composition layer)
+and its plans through `MeasurePlan`, so the recipes' own checks apply.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from ..errors import ConfigError
 from ..options import shown
+from .toolkit import Toolkit
 from .trials import METRICS, TrialSpec
 
 METHODS = ("grid", "random", "optuna")
@@ -140,9 +142,11 @@ class SearchSpace:
     seed: int = 0
     early_stop: dict | None = None  # {epochs: 1, keep: 0.5}
     measure: dict = field(default_factory=dict)  # MeasurePlan options for every trial
+    toolkit: Toolkit | None = field(default=None, repr=False, compare=False)  # None: `default_toolkit`
+    default_toolkit: ClassVar[Toolkit | None] = None  # workbench.SearchSpace's is the optimizer's
 
     @classmethod
-    def from_dict(cls, data: dict, *, source: str = "sweep") -> SearchSpace:
+    def from_dict(cls, data: dict, *, source: str = "sweep", toolkit: Toolkit | None = None) -> SearchSpace:
         if not isinstance(data, dict):
             raise ConfigError(f"{source} is not a mapping", "write name:, steps:, search:, objective: ...")
         unknown = set(data) - set(TOP_KEYS)
@@ -151,15 +155,16 @@ class SearchSpace:
         for key in ("steps", "search"):
             if key not in data:
                 raise ConfigError(f"{source} has no '{key}'", "see workbench/recipes/sweeps/small.yaml")
-        return cls(**{"name": Path(source).stem, **data})
+        return cls(**{"name": Path(source).stem, **data}, toolkit=toolkit)
 
     @classmethod
-    def from_yaml(cls, path: Path | str) -> SearchSpace:
-        from ..optimize.recipes import read_yaml  # the recipe loader's safe reading and its errors
-
-        return cls.from_dict(read_yaml(path, "sweep spec"), source=str(path))
+    def from_yaml(cls, path: Path | str, *, toolkit: Toolkit | None = None) -> SearchSpace:
+        toolkit = _chosen_toolkit(toolkit, cls)
+        data = toolkit.read_yaml(path, "sweep spec")  # the recipe loader's safe reading and its errors
+        return cls.from_dict(data, source=str(path), toolkit=toolkit)
 
     def __post_init__(self):
+        object.__setattr__(self, "toolkit", _chosen_toolkit(self.toolkit, type(self)))
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError(f"sweep name must be text, got {shown(self.name)}", "write e.g. name: prune-quantize")
         if not isinstance(self.steps, list) or not self.steps:
@@ -245,9 +250,8 @@ class SearchSpace:
     # ------------------------------------------------------------------ trials
 
     def spec(self, number: int, params: dict, stage: str = "full") -> TrialSpec:
-        """The trial of one point: its recipe (checked by Recipe.from_dict) and its two measurement plans."""
+        """The trial of one point: its recipe (checked by the recipe schema) and its two measurement plans."""
         from ..measure.plan import MeasurePlan
-        from ..optimize.recipes import Recipe
 
         steps = copy.deepcopy(self.steps)
         measure = {k: v for k, v in self.measure.items() if k not in ("latency", "accuracy")}
@@ -267,34 +271,28 @@ class SearchSpace:
                         step[kind]["epochs"] = min(self.early_stop["epochs"], step[kind].get("epochs", 10))
         recipe = {"name": f"{self.name}-{number}", "steps": steps}
         where = f"sweep {self.name}, point {_shown_params(params)}"
-        Recipe.from_dict(recipe, source=where)
+        self.toolkit.check_recipe(recipe, where)
         accuracy = {**measure, "latency": False, "accuracy": True}
         latency = {**measure, "latency": True, "accuracy": False} if self.timed else None
         for plan in (accuracy, latency):
             if plan is not None:
                 MeasurePlan.from_dict(plan, source=f"{where}: measure")
         target = self.target
-        return TrialSpec(number, dict(params), recipe, accuracy, latency, target, stage, self.name)
+        return TrialSpec(number, dict(params), recipe, accuracy, latency, target, stage, self.name, self.toolkit)
 
     def check(self, net, data_yaml, *, split_sizes: dict | None = None) -> None:
-        """`check_recipe` on every checked point's recipe against the model and data, writing nothing."""
-        from ..optimize.recipes import Recipe, check_recipe
-
+        """Every checked point's recipe against the model and data (the toolkit's `check_fit`), writing nothing."""
         seen = set()
         for params in self.check_points():
             recipe = self.spec(0, params).recipe
             key = repr(recipe["steps"])
             if key not in seen:
                 seen.add(key)
-                check_recipe(
-                    Recipe.from_dict(recipe, source=f"sweep {self.name}"), net, data_yaml, split_sizes=split_sizes
-                )
+                self.toolkit.check_fit(recipe, net, data_yaml, source=f"sweep {self.name}", split_sizes=split_sizes)
 
     # ------------------------------------------------------------------ checks
 
     def _check_key(self, key: str) -> None:
-        from ..optimize.recipes import STEP_CONFIGS
-
         kind, _, option = key.partition(".")
         if not option:
             raise ConfigError(f"search: {key!r} names no option", "write kind.option, e.g. prune.ratio")
@@ -312,7 +310,7 @@ class SearchSpace:
             raise ConfigError(
                 f"search: {key}: no '{kind}' step in steps ({', '.join(kinds)})", f"add a {kind} step or fix the key"
             )
-        fields = [f.name for f in dataclasses.fields(STEP_CONFIGS[kind]) if f.init]
+        fields = self.toolkit.step_options(kind)
         if option not in fields and not (kind == "distill" and option == "teacher"):
             raise ConfigError(f"search: {key}: {kind} has no option {option!r}", f"use one of {', '.join(fields)}")
 
@@ -340,7 +338,7 @@ class SearchSpace:
                 if side in bound and (isinstance(bound[side], bool) or not isinstance(bound[side], (int, float))):
                     raise ConfigError(f"{where}: {side} must be a number, got {shown(bound[side])}", "write max: 50")
             if "target" in bound:
-                _check_target(where, bound["target"])
+                _check_target(where, bound["target"], self.toolkit)
             if metric in ("p50_ms", "p99_ms") and not self.timed:
                 raise ConfigError(f"{where}: latency is not measured (measure.latency is false)", "drop it")
         if len({c.get("target") for c in self.constraints.values()} - {None, THIS_MACHINE}) > 1:
@@ -405,13 +403,22 @@ def _check_objective(objective) -> None:
         raise ConfigError(f"objective: unknown metric {shown(metric)}", f"use one of {', '.join(METRICS)}")
 
 
-def _check_target(where: str, target) -> None:
-    from ..advise.catalog import load_catalog
-
-    ids = [t.id for t in load_catalog(probe=False)] + [THIS_MACHINE]
+def _check_target(where: str, target, toolkit: Toolkit) -> None:
+    ids = [*toolkit.target_ids(), THIS_MACHINE]
     if target not in ids:
         raise ConfigError(f"{where}: target {shown(target)} is not in the catalog", f"use one of {', '.join(ids)}")
 
 
 def _shown_params(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items()) or "(defaults)"
+
+
+def _chosen_toolkit(toolkit: Toolkit | None, space_class) -> Toolkit:
+    """`toolkit`, else the space class's default; a space without one cannot check its recipes."""
+    chosen = toolkit if toolkit is not None else space_class.default_toolkit
+    if chosen is None:
+        raise ConfigError(
+            "this search space has no toolkit to read, check and run its recipes",
+            "build it with workbench.SearchSpace, which brings the optimizer's, or pass toolkit=",
+        )
+    return chosen

@@ -172,9 +172,8 @@ def run_trial_task(spec, parent: dict, dataset: dict, attempt_key: str) -> dict:
     other exception propagates, so Dask retries the task.
     """
     from ..measure.measure import measure
-    from ..optimize.recipes import run_recipe
     from ..store.workspace import Workspace
-    from .trials import trial_plans, trial_recipe
+    from .trials import run_recipe, trial_plans
 
     attempts, start = count_attempt(attempt_key), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="workbench-trial-") as tmp:
@@ -183,8 +182,7 @@ def run_trial_task(spec, parent: dict, dataset: dict, attempt_key: str) -> dict:
         root = add_packed(workspace, parent, None, Path(tmp) / "parent")
         measured, error, final = [], None, None
         try:
-            result = run_recipe(workspace, trial_recipe(spec), root, data_yaml, measure_input=False)
-            final = result.final_id
+            final = run_recipe(workspace, spec, root, data_yaml).final_id
             measured = measure(workspace, final, trial_plans(spec)[0], data_yaml)
         except Cancelled:
             raise

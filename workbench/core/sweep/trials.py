@@ -1,21 +1,22 @@
 """The trial types every sweep engine shares (`TrialSpec`, `TrialResult`, `Engine`) and the in-process engine.
 
-A trial is one recipe run from the sweep's input model plus the final variant's measurement. An engine turns
-specs into results; a failed trial is a `TrialResult` with `error`, never an exception. Only the client process
-writes the ledger: `record_trial` adds one "sweep_trial" measurement to each trial's final variant.
+A trial is one recipe run from the sweep's input model (by the toolkit the spec carries) plus the final variant's
+measurement. An engine turns specs into results; a failed trial is a `TrialResult` with `error`, never an
+exception. Only the client process writes the ledger: `record_trial` adds one "sweep_trial" measurement to each
+trial's final variant.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..errors import Cancelled, WorkbenchError
+from ..errors import Cancelled, ConfigError, WorkbenchError
 from ..progress import ProgressFn, emit
 from ..store.evaluation_sets import CONTEXT_KEY as EVALUATION_SET
+from .toolkit import Toolkit, TrialFailed
 
 TRIAL_KIND = "sweep_trial"  # the measurement kind of a sweep's trial record
 METRICS = ("map50_95", "p50_ms", "p99_ms", "size_mb")  # the values a trial reports
@@ -31,6 +32,7 @@ class TrialSpec:
     target: str | None = None  # a catalog target id whose worker times it; None: a worker of this machine
     stage: str = "full"  # "short": the early-stopping pass (fewer epochs), "full"
     sweep: str = ""  # the sweep's name (what record_trial writes when it is given no other)
+    toolkit: Toolkit | None = field(default=None, repr=False, compare=False)  # what checks and runs the recipe
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,20 @@ class Engine(Protocol):
     ) -> Iterator[TrialResult]: ...  # yields as trials finish; a failed trial is a TrialResult with error
 
 
-def trial_recipe(spec: TrialSpec):
-    """The spec's recipe, with its steps' variants recorded but not measured (only the final one is)."""
-    from ..optimize.recipes import Recipe
+def run_recipe(workspace, spec: TrialSpec, model_id: int, data_yaml, *, progress: ProgressFn | None = None):
+    """The spec's recipe run from `model_id` by its toolkit, its steps' variants recorded but not measured (only the
+    final one is): a `RecipeRun`.
 
-    return dataclasses.replace(Recipe.from_dict(spec.recipe, source=f"trial {spec.number}"), measure=None)
+    Raises:
+        ConfigError: the spec carries no toolkit. TrialFailed: a step failed. Cancelled: stopped.
+    """
+    if spec.toolkit is None:
+        raise ConfigError(
+            f"trial {spec.number} carries no toolkit to run its recipe", "make the trials with SearchSpace.spec"
+        )
+    return spec.toolkit.run_recipe(
+        workspace, spec.recipe, model_id, data_yaml, source=f"trial {spec.number}", progress=progress
+    )
 
 
 def trial_plans(spec: TrialSpec) -> list:
@@ -102,22 +113,20 @@ def read_set(workspace, measurement_ids: Sequence[int]) -> dict | None:
 def run_trial(workspace, model_id: int, data_yaml, spec: TrialSpec, *, progress: ProgressFn | None = None):
     """Run one trial in this process: the recipe, then the final variant's measurements. Returns a TrialResult."""
     from ..measure.measure import measure
-    from ..optimize.recipes import PipelineError, run_recipe
 
     start = time.perf_counter()
     variants: list[int] = []
     try:
-        result = run_recipe(workspace, trial_recipe(spec), model_id, data_yaml, measure_input=False, progress=progress)
-        variants = [v for step in result.steps for v in step.variants]
-        final = result.final_id
+        made = run_recipe(workspace, spec, model_id, data_yaml, progress=progress)
+        variants, final = list(made.variants), made.final_id
         ids = [m for plan in trial_plans(spec) for m in measure(workspace, final, plan, data_yaml, progress=progress)]
         values, error = read_values(workspace, final, ids)
         identity = read_set(workspace, ids)
     except Cancelled:
         raise
     except Exception as exc:  # a trial's failure is its result; the sweep goes on
-        if isinstance(exc, PipelineError):
-            variants = [v for step in exc.completed for v in step.variants]
+        if isinstance(exc, TrialFailed):
+            variants = list(exc.variants)
         problem = exc.problem if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
         final, values, error, identity = (variants[-1] if variants else None), {}, problem, None
     seconds = round(time.perf_counter() - start, 2)

@@ -37,12 +37,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from ..errors import ConfigError, WorkbenchError
-from ..models.in_memory import IN_MEMORY_RUNTIMES, open_runner_from_memory
-from ..models.runners import Runner, RuntimeOptions, runtime_for
-from ..store.atomic import staged
-from ..store.portable import loose_mode
-from .tls import write_private_file
+from ...errors import ConfigError, WorkbenchError
+from ...models.in_memory import IN_MEMORY_RUNTIMES, open_runner_from_memory
+from ...models.runners import Runner, RuntimeOptions, runtime_for
+from ...store.atomic import staged
+from ...store.portable import loose_mode
+from ..security.tls import write_private_file
 
 KEY_ENV = "WORKBENCH_MODEL_KEY"
 MANIFEST, SIGNATURE, BUNDLE = "manifest.json", "manifest.sig", "bundle.json"

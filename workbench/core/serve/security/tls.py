@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..store.atomic import tag
-from ..store.portable import set_mode
+from ...errors import ConfigError
+from ...store.atomic import tag
+from ...store.portable import set_mode
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 CA_DAYS = 365

@@ -1,7 +1,7 @@
-"""Sweeps for the app: the shipped specs, the engine a user picks, a checked run that always closes its engine,
-the rows its tables show, and the sweeps a workspace's ledger holds with the front of each.
+"""A sweep the user chose, run: the engine picked (in process, a Dask LocalCluster, a running scheduler), the checked
+request, a checked run that always closes its engine, and the rows its tables show.
 
-Pure logic (no widgets): the Sweep panel and the dashboard call these functions, notebooks may call them directly.
+Pure logic (no widgets): the Sweep panel and `workbench sweep` call these functions, notebooks may call them directly.
 """
 
 from __future__ import annotations
@@ -10,51 +10,20 @@ import html
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import Cancelled, ConfigError
 from ..progress import Progress, ProgressFn
-from ..store.evaluation_sets import CONTEXT_KEY as EVALUATION_SET
-from ..sweep.pareto import main_set, on_main_set, pareto_front
-from ..sweep.search import SweepResult, best_feasible, run_sweep, trial_rows
-from ..sweep.space import THIS_MACHINE, SearchSpace
-from ..sweep.trials import METRICS, TRIAL_KIND, LocalEngine
+from .search import SweepResult, best_feasible, run_sweep, trial_rows
+from .space import THIS_MACHINE, SearchSpace
+from .trials import METRICS, LocalEngine
 
 ENGINES = ("local", "dask", "scheduler")  # in this process, a Dask LocalCluster, a running Dask scheduler
 METRIC_DIGITS = {"map50_95": 4, "p50_ms": 2, "p99_ms": 2, "size_mb": 2}
 TRIAL_COLUMNS = ["number", "stage", "params", *METRICS, "variant_id", "status"]
 FRONT_COLUMNS = ["number", "variant_id", *METRICS, "params"]
-LEDGER_FRONT = {"map50_95": "max", "p50_ms": "min"}  # what the dashboard's sweep chart trades off
 
 
 # ---------------------------------------------------------------------------------------------------- choices
-
-
-def shipped_sweeps() -> dict[str, Path]:
-    """The sweep specs that come with the package (workbench/recipes/sweeps), by name."""
-    from importlib import resources
-
-    folder = Path(str(resources.files("workbench") / "recipes" / "sweeps"))
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
-
-
-def load_sweep(shipped: str | None, own: str = "") -> tuple[SearchSpace, Path]:
-    """The search space of `own` (a YAML path) when given, else of the shipped spec named `shipped`; checked."""
-    text = str(own or "").strip()
-    if text:
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise ConfigError(
-                f"sweep spec {text} does not exist" + (" (it is a folder)" if path.is_dir() else ""),
-                "give the path of a sweep YAML file (see workbench/recipes/sweeps/small.yaml), "
-                "or clear the field to run the shipped spec",
-            )
-    else:
-        specs = shipped_sweeps()
-        if shipped not in specs:
-            raise ConfigError(f"no shipped sweep {shipped!r}", f"pick one of {', '.join(specs)}, or give a YAML path")
-        path = specs[shipped]
-    return SearchSpace.from_yaml(path), path
 
 
 @dataclass(frozen=True)
@@ -118,7 +87,7 @@ def make_engine(choice: EngineChoice):
 
 def _dask_engine_class():
     try:
-        from ..sweep.dask_engine import DaskEngine
+        from .dask_engine import DaskEngine
     except ImportError as exc:
         raise ConfigError(
             f"the Dask engine (workbench.core.sweep.dask_engine) cannot be imported: {exc}",
@@ -130,7 +99,7 @@ def _dask_engine_class():
 
 def _checked_address(address: str) -> str:
     try:
-        from ..sweep.dask_engine import check_address
+        from .dask_engine import check_address
 
         return check_address(address)
     except ImportError as exc:
@@ -286,75 +255,3 @@ def params_text(params: dict) -> str:
 
 def metric_text(metric: str, value) -> str:
     return "" if not isinstance(value, (int, float)) else f"{value:.{METRIC_DIGITS.get(metric, 3)}f}"
-
-
-# ---------------------------------------------------------------------------------------------------- the ledger
-
-
-@dataclass(frozen=True)
-class RecordedSweep:
-    """One sweep's trials as the ledger holds them: plain rows (oldest first) and its early-stopping passes.
-
-    The ledger keeps no constraints, so `on_front` marks the front of mAP50-95 against p50 latency over every
-    finished trial (the Sweep panel's own front keeps only the feasible ones).
-    """
-
-    name: str
-    trials: list[dict]  # the full-stage records: number, variant_id, params, metrics, ok, error, on_front
-    passes: int = 0  # early-stopping ("short") records, not drawn
-    evaluation_set: str | None = None  # the name of the set the front's mAPs were measured on
-    other_set: int = 0  # finished trials measured on other images: not on the front, not drawn
-
-    @property
-    def drawn(self) -> list[dict]:
-        """The trials drawn beside each other: those measured on `evaluation_set` (and those without a mAP)."""
-        return [r for r in self.trials if not r.get("other_set")]
-
-    @property
-    def front(self) -> list[dict]:
-        """The front's rows in latency order (what a step line joins)."""
-        return sorted((r for r in self.trials if r["on_front"]), key=lambda r: r["p50_ms"])
-
-
-def recorded_sweeps(measurements: Iterable) -> dict[str, RecordedSweep]:
-    """The sweep trial records (kind "sweep_trial") among `measurements`, grouped by sweep, newest sweep first."""
-    groups: dict[str, list[dict]] = {}
-    newest: dict[str, int] = {}
-    for m in sorted((m for m in measurements if m.kind == TRIAL_KIND), key=lambda m: m.id):
-        name = str(m.context.get("sweep") or "(unnamed)")
-        groups.setdefault(name, []).append(_ledger_row(m))
-        newest[name] = m.id
-    sweeps = {}
-    for name in sorted(groups, key=lambda n: -newest[n]):
-        full = [r for r in groups[name] if r["stage"] == "full"]
-        _, set_name = main_set([r for r in full if r["ok"]])
-        same = {id(r) for r in on_main_set([r for r in full if r["ok"]])}
-        front = {id(r) for r in pareto_front([r for r in full if id(r) in same], LEDGER_FRONT)}
-        for row in full:
-            row["on_front"], row["other_set"] = id(row) in front, row["ok"] and id(row) not in same
-        other = sum(1 for r in full if r["other_set"])
-        sweeps[name] = RecordedSweep(name, full, len(groups[name]) - len(full), set_name, other)
-    return sweeps
-
-
-def workspace_sweeps(workspace) -> dict[str, RecordedSweep]:
-    """`recorded_sweeps` of the workspace's ledger."""
-    return recorded_sweeps(workspace.ledger.measurements(kind=TRIAL_KIND))
-
-
-def _ledger_row(m) -> dict:
-    ok = m.ok and not m.context.get("error")
-    return {
-        "number": m.context.get("trial"),
-        "stage": m.context.get("stage", "full"),
-        "variant_id": m.variant_id,
-        "params": dict(m.metrics.get("params") or {}),
-        **{k: m.metrics[k] for k in METRICS if k in m.metrics},
-        EVALUATION_SET: m.context.get(EVALUATION_SET),
-        "ok": ok,
-        "feasible": ok,  # for sweep_figure: no constraints are recorded, so every finished trial counts
-        "error": m.context.get("error"),
-        "final": m.context.get("stage", "full") == "full",
-        "worker": m.context.get("worker"),
-        "seconds": m.context.get("seconds"),
-    }

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import ConfigError, WorkbenchError
-from ..store.portable import locked, read_at
+from ...errors import ConfigError, WorkbenchError
+from ...store.portable import locked, read_at
 
 GENESIS = "0" * 64
 RESERVED = frozenset({"seq", "time", "prev", "hash"})

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..models.detector import DeploymentSpec, Detections, Postprocessing
-from ..models.fast_path import CheckedDetector, FastDetector, fast_detector
-from ..models.runners import Runner, Runtime, RuntimeOptions, open_runner, runtime_for
+from ...errors import ConfigError
+from ...models.detector import DeploymentSpec, Detections, Postprocessing
+from ...models.fast_path import CheckedDetector, FastDetector, fast_detector
+from ...models.runners import Runner, Runtime, RuntimeOptions, open_runner, runtime_for
 from .protocol import ProtocolError, TensorSpec, datatype_of, model_metadata
 
 DEFAULT_INPUT = "images"  # Ultralytics' names, for artifacts that carry none
@@ -243,7 +243,7 @@ def _open_openvino(path, name, version, imgsz, threads, precision, workers, post
 
 def compile_raw(path: Path, *, threads: int | None = None, precision: str | None = None, hint: str = "throughput"):
     """The OpenVINO IR as exported (its own input and output tensors), compiled for the CPU."""
-    from ..offline import decline_openvino_telemetry
+    from ...offline import decline_openvino_telemetry
 
     decline_openvino_telemetry()
     import openvino as ov
@@ -366,7 +366,7 @@ def _recorded_names(path: Path) -> dict:
             config = next(n for n in archive.namelist() if n.endswith("extra/config.txt"))
             return json.loads(archive.read(config))["names"]
     if path.suffix == ".pt":
-        from ..models.checkpoints import load_checkpoint
+        from ...models.checkpoints import load_checkpoint
 
         return dict(load_checkpoint(path).model.names)
     return {}
@@ -384,7 +384,7 @@ def _static_side(shape: tuple) -> int | None:
 
 
 def _trained_imgsz(path: Path) -> int:
-    from ..models.checkpoints import DEFAULT_IMGSZ, checkpoint_imgsz
+    from ...models.checkpoints import DEFAULT_IMGSZ, checkpoint_imgsz
 
     return (checkpoint_imgsz(path) if path.suffix == ".pt" else None) or DEFAULT_IMGSZ
 

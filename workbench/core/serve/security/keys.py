@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ..errors import ConfigError, WorkbenchError
-from ..store.portable import locked, loose_mode
+from ...errors import ConfigError, WorkbenchError
+from ...store.portable import locked, loose_mode
 from .principal import SECOND_FACTOR_ACTIONS, Action, Denied, Principal, Role, allowed
 
 KEY_PREFIX = "wbk"

@@ -1,5 +1,6 @@
-"""The service's monitoring: Prometheus metrics of its requests, a snapshot for the live panel (also read back from a
-scraped /metrics), opt-in payload sampling with retention limits, and drift of production traffic.
+"""What the service records of its requests: Prometheus metrics, a snapshot for the live panel (`scrape` reads the
+same from a running server's /metrics), drift checks fed from a worker thread, and opt-in payload sampling with
+retention limits.
 
 `Metrics` keeps its own `CollectorRegistry` (never the global one: tests and several servers in one process would
 collide), so its /metrics holds only this service's series:
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import queue
 import threading
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 from .drift import DriftMonitor, DriftReport, detection_arrays
 
 QUEUE = 16  # payloads (decoded images) waiting for the drift worker; beyond it they are dropped (and counted)
@@ -350,109 +350,3 @@ def _write_atomic(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
-
-
-class Scraper:
-    """A `snapshot()` from a server's /metrics text: the rate and the p50/p99 of total latency come from the
-    differences between this scrape and the previous one (Prometheus' `histogram_quantile` over its buckets).
-
-    Args:
-        fetch: returns the exposition text (`http_fetcher(url, key, ca_file)`, or a test's function).
-    """
-
-    def __init__(self, fetch: Callable[[], str], *, clock: Callable[[], float] = time.monotonic):
-        self.fetch, self._clock = fetch, clock
-        self._previous: tuple[float, float, dict[float, float]] | None = None
-
-    def __call__(self) -> dict:
-        now, parsed = self._clock(), parse_exposition(self.fetch())
-        before_t, before_n, before_b = self._previous or (None, 0.0, {})
-        self._previous = (now, parsed["requests"], parsed["buckets"])
-        window = {le: n - before_b.get(le, 0.0) for le, n in parsed["buckets"].items()}
-        rate = (parsed["requests"] - before_n) / (now - before_t) if before_t is not None and now > before_t else None
-        return {
-            "variant": parsed["variant"],
-            "time": now,
-            "requests": int(parsed["requests"]),
-            "requests_per_s": rate,
-            "p50_ms": _ms(histogram_quantile(0.5, window)),
-            "p99_ms": _ms(histogram_quantile(0.99, window)),
-            "in_flight": parsed["in_flight"],
-            "by_status": parsed["by_status"],
-            "drift": parsed["drift"],
-        }
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000
-
-
-def parse_exposition(text: str) -> dict:
-    """The series `Metrics` exposes, read back from their text: totals, total-latency buckets, drift gauges."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out = {"variant": "", "requests": 0.0, "by_status": {}, "buckets": {}, "in_flight": 0, "drift": None}
-    drift: dict[str, dict] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            _read_sample(sample, out, drift)
-    if drift:
-        drifted = [name for name, f in drift.items() if f.get("drifted")]
-        out["drift"] = {"window": None, "drifted": drifted, "looks_like": None, "features": drift}
-    return out
-
-
-def _read_sample(sample, out: dict, drift: dict) -> None:
-    name, labels, value = sample.name, sample.labels, sample.value
-    if name == "wb_requests_total":
-        out["requests"] += value
-        out["by_status"][labels["status"]] = out["by_status"].get(labels["status"], 0) + int(value)
-    elif name == "wb_request_latency_seconds_bucket" and labels.get("stage") == "total":
-        le = float(labels["le"])
-        out["buckets"][le] = out["buckets"].get(le, 0.0) + value
-    elif name == "wb_in_flight":
-        out["in_flight"] = int(value)
-    elif name == "wb_variant_info":
-        out["variant"] = labels.get("variant", "")
-    elif name in ("wb_drift_statistic", "wb_drift_threshold", "wb_drift_drifted"):
-        key = {"wb_drift_statistic": "value", "wb_drift_threshold": "threshold", "wb_drift_drifted": "drifted"}[name]
-        entry = drift.setdefault(labels["feature"], {"looks_like": None})
-        entry[key] = bool(value) if key == "drifted" else value
-
-
-def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
-    """The q-quantile of cumulative bucket counts {upper bound: count}, linear within a bucket (as Prometheus);
-    None without observations. Beyond the last finite bound it answers that bound."""
-    bounds = sorted(buckets)
-    if not bounds or buckets[bounds[-1]] <= 0:
-        return None
-    rank, lower, below = q * buckets[bounds[-1]], 0.0, 0.0
-    for bound in bounds:
-        count = buckets[bound]
-        if count >= rank:
-            if math.isinf(bound):
-                return lower
-            return lower + (bound - lower) * ((rank - below) / (count - below) if count > below else 1.0)
-        lower, below = bound, count
-    return lower
-
-
-def http_fetcher(url: str, key: str, ca_file: Path | str | None = None, *, timeout_s: float = 5.0) -> Callable[[], str]:
-    """A `fetch` for `Scraper`: GET `url` (the server's /metrics) with the operator's API key; over https it trusts
-    `ca_file` only (the server's local CA; None: the system's CAs)."""
-    import urllib.request
-
-    from .tls import client_context
-
-    context = client_context(ca_file) if url.startswith("https:") else None
-
-    def fetch() -> str:
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
-        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:  # noqa: S310 - http(s) only
-            return response.read().decode()
-
-    if not url.startswith(("http:", "https:")):
-        raise ConfigError(
-            f"not an http(s) URL: {url!r}", "pass the server's /metrics URL, e.g. https://127.0.0.1:8443/metrics"
-        )
-    return fetch

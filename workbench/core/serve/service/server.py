@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError
+from ...errors import ConfigError
+from ..security.tls import uvicorn_config as tls_uvicorn_config
 from .limits import Limits
-from .tls import uvicorn_config as tls_uvicorn_config
 
 LOOPBACK = "127.0.0.1"
 

@@ -35,15 +35,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import ConfigError, WorkbenchError, WorkspaceError
-from .audit import verify_audit
-from .keys import KeyInfo, NewKey, check_new_key
+from ...errors import ConfigError, WorkbenchError, WorkspaceError
+from ..security.audit import verify_audit
+from ..security.keys import KeyInfo, NewKey, check_new_key
 from .limits import check_content_length, read_body
 from .model import ServedModel
 from .protocol import ProtocolError
 
 if TYPE_CHECKING:
-    from .drift import DriftMonitor
+    from ..monitoring.drift import DriftMonitor
 
 log = logging.getLogger(__name__)
 MAX_JSON_BYTES = 64 * 1024  # an admin request's JSON body (a few fields); the server's body limit if lower

@@ -41,11 +41,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..security.principal import Action, Denied, Principal
 from . import admin
 from .admin import Current, Loader
 from .limits import Admission, LimitExceeded, Limits, RateLimiter, check_content_length, check_image, read_body
 from .model import ServedModel, decode_image
-from .principal import Action, Denied, Principal
 from .protocol import ProtocolError, error_body, infer_response, parse_infer_request, server_metadata
 
 log = logging.getLogger(__name__)

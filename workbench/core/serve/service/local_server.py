@@ -15,9 +15,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..serve.limits import Limits
-from ..serve.principal import Action, Principal, Role
+from ...errors import ConfigError
+from ..security.principal import Action, Principal, Role
+from .limits import Limits
 
 ANONYMOUS = Principal("anonymous", "no key asked (measurement baseline)", Role.INFERRER)
 
@@ -77,8 +77,8 @@ def serve_model(
             HTTP.
         limits: body, pixels, per-key rate, timeout and queue, as for `create_app`.
         metrics: None, or a `Metrics` the app reports each request to.
-        loader: None, or `loader(variant, served_name) -> LoadedVariant` (`serve.admin`): PUT /v1/admin/model
-            switches the served variant through it (e.g. `services.monitoring.workspace_loader(workspace,
+        loader: None, or `loader(variant, served_name) -> LoadedVariant` (`admin`): PUT /v1/admin/model
+            switches the served variant through it (e.g. `loader.workspace_loader(workspace,
             drift=False)`); it needs `keys` (only operators and admins may switch).
     Yields:
         the `RunningServer`: URL, CA file, guard, audit path.
@@ -86,12 +86,12 @@ def serve_model(
         ConfigError: `keys` is not a key store, or a loader without keys.
         RuntimeError: the server did not start.
     """
-    from ..serve.app import create_app
-    from ..serve.audit import AuditLog
-    from ..serve.guard import Guard
-    from ..serve.keys import KeyStore
-    from ..serve.server import serving
-    from ..serve.tls import local_certificate
+    from ..security.audit import AuditLog
+    from ..security.guard import Guard
+    from ..security.keys import KeyStore
+    from ..security.tls import local_certificate
+    from .app import create_app
+    from .server import serving
 
     if keys is not None and not isinstance(keys, KeyStore):
         raise ConfigError(f"keys must be a KeyStore, got {type(keys).__name__}", "pass KeyStore(path), or None")

@@ -1,8 +1,8 @@
 """Drift of production traffic: the served images and detections, window by window, against the variant's validation
 images and the reference detections on them.
 
-The image statistics are the accuracy doctor's data check's (`doctor.accuracy.data`: `image_features`,
-`drift_table`, and its thresholds and shift names), so a drift alert and a diagnosis name a shift alike. Two
+The image statistics are those the accuracy doctor's data check uses (`data.image_shift`: `image_features`,
+`drift_table`, their thresholds and shift names), so a drift alert and a diagnosis name a shift alike. Two
 differences, both because a server sees decoded pixels under a time budget:
 
 - the features are computed on a strided sub-sample of about `SIDE` pixels a side (a view, no resampling: noise
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..doctor.accuracy import data as doctor  # the data check's statistics, thresholds and shift names
-from ..errors import ConfigError
+from ...data import image_shift  # the statistics, thresholds and shift names the doctor's data check uses too
+from ...errors import ConfigError
 
 SIDE = 160  # pixels a side the image features are computed on
 OUTPUT_SHIFTS = {
@@ -46,7 +46,7 @@ def monitored_features(image: np.ndarray) -> dict[str, float]:
     h, w = image.shape[:2]
     step = max(1, round(max(h, w) / SIDE))
     small = image if step == 1 else np.ascontiguousarray(image[::step, ::step])
-    features = doctor.image_features(small)
+    features = image_shift.image_features(small)
     features.update(size=float(math.sqrt(h * w)), aspect=float(w / h))
     del features["jpeg_quality"]
     return features
@@ -136,9 +136,9 @@ class DriftThresholds:
     or |SMD| >= large_smd with p < family_p), the class mix by total variation distance, and the fewest images a
     check needs."""
 
-    smd: float = doctor.DRIFT_SMD
-    large_smd: float = doctor.CAUSE_SMD
-    family_p: float = doctor.FAMILY_P
+    smd: float = image_shift.DRIFT_SMD
+    large_smd: float = image_shift.CAUSE_SMD
+    family_p: float = image_shift.FAMILY_P
     class_tvd: float = 0.2
     min_images: int = 8
     min_boxes: int = 20
@@ -301,12 +301,12 @@ class DriftMonitor:
         return report
 
     def _input_drift(self, window: _Window) -> dict[str, FeatureDrift]:
-        table = doctor.drift_table(window.features, list(self.reference.features))  # the doctor's statistics
-        tests = len(table) - len([n for n in table if n in doctor.QUIET])
+        table = image_shift.drift_table(window.features, list(self.reference.features))  # as the doctor compares
+        tests = len(table) - len([n for n in table if n in image_shift.QUIET])
         out = {}
         for name, row in table.items():
-            drifted = name not in doctor.QUIET and self._drifted(row["smd"], row["ks_p"], tests)
-            shift = doctor.SHIFT_OF.get((name, 1 if row["smd"] > 0 else -1), "other") if drifted else None
+            drifted = name not in image_shift.QUIET and self._drifted(row["smd"], row["ks_p"], tests)
+            shift = image_shift.SHIFT_OF.get((name, 1 if row["smd"] > 0 else -1), "other") if drifted else None
             out[name] = FeatureDrift(
                 name, "input", "smd", row["smd"], self.thresholds.smd, row["ks_p"], row["production"],
                 row["training"], drifted, shift,
@@ -315,12 +315,12 @@ class DriftMonitor:
 
     def _channel_probe(self, images: list[np.ndarray]) -> FeatureDrift:
         """The doctor's channel probe: is the reference detector more confident on the images channel-reversed?"""
-        as_given = doctor.model_response(self.probe, images)
-        reversed_ = doctor.model_response(self.probe, [image[..., ::-1].copy() for image in images])
+        as_given = image_shift.model_response(self.probe, images)
+        reversed_ = image_shift.model_response(self.probe, [image[..., ::-1].copy() for image in images])
         gain = round(reversed_["mean_score"] - as_given["mean_score"], 4)
-        drifted = gain > doctor.SWAP_GAIN
+        drifted = gain > image_shift.SWAP_GAIN
         return FeatureDrift(
-            "channel_order", "input", "score_gain", gain, doctor.SWAP_GAIN, None, reversed_["mean_score"],
+            "channel_order", "input", "score_gain", gain, image_shift.SWAP_GAIN, None, reversed_["mean_score"],
             as_given["mean_score"], drifted, "bgr_swap" if drifted else None,
         )  # fmt: skip
 
@@ -334,7 +334,7 @@ class DriftMonitor:
         for name, (p, r) in samples.items():
             if min(len(p), len(r)) < (t.min_images if name == "detections_per_image" else t.min_boxes):
                 continue
-            d, pvalue = doctor.smd(p, r), doctor.ks_pvalue(p, r)
+            d, pvalue = image_shift.smd(p, r), image_shift.ks_pvalue(p, r)
             drifted = self._drifted(d, pvalue, 3)
             shift = OUTPUT_SHIFTS[(name, 1 if d > 0 else -1)] if drifted else None
             out[name] = FeatureDrift(
