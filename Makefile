@@ -41,7 +41,7 @@ test: lint browser-deps
 
 # The inner loop (a few minutes): lint and the suite without the chapters, the browser and the slow tests
 check: lint
-	$(BIN)/python -m pytest -m "not notebook and not browser and not slow" --durations=5
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not notebook and not browser and not slow" --durations=5
 
 # The browser tests drive Debian's chromium through Playwright (never `playwright install`).
 browser-deps:

@@ -185,7 +185,7 @@ def test_chapter_11_describes_the_shipped_search_as_its_spec_has_it():
 
 
 def test_no_chapter_says_the_server_lacks_the_admin_endpoints_it_has():
-    routes = (ROOT / "workbench/core/serve/app.py").read_text()
+    routes = (ROOT / "workbench/core/serve/service/app.py").read_text()
     assert '"/v1/admin/keys"' in routes
     for path in NOTEBOOKS:
         text = " ".join(" ".join(prose(path)).split()).lower()
