@@ -44,7 +44,7 @@ def fast(exported):
 
 
 def test_fast_path_matches_open_detector_and_ultralytics(exported, images, fast):
-    from workbench.core.bench.end_to_end import agreement
+    from workbench.core.measure.parity import matched_over_max
     from workbench.core.models.detector import DeploymentSpec, open_detector
     from workbench.core.models.fast_path import FastDetector, ultralytics_detector
 
@@ -56,7 +56,7 @@ def test_fast_path_matches_open_detector_and_ultralytics(exported, images, fast)
     assert sum(map(len, ours)) > 0
     # every box matched one-to-one at IoU >= 0.9 with the same class (the order of near-equal scores may differ:
     # OpenVINO computes in bf16 here, and the preprocessing is in the graph on one side only)
-    assert agreement(ours, plain) == 1.0 and agreement(ours, theirs) == 1.0
+    assert matched_over_max(ours, plain) == 1.0 and matched_over_max(ours, theirs) == 1.0
 
 
 def test_uint8_letterbox_and_nms_equal_the_numpy_steps(images):
@@ -94,7 +94,7 @@ def test_detect_stream_keeps_the_order_and_equals_one_by_one(images, fast):
 
 
 def test_a_batched_stream_answers_every_image_in_order(exported, images, fast):
-    from workbench.core.bench.end_to_end import agreement
+    from workbench.core.measure.parity import matched_over_max
     from workbench.core.models.detector import DeploymentSpec
     from workbench.core.models.fast_path import detect_stream, fast_detector
 
@@ -104,8 +104,8 @@ def test_a_batched_stream_answers_every_image_in_order(exported, images, fast):
     frames = [*images, *images[::-1]]  # 18 images: the last request is half full
     expected = [fast(image) for image in frames]
     found = detect_stream(batched, frames, jobs=2)
-    assert [len(d) for d in found] == [len(d) for d in expected] and agreement(found, expected) == 1.0
-    assert agreement([batched(image) for image in frames[:3]], expected[:3]) == 1.0  # one image, one slot
+    assert [len(d) for d in found] == [len(d) for d in expected] and matched_over_max(found, expected) == 1.0
+    assert matched_over_max([batched(image) for image in frames[:3]], expected[:3]) == 1.0  # one image, one slot
     with pytest.raises(ConfigError, match="batch"):
         fast_detector(spec, batch=0)
 
