@@ -264,7 +264,7 @@ def _jobs(runner) -> int:
 
 def _async_pass(runner, spec, images) -> list:
     """Every image through an AsyncInferQueue: prepared in this thread, NMS in the queue's callback."""
-    queue, out = runner._async(_jobs(runner)), []
+    queue, out = runner.async_queue(_jobs(runner)), []
 
     def done(request, prepared):
         rows = nms(request.get_output_tensor(0).data.copy(), spec.postprocessing)
