@@ -157,8 +157,7 @@ def test_the_image_endpoint_answers_what_the_fast_path_and_open_detector_find(ex
     import cv2
 
     from workbench.core.measure.parity import matched_over_max
-    from workbench.core.models.detector import DeploymentSpec, Detections, open_detector
-    from workbench.core.models.fast_path import fast_detector
+    from workbench.core.models.detector import DeploymentSpec, Detections, fast_detector, open_detector
 
     spec = DeploymentSpec(exported[2], imgsz=IMGSZ, threads=1)
     fast, plain = fast_detector(spec), open_detector(spec)

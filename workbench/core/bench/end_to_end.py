@@ -20,8 +20,7 @@ import numpy as np
 from ..errors import ConfigError, check_imgsz
 from ..measure.paired import compare_calls
 from ..measure.parity import matched_over_max
-from ..models.detector import DeploymentSpec
-from ..models.inference import decode
+from ..models.detector import DeploymentSpec, decode
 from ..report.tables import markdown_table
 
 TARGETS = {"p50_ratio": 0.5, "match_rate": 0.99, "throughput_ratio": 2.0}  # issue 13: at most, at least, at least
@@ -91,7 +90,7 @@ def end_to_end(
     Raises:
         ConfigError: no images, a bad image or setting, or a workspace without that export.
     """
-    from ..models.fast_path import fast_detector, ultralytics_detector
+    from ..models.detector import fast_detector, ultralytics_detector
     from ..progress import emit
 
     artifact, frames = _artifact(source, check_imgsz(imgsz)), _frames(images)
@@ -158,7 +157,7 @@ def _artifact(source, imgsz: int) -> Path:
 
 def _frames(images) -> list[np.ndarray]:
     """Every image decoded once (files) or checked (arrays)."""
-    from ..models.fast_path import check_image
+    from ..models.detector import check_image
 
     frames = [
         check_image(image) if isinstance(image, np.ndarray) else decode(Path(image).read_bytes(), str(image))

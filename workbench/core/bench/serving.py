@@ -146,7 +146,7 @@ def jpeg_bytes(images, quality: int = 90) -> list[bytes]:
     encoded once."""
     import cv2
 
-    from ..models.inference import decode
+    from ..models.detector import decode
 
     out = []
     for image in images:

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..measure.parity import POOLED_F1, Matched, agreement_of, match_boxes
-from ..models.detector import DeploymentSpec, Detections, Detector, open_detector
-from ..models.inference import ImageDecodeError, decode
+from ..models.detector import DeploymentSpec, Detections, Detector, ImageDecodeError, decode, open_detector
 
 AGREE = 0.9  # agreement (F1 of class-aware IoU>=0.5 matches) above which two deployments answer the same
 MATCH_IOU = 0.5  # a deployment box matches a reference box above this IoU (the parity check's threshold)

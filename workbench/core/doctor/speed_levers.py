@@ -13,8 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..environment import cpu_info, usable_cores
-from ..models.detector import nms, open_detector, prepare, to_original
-from ..models.fast_path import detect_stream, fast_detector
+from ..models.detector import detect_stream, fast_detector, nms, open_detector, prepare, to_original
 from ..models.runners import RuntimeOptions, installed, open_runner
 from .findings import Finding, Verdict
 from .speed_profile import check_profile

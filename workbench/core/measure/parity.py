@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..models.inference import decode, postprocess, preprocess
+from ..models.detector import decode, postprocess, preprocess
 from ..progress import ProgressFn, emit
 from .boxes import box_iou
 

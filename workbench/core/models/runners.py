@@ -298,7 +298,7 @@ def openvino_compiled_runner(core, model, options: RuntimeOptions, label: Path, 
         config["INFERENCE_PRECISION_HINT"] = options.precision
     compiled = core.compile_model(model, "CPU", config)
     counts = runtime_precisions(compiled)
-    used = _openvino_precision(counts)
+    used = openvino_precision(counts)
     shape = tuple(d.get_length() if d.is_static else -1 for d in model.input().get_partial_shape())
     request = compiled.create_infer_request()
     internal: list[float] = []
@@ -346,7 +346,7 @@ def runtime_precisions(compiled) -> dict[str, int]:
     return dict(found)
 
 
-def _openvino_precision(counts: dict[str, int]) -> str:
+def openvino_precision(counts: dict[str, int]) -> str:
     """fp32, bf16 or fp16 for the float part, prefixed by int8+ where convolutions or matrix products run in i8/u8."""
     floating = next((name for key, name in (("bf16", "bf16"), ("f16", "fp16")) if counts.get(key)), "fp32")
     return f"int8+{floating}" if counts.get("compute_i8") else floating
