@@ -139,9 +139,9 @@ def _offline_pair(spec: DeploymentSpec, images) -> tuple[Callable, Callable, str
 
 def fault_hurts(lab: SpeedLab, name: str) -> Hurt:
     """Whether fault `name` hurts on this machine, measured once per lab (kept with the lab)."""
-    if name not in lab._hurts:
-        lab._hurts[name] = measure_hurt(lab, name)
-    return lab._hurts[name]
+    if name not in lab.measured_hurts:
+        lab.measured_hurts[name] = measure_hurt(lab, name)
+    return lab.measured_hurts[name]
 
 
 def fault_hurt_table(lab: SpeedLab, names=None) -> dict:

@@ -196,10 +196,10 @@ def make_bundle(
     workspace = workspace if isinstance(workspace, Workspace) else _open_workspace(workspace)
     variant, artifact = _bundled_variant(workspace, variant_id)
     out = _check_out(Path(out))
-    protect._check_key(model_key)
-    private = protect._private_key(Path(signing_key_folder) / "signing-key.pem")
+    protect.check_key(model_key)
+    private = protect.as_private_key(Path(signing_key_folder) / "signing-key.pem")
     server = _server_config(variant, artifact, config)
-    values = _values(variant, server, config, signer=protect._fingerprint(private.public_key()))
+    values = _values(variant, server, config, signer=protect.fingerprint(private.public_key()))
     requirements = server_requirements(server.runtime)
     with staged(out) as staging:
         staging.mkdir()
@@ -410,7 +410,7 @@ def _write_templates(folder: Path, values: dict) -> None:
 
 def _digests(folder: Path) -> dict:
     return {
-        p.relative_to(folder).as_posix(): protect._digest(p.read_bytes())
+        p.relative_to(folder).as_posix(): protect.digest(p.read_bytes())
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.relative_to(folder).as_posix() not in (MANIFEST, SIGNATURE)
     }
@@ -421,7 +421,7 @@ def _sign(folder: Path, private, about: dict) -> None:
         "format": BUNDLE_FORMAT,
         "version": 1,
         "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "signer": protect._fingerprint(private.public_key()),
+        "signer": protect.fingerprint(private.public_key()),
         **about,
         "served": [SERVER_CONFIG, PUBLIC_KEY],  # what the server checks at start (model/ has its own manifest)
         "files": _digests(folder),
@@ -461,7 +461,7 @@ def verify_bundle(bundle_dir: Path | str, public_key=None) -> dict:
     found, expected = _digests(folder), manifest["files"]
     changed = sorted(n for n in set(found) | set(expected) if found.get(n) != expected.get(n))
     if changed:
-        raise protect.SignatureError(f"{folder.name} differs from its signed manifest: {changed[:8]}", protect._AGAIN)
+        raise protect.SignatureError(f"{folder.name} differs from its signed manifest: {changed[:8]}", protect.AGAIN)
     return manifest
 
 
@@ -482,8 +482,8 @@ def load_bundle(bundle_dir: Path | str, model_key: bytes, public_key=None, *, op
     manifest = _verified_manifest(folder, public)
     for name in manifest["served"]:
         path = folder / name
-        if not path.is_file() or protect._digest(path.read_bytes()) != manifest["files"].get(name):
-            raise protect.SignatureError(f"{folder.name}/{name} is missing or altered since signing", protect._AGAIN)
+        if not path.is_file() or protect.digest(path.read_bytes()) != manifest["files"].get(name):
+            raise protect.SignatureError(f"{folder.name}/{name} is missing or altered since signing", protect.AGAIN)
     server = read_server_config(folder / SERVER_CONFIG)
     options = options or server.runtime_options()
     runner: Runner = protect.open_protected(folder / server.model, model_key, public, options)
@@ -515,13 +515,13 @@ def _verified_manifest(folder: Path, public_key) -> dict:
 
     if not (folder / MANIFEST).is_file():
         raise ConfigError(f"{folder} is not a deployment bundle (no {MANIFEST})", "workbench bundle VARIANT OUT")
-    key = protect._public_key(public_key if public_key is not None else folder / PUBLIC_KEY)
+    key = protect.as_public_key(public_key if public_key is not None else folder / PUBLIC_KEY)
     text = (folder / MANIFEST).read_bytes()
     try:
         key.verify(base64.b64decode((folder / SIGNATURE).read_bytes().strip(), validate=True), text)
     except (OSError, InvalidSignature, ValueError):
         raise protect.SignatureError(
-            f"the signature of {folder.name}/{MANIFEST} is missing or does not verify with {protect._fingerprint(key)}",
+            f"the signature of {folder.name}/{MANIFEST} is missing or does not verify with {protect.fingerprint(key)}",
             "pass the signer's public key, or copy the bundle again from where it was made",
         ) from None
     manifest = json.loads(text)
