@@ -199,7 +199,7 @@ def _throughput(streams: dict, theirs, frames: list[np.ndarray], single: list, c
     """Images per second over all frames: each stream setting and Ultralytics' loop, in alternating repeats (one
     pass over all frames per block, `measure.paired.compare_calls`; the median per side); the workbench's figure
     is its best setting's. Each setting's detections are checked against the one-by-one ones
-    (`stream_match_rate`, inside its timed pass as it always was)."""
+    (`stream_match_rate`; the check runs inside the setting's timed pass)."""
     from ..models.detector import detect_stream
 
     for setting, detector in streams.values():
