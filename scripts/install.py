@@ -163,7 +163,8 @@ def install(profile: str, venv: Path, wheelhouse: Path | None) -> None:
 def compile_lock(uv: Path, profile: str, extra: list[str], keep: bool = False) -> None:
     sources, env = uv_sources(None)
     extras = [arg for name in PROFILES[profile] for arg in ("--extra", name)]
-    run([str(uv), "pip", "compile", "--quiet", "--no-header", *([] if keep else ["--upgrade"]), str(ROOT / "pyproject.toml"), *extras,
+    upgrade = [] if keep else ["--upgrade"]
+    run([str(uv), "pip", "compile", "--quiet", "--no-header", *upgrade, str(ROOT / "pyproject.toml"), *extras,
          "--annotation-style", "line",
          "--override", str(LOCKS / "overrides.txt"), *COMPILE_TARGET, *sources, *extra,
          "-o", str(lock_path(profile))], env)  # fmt: skip

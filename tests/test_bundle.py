@@ -365,7 +365,7 @@ def _spellings(secret: bytes) -> list[bytes]:
 def test_no_secret_is_anywhere_in_the_bundle(made):
     from cryptography.hazmat.primitives import serialization
 
-    private = protect._private_key(made["signing"].private_key)
+    private = protect.as_private_key(made["signing"].private_key)
     raw = private.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
@@ -461,7 +461,7 @@ def test_another_signer_or_key_is_refused(made, copy, tmp_path):
     with pytest.raises(DecryptionError):
         load.load_bundle(copy, protect.generate_key(), options=OPTIONS)
     # A bundle re-signed whole by someone else verifies only with their key (the module doc says why to pass one).
-    private = protect._private_key(other.private_key)
+    private = protect.as_private_key(other.private_key)
     shutil.copy2(other.public_key, copy / bundle_config.PUBLIC_KEY)
     manifest.sign(copy, private, {"variant_id": 0, "variant": "x", "runtime": "onnxruntime"})
     with pytest.raises(SignatureError):

@@ -26,7 +26,7 @@ def _image(h=48, w=96):
 
 
 def test_the_default_is_ultralytics_letterbox_rgb_over_255():
-    from workbench.core.models.inference import preprocess
+    from workbench.core.models.detector import preprocess
 
     image = np.random.default_rng(0).integers(0, 255, (50, 90, 3), dtype=np.uint8)
     mine, theirs = prepare(image, 64), preprocess(image, 64)
@@ -91,7 +91,7 @@ def test_the_default_spec_detects_what_ultralytics_path_detects(tmp_path, tiny_d
 
     from workbench.core.measure.parity import match_boxes
     from workbench.core.models.cards import demo_weights
-    from workbench.core.models.inference import postprocess, preprocess
+    from workbench.core.models.detector import postprocess, preprocess
     from workbench.core.models.runners import RuntimeOptions, open_runner
 
     low = Postprocessing(conf=0.05)  # a 64 px input finds little above the default threshold

@@ -29,8 +29,9 @@ from workbench.core.doctor.lab.speed_hurts import (
     measure_hurt,
 )
 from workbench.core.doctor.speed import diagnose_speed, run_speed_doctor
-from workbench.core.doctor.speed.timing import agreement, compare_calls, guarded
+from workbench.core.doctor.speed.timing import compare_calls, guarded
 from workbench.core.measure.paired import ratio_bound
+from workbench.core.measure.parity import mean_image_f1
 from workbench.core.models.detector import Detections
 
 LEVERS_FOR = {  # the levers that could name each fault, and one that could wrongly compete with it
@@ -314,6 +315,6 @@ def test_agreement():
     one = Detections(np.array([[0, 0, 10, 10]], np.float32), np.array([0.9], np.float32), np.array([1]))
     none = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int))
     shifted = Detections(np.array([[20, 20, 30, 30]], np.float32), np.array([0.9], np.float32), np.array([1]))
-    assert agreement([one, none], [one, none]) == 1.0
-    assert agreement([one], [shifted]) == 0.0
-    assert agreement([one], [none]) == 0.0
+    assert mean_image_f1([one, none], [one, none]) == 1.0
+    assert mean_image_f1([one], [shifted]) == 0.0
+    assert mean_image_f1([one], [none]) == 0.0

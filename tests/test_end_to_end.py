@@ -1,4 +1,4 @@
-"""The fast OpenVINO path (`models.fast_path`) and the end-to-end comparison (`bench.end_to_end`), on the demo model
+"""The fast OpenVINO path (`models.detector`) and the end-to-end comparison (`bench.end_to_end`), on the demo model
 exported at 128 px and the tiny dataset. No timing is asserted: `make bench` checks speed, as ratios."""
 
 from __future__ import annotations
@@ -37,16 +37,14 @@ def images(tiny_dataset):
 
 @pytest.fixture(scope="module")
 def fast(exported):
-    from workbench.core.models.detector import DeploymentSpec
-    from workbench.core.models.fast_path import fast_detector
+    from workbench.core.models.detector import DeploymentSpec, fast_detector
 
     return fast_detector(DeploymentSpec(exported[2], imgsz=IMGSZ, threads=1))
 
 
 def test_fast_path_matches_open_detector_and_ultralytics(exported, images, fast):
-    from workbench.core.bench.end_to_end import agreement
-    from workbench.core.models.detector import DeploymentSpec, open_detector
-    from workbench.core.models.fast_path import FastDetector, ultralytics_detector
+    from workbench.core.measure.parity import matched_over_max
+    from workbench.core.models.detector import DeploymentSpec, FastDetector, open_detector, ultralytics_detector
 
     assert isinstance(fast, FastDetector) and fast.context["preprocessing"].startswith("in the graph")
     ours = [fast(image) for image in images]
@@ -56,12 +54,12 @@ def test_fast_path_matches_open_detector_and_ultralytics(exported, images, fast)
     assert sum(map(len, ours)) > 0
     # every box matched one-to-one at IoU >= 0.9 with the same class (the order of near-equal scores may differ:
     # OpenVINO computes in bf16 here, and the preprocessing is in the graph on one side only)
-    assert agreement(ours, plain) == 1.0 and agreement(ours, theirs) == 1.0
+    assert matched_over_max(ours, plain) == 1.0 and matched_over_max(ours, theirs) == 1.0
 
 
 def test_uint8_letterbox_and_nms_equal_the_numpy_steps(images):
     from workbench.core.models.detector import Postprocessing, Preprocessing, nms, prepare, to_original
-    from workbench.core.models.fast_path import _detections, fast_nms, letterbox_u8
+    from workbench.core.models.detector.fast_path import _detections, fast_nms, letterbox_u8
 
     raw_pre = Preprocessing(color="bgr", scale=1.0, layout="nhwc", pad_value=7)
     for image in images:
@@ -80,7 +78,7 @@ def test_uint8_letterbox_and_nms_equal_the_numpy_steps(images):
 
 
 def test_detect_stream_keeps_the_order_and_equals_one_by_one(images, fast):
-    from workbench.core.models.fast_path import detect_stream
+    from workbench.core.models.detector import detect_stream
 
     frames = [*images, *images[::-1]]
     one_by_one = [fast(image) for image in frames]
@@ -94,9 +92,8 @@ def test_detect_stream_keeps_the_order_and_equals_one_by_one(images, fast):
 
 
 def test_a_batched_stream_answers_every_image_in_order(exported, images, fast):
-    from workbench.core.bench.end_to_end import agreement
-    from workbench.core.models.detector import DeploymentSpec
-    from workbench.core.models.fast_path import detect_stream, fast_detector
+    from workbench.core.measure.parity import matched_over_max
+    from workbench.core.models.detector import DeploymentSpec, detect_stream, fast_detector
 
     spec = DeploymentSpec(exported[2], imgsz=IMGSZ, threads=1)
     batched = fast_detector(spec, hint="throughput", batch=4)
@@ -104,15 +101,14 @@ def test_a_batched_stream_answers_every_image_in_order(exported, images, fast):
     frames = [*images, *images[::-1]]  # 18 images: the last request is half full
     expected = [fast(image) for image in frames]
     found = detect_stream(batched, frames, jobs=2)
-    assert [len(d) for d in found] == [len(d) for d in expected] and agreement(found, expected) == 1.0
-    assert agreement([batched(image) for image in frames[:3]], expected[:3]) == 1.0  # one image, one slot
+    assert [len(d) for d in found] == [len(d) for d in expected] and matched_over_max(found, expected) == 1.0
+    assert matched_over_max([batched(image) for image in frames[:3]], expected[:3]) == 1.0  # one image, one slot
     with pytest.raises(ConfigError, match="batch"):
         fast_detector(spec, batch=0)
 
 
 def test_other_artifacts_fall_back_to_open_detector(exported, images):
-    from workbench.core.models.detector import DeploymentSpec, Detector, open_detector
-    from workbench.core.models.fast_path import detect_stream, fast_detector
+    from workbench.core.models.detector import DeploymentSpec, Detector, detect_stream, fast_detector, open_detector
 
     spec = DeploymentSpec(exported[1], imgsz=IMGSZ, threads=1)  # the .pt: PyTorch
     fallback = fast_detector(spec)
@@ -137,7 +133,7 @@ def test_other_artifacts_fall_back_to_open_detector(exported, images):
     ],
 )
 def test_a_bad_image_is_a_clear_config_error(fast, bad):
-    from workbench.core.models.fast_path import detect_stream
+    from workbench.core.models.detector import detect_stream
 
     with pytest.raises(ConfigError, match="HxWx3 uint8 BGR image"):
         fast(bad)
@@ -146,8 +142,7 @@ def test_a_bad_image_is_a_clear_config_error(fast, bad):
 
 
 def test_spec_and_settings_are_checked(exported):
-    from workbench.core.models.detector import DeploymentSpec
-    from workbench.core.models.fast_path import fast_detector
+    from workbench.core.models.detector import DeploymentSpec, fast_detector
 
     with pytest.raises(ConfigError, match="imgsz 160"):
         fast_detector(DeploymentSpec(exported[2], imgsz=160))

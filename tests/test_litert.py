@@ -23,8 +23,8 @@ from workbench.core.measure.parity import ParityConfig, compare  # noqa: E402
 from workbench.core.measure.plan import MeasurePlan  # noqa: E402
 from workbench.core.models import runners as runtimes  # noqa: E402
 from workbench.core.models.cards import demo_weights  # noqa: E402
+from workbench.core.models.detector import decode, preprocess  # noqa: E402
 from workbench.core.models.export import ExportConfig, export  # noqa: E402
-from workbench.core.models.inference import decode, preprocess  # noqa: E402
 from workbench.core.models.runners import RuntimeNotInstalled, RuntimeOptions, open_runner  # noqa: E402
 from workbench.core.store.workspace import Workspace  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""The one rule every paired timing is judged by: a seeded bootstrap over alternating rounds (measure.paired)."""
+"""Paired timing (measure.paired): alternating blocks driven by a fake clock, and the one rule every paired timing is
+judged by, a seeded bootstrap over the rounds."""
 
 from __future__ import annotations
 
@@ -46,3 +47,93 @@ def test_resamples_are_bounded_and_bad_input_names_the_fix():
         ratio_bound([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="<= 0"):
         ratio_bound([1.0], [0.0])
+
+
+class FakeClock:
+    """A clock that moves only when a fake candidate says it ran: timing is exact and deterministic. Candidates take
+    whole seconds of this clock, so every sum and every millisecond figure is exact in floating point."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def candidate(self, name: str, seconds, log: list):
+        """A call that takes `seconds(n)` on its n-th call (n from 0), recording its name in `log`."""
+        count = [0]
+
+        def call():
+            log.append(name)
+            self.now += seconds(count[0])
+            count[0] += 1
+
+        return call
+
+
+def test_compare_calls_alternates_blocks_discards_cold_calls_and_judges_with_ratio_bound():
+    from workbench.core.measure.paired import compare_calls
+
+    clock, log, last = FakeClock(), [], []
+
+    def warm_pool(name: str, base: float):
+        """`base` a call, 12 more for the first two calls after the other candidate ran (its pools settle)."""
+        state = {"cold": 0}
+
+        def seconds(_):
+            if last and last[-1] != name:
+                state["cold"] = 2
+            last.append(name)
+            cold, state["cold"] = state["cold"] > 0, max(0, state["cold"] - 1)
+            return base + (12.0 if cold else 0.0)
+
+        return clock.candidate(name, seconds, log)
+
+    calls = {"slow": warm_pool("slow", 6.0), "fast": warm_pool("fast", 2.0)}
+    result = compare_calls(calls, rounds=4, round_s=10.0, warm_calls=1, discard=2, min_calls=3, clock=clock)
+    blocks = [name for i, name in enumerate(log) if i == 0 or log[i - 1] != name]
+    assert blocks == ["slow", "fast", "slow", "fast", "slow", "fast", "slow"]  # warm-up, then blocks reversed in turn
+    assert result.rounds_ms == {"slow": [6000.0] * 4, "fast": [2000.0] * 4}  # the cold calls were discarded
+    assert result.p50_ms == {"slow": 6000.0, "fast": 2000.0}
+    assert result.calls == {"slow": 12, "fast": 20}  # 10 s of timed calls a block, 3 at least
+    assert result.round_ratios("slow", "fast") == [3.0] * 4 and result.fastest() == "fast"
+    assert result.bound("slow", "fast").verdict(1.5) == HOLDS and result.bound("fast", "slow").verdict(1.5) == FAILS
+    assert "4 rounds of alternating blocks" in result.method and "2 untimed calls" in result.method
+    interleaved = compare_calls(calls, rounds=4, round_s=0.0, warm_calls=0, discard=0, min_calls=1, clock=clock)
+    assert interleaved.p50_ms == {"slow": 18.0e3, "fast": 14.0e3}  # call by call, every call is a cold one
+
+
+def test_a_machine_that_slows_down_slows_both_sides_of_a_round_and_the_ratio_holds():
+    from workbench.core.measure.paired import compare_calls
+
+    clock, log = FakeClock(), []
+    slowdown = [1.0, 3.0, 1.5, 2.5, 1.0, 4.0]  # per round: the machine's speed drifts a lot
+    per_round = 10  # each candidate's calls per round (a fixed count), so call n belongs to round n // per_round
+    calls = {
+        "slow": clock.candidate("slow", lambda n: 3.0 * slowdown[n // per_round], log),
+        "fast": clock.candidate("fast", lambda n: 2.0 * slowdown[n // per_round], log),
+    }
+    result = compare_calls(calls, rounds=6, round_s=0.0, warm_calls=0, discard=0, min_calls=per_round, clock=clock)
+    assert result.round_ratios("slow", "fast") == [1.5] * 6
+    bound = result.bound("slow", "fast")
+    assert bound.low == pytest.approx(1.5) and bound.verdict(1.4) == HOLDS and bound.verdict(1.6) == FAILS
+    assert result.samples_ms["slow"][:per_round] == [3000.0] * per_round and len(result.samples_ms["fast"]) == 60
+
+
+def test_rounds_rotate_and_stop_at_the_time_budget():
+    from workbench.core.measure.paired import block_order, compare_calls, timed_block
+
+    assert [block_order("abc", i, "rotate") for i in range(4)] == [list("abc"), list("bca"), list("cab"), list("abc")]
+    assert [block_order("abc", i) for i in range(2)] == [list("abc"), list("cba")]
+    with pytest.raises(ValueError, match="block order"):
+        block_order("ab", 0, "shuffle")
+    clock, log = FakeClock(), []
+    calls = {name: clock.candidate(name, lambda n: 10.0, log) for name in "abc"}
+    result = compare_calls(
+        calls, rounds=10, round_s=0.0, warm_calls=0, discard=0, min_calls=2, order="rotate", max_s=100, clock=clock
+    )
+    assert len(result.rounds_ms["a"]) == 2  # 60 s a round: a third would start at 120 s, past the 100 s budget
+    assert "".join(log[::2]) == "abcbca" and result.method.startswith("2 rounds")
+    times = timed_block(clock.candidate("x", lambda n: 5.0, log), calls=100, until=clock() + 12, clock=clock)
+    assert times == [5000.0] * 3  # the call that ended past `until` is the last
+    assert timed_block(clock.candidate("y", lambda n: 4.0, log), calls=1, seconds=10, clock=clock) == [4000.0] * 3

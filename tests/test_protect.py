@@ -69,7 +69,7 @@ def _resign_digests(folder: Path) -> None:
     """Update the manifest's digests to the files as they are now, without signing again (what a tamperer can do)."""
     manifest = json.loads((folder / protect.MANIFEST).read_text())
     for name in manifest["files"]:
-        manifest["files"][name] = protect._digest((folder / name).read_bytes())
+        manifest["files"][name] = protect.digest((folder / name).read_bytes())
     (folder / protect.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 

@@ -8,8 +8,8 @@ from workbench.core.measure.latency import LatencyConfig, measure_throughput
 from workbench.core.measure.stages import STAGES, stage_breakdown
 from workbench.core.models import runners as runtimes
 from workbench.core.models.cards import demo_weights
+from workbench.core.models.detector import ImageDecodeError
 from workbench.core.models.export import ExportConfig, ExportError, export
-from workbench.core.models.inference import ImageDecodeError
 from workbench.core.models.runners import (
     ArtifactLoadError,
     RuntimeNotInstalled,

@@ -156,9 +156,8 @@ def test_triton_client_sees_a_live_server_and_gets_the_runners_output(exported, 
 def test_the_image_endpoint_answers_what_the_fast_path_and_open_detector_find(exported, served, http, pngs):
     import cv2
 
-    from workbench.core.bench.end_to_end import agreement
-    from workbench.core.models.detector import DeploymentSpec, Detections, open_detector
-    from workbench.core.models.fast_path import fast_detector
+    from workbench.core.measure.parity import matched_over_max
+    from workbench.core.models.detector import DeploymentSpec, Detections, fast_detector, open_detector
 
     spec = DeploymentSpec(exported[2], imgsz=IMGSZ, threads=1)
     fast, plain = fast_detector(spec), open_detector(spec)
@@ -175,7 +174,7 @@ def test_the_image_endpoint_answers_what_the_fast_path_and_open_detector_find(ex
         expected.append(fast(image))
         np.testing.assert_allclose(answers[-1].rows(), expected[-1].rows(), atol=1e-3)
     assert sum(map(len, answers)) > 0
-    assert agreement(answers, [plain(cv2.imdecode(np.frombuffer(d, np.uint8), 1)) for d in pngs]) == 1.0
+    assert matched_over_max(answers, [plain(cv2.imdecode(np.frombuffer(d, np.uint8), 1)) for d in pngs]) == 1.0
 
 
 @pytest.mark.parametrize(

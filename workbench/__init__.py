@@ -44,7 +44,7 @@ _EXPORTS = {
     "LatencyConfig": "workbench.core.measure.latency",
     "time_calls": "workbench.core.measure.latency",
     "ratio_bound": "workbench.core.measure.paired",
-    "compare_calls": "workbench.core.doctor.speed.timing",
+    "compare_calls": "workbench.core.measure.paired",
     "ParityConfig": "workbench.core.measure.parity",
     # evaluation sets: which images a mAP was measured on; only like is put beside like
     "EvaluationSet": "workbench.core.store.evaluation_sets",

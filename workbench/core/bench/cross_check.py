@@ -1,5 +1,6 @@
 """Cross-checks of a bench row: a bare timing loop and OpenVINO's benchmark_app around it, and paired timing of two
-artifacts in alternating rounds, so that a machine whose speed drifts is compared with itself."""
+artifacts in alternating rounds (`measure.paired.compare_calls`), so that a machine whose speed drifts is compared
+with itself."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from ..measure.paired import FAILS, HOLDS, INCONCLUSIVE, ratio_bound
+from ..measure.paired import FAILS, HOLDS, INCONCLUSIVE, compare_calls, ratio_bound, timed_block
 from ..models.runners import RuntimeOptions, example_input, open_runner
 
 
@@ -22,12 +22,7 @@ def bare_loop(path: Path, options: RuntimeOptions, imgsz: int, runs: int) -> flo
     x = example_input(runner, imgsz)
     for _ in range(10):
         runner(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        runner(x)
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+    return float(np.median(timed_block(lambda: runner(x), calls=runs)))
 
 
 def benchmark_app(path: Path, precision: str | None, threads: int, seconds: int) -> float | None:
@@ -102,30 +97,21 @@ def paired_ratio(path_a, path_b, options: RuntimeOptions, imgsz: int, *, rounds:
     On a machine whose speed drifts from minute to minute, rows measured one after the other can disagree by
     more than the effect; alternating rounds compare the two under the same conditions.
     """
-    runners = [open_runner(path_a, options), open_runner(path_b, options)]
-    x = example_input(runners[0], imgsz)
-    for runner in runners:
-        for _ in range(10):
-            runner(x)
-    p50 = [[], []]
-    for round_index in range(rounds):
-        for which in (0, 1) if round_index % 2 == 0 else (1, 0):
-            times = []
-            for _ in range(calls):
-                start = time.perf_counter()
-                runners[which](x)
-                times.append((time.perf_counter() - start) * 1000)
-            p50[which].append(float(np.median(times)))
-    ratios = np.array(p50[0]) / np.array(p50[1])
+    runners = {"a": open_runner(path_a, options), "b": open_runner(path_b, options)}
+    x = example_input(runners["a"], imgsz)
+    timed = {name: (lambda runner=runner: runner(x)) for name, runner in runners.items()}
+    paired = compare_calls(timed, rounds=rounds, round_s=0.0, warm_calls=10, discard=0, min_calls=calls)
+    a, b = paired.rounds_ms["a"], paired.rounds_ms["b"]
+    ratios = paired.round_ratios("a", "b")
     return {
         "ratio": float(np.median(ratios)),
-        "a_rounds_ms": [round(v, 4) for v in p50[0]],
-        "b_rounds_ms": [round(v, 4) for v in p50[1]],
-        "bound": ratio_bound(p50[0], p50[1]).as_dict(),
-        "ratio_min": float(ratios.min()),
-        "ratio_max": float(ratios.max()),
-        "a_p50_ms": float(np.median(p50[0])),
-        "b_p50_ms": float(np.median(p50[1])),
+        "a_rounds_ms": [round(v, 4) for v in a],
+        "b_rounds_ms": [round(v, 4) for v in b],
+        "bound": paired.bound("a", "b").as_dict(),
+        "ratio_min": float(min(ratios)),
+        "ratio_max": float(max(ratios)),
+        "a_p50_ms": float(np.median(a)),
+        "b_p50_ms": float(np.median(b)),
         "rounds": rounds,
         "calls_per_round": calls,
         "imgsz": imgsz,

@@ -11,16 +11,16 @@ alternating repeats.
 
 from __future__ import annotations
 
-import time
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, check_imgsz
-from ..measure.parity import match_boxes
-from ..models.detector import DeploymentSpec
-from ..models.inference import decode
+from ..measure.paired import compare_calls
+from ..measure.parity import matched_over_max
+from ..models.detector import DeploymentSpec, decode
 from ..report.tables import markdown_table
 
 TARGETS = {"p50_ratio": 0.5, "match_rate": 0.99, "throughput_ratio": 2.0}  # issue 13: at most, at least, at least
@@ -90,7 +90,7 @@ def end_to_end(
     Raises:
         ConfigError: no images, a bad image or setting, or a workspace without that export.
     """
-    from ..models.fast_path import fast_detector, ultralytics_detector
+    from ..models.detector import fast_detector, ultralytics_detector
     from ..progress import emit
 
     artifact, frames = _artifact(source, check_imgsz(imgsz)), _frames(images)
@@ -103,7 +103,7 @@ def end_to_end(
     latency = _latency(ours, theirs, frames, config)
     emit(progress, "end to end", 1, 3, "agreement on every image")
     single = [ours(frame) for frame in frames]
-    match_rate = agreement(single, [theirs(frame) for frame in frames], config.iou_match)
+    match_rate = matched_over_max(single, [theirs(frame) for frame in frames], config.iou_match)
     emit(progress, "end to end", 2, 3, "throughput")
     streams = {
         s.name: (s, fast_detector(spec, hint=s.hint, streams=s.streams, batch=s.batch)) for s in config.stream_settings
@@ -146,16 +146,6 @@ def find_int8_export(workspace, imgsz: int) -> Path:
     )
 
 
-def agreement(ours: list, theirs: list, iou_match: float = 0.9) -> float:
-    """Boxes matched one-to-one at IoU >= `iou_match` with the same class, over the larger count, all images."""
-    matched = total = 0
-    for a, b in zip(ours, theirs, strict=True):
-        pairs = match_boxes(a.rows(), b.rows(), iou_match)
-        matched += sum(int(a.classes[i] == b.classes[j]) for i, j, _ in pairs)
-        total += max(len(a), len(b))
-    return matched / total if total else 1.0
-
-
 def _artifact(source, imgsz: int) -> Path:
     if hasattr(source, "ledger"):
         return find_int8_export(source, imgsz)
@@ -167,7 +157,7 @@ def _artifact(source, imgsz: int) -> Path:
 
 def _frames(images) -> list[np.ndarray]:
     """Every image decoded once (files) or checked (arrays)."""
-    from ..models.fast_path import check_image
+    from ..models.detector import check_image
 
     frames = [
         check_image(image) if isinstance(image, np.ndarray) else decode(Path(image).read_bytes(), str(image))
@@ -178,31 +168,16 @@ def _frames(images) -> list[np.ndarray]:
     return frames
 
 
-def _timed(detector, frames: list[np.ndarray], start: int, calls: int) -> list[float]:
-    times = []
-    for k in range(calls):
-        frame = frames[(start + k) % len(frames)]
-        begin = time.perf_counter()
-        detector(frame)
-        times.append((time.perf_counter() - begin) * 1000)
-    return times
-
-
 def _latency(ours, theirs, frames: list[np.ndarray], config: EndToEndConfig) -> dict:
-    """Per-image wall clock of both, in alternating rounds over the same images; `p50_ratio` is the median of
-    the per-round p50 ratios (workbench / Ultralytics), `p50_ratio_pooled` the ratio of the pooled p50s."""
-    times: dict[str, list[float]] = {"workbench": [], "ultralytics": []}
-    ratios = []
-    for index in range(config.rounds):
-        order = (("workbench", ours), ("ultralytics", theirs))
-        p50 = {}
-        for name, detector in order if index % 2 == 0 else order[::-1]:
-            found = _timed(detector, frames, index * config.calls, config.calls)
-            times[name] += found
-            p50[name] = float(np.median(found))
-        ratios.append(p50["workbench"] / p50["ultralytics"])
+    """Per-image wall clock of both, in alternating rounds over the same images (`measure.paired.compare_calls`:
+    `calls` images per detector per round, none discarded); `p50_ratio` is the median of the per-round p50 ratios
+    (workbench / Ultralytics), `p50_ratio_pooled` the ratio of the pooled p50s."""
+    detectors = {"workbench": ours, "ultralytics": theirs}
+    calls = {name: _cycling(detector, frames) for name, detector in detectors.items()}
+    paired = compare_calls(calls, rounds=config.rounds, round_s=0.0, warm_calls=0, discard=0, min_calls=config.calls)
+    ratios = paired.round_ratios("workbench", "ultralytics")
     out = {"rounds": config.rounds, "calls_per_round": config.calls, "decode": DECODE}
-    for name, found in times.items():
+    for name, found in paired.samples_ms.items():
         out[f"{name}_p50_ms"] = float(np.percentile(found, 50))
         out[f"{name}_p99_ms"] = float(np.percentile(found, 99))
         out[f"{name}_mean_ms"] = float(np.mean(found))
@@ -213,28 +188,38 @@ def _latency(ours, theirs, frames: list[np.ndarray], config: EndToEndConfig) -> 
     return out
 
 
+def _cycling(detector, frames: list[np.ndarray]):
+    """A no-argument call that runs `detector` on frame 0, 1, ... in turn (each round continues where the last one
+    stopped, so both detectors see the same frames in a round)."""
+    frame = itertools.cycle(frames)
+    return lambda: detector(next(frame))
+
+
 def _throughput(streams: dict, theirs, frames: list[np.ndarray], single: list, config: EndToEndConfig) -> dict:
-    """Images per second over all frames: each stream setting and Ultralytics' loop, in alternating repeats (the
-    median per side); the workbench's figure is its best setting's. Each setting's detections are checked
-    against the one-by-one ones (`stream_match_rate`)."""
-    from ..models.fast_path import detect_stream
+    """Images per second over all frames: each stream setting and Ultralytics' loop, in alternating repeats (one
+    pass over all frames per block, `measure.paired.compare_calls`; the median per side); the workbench's figure
+    is its best setting's. Each setting's detections are checked against the one-by-one ones
+    (`stream_match_rate`; the check runs inside the setting's timed pass)."""
+    from ..models.detector import detect_stream
 
     for setting, detector in streams.values():
         detect_stream(detector, frames[: config.warmup or 1], jobs=setting.jobs)
-    runs: dict[str, list[float]] = {name: [] for name in (*streams, "ultralytics")}
     agree: dict[str, float] = {}
-    for index in range(config.repeats):
-        order = [*streams, "ultralytics"]
-        for name in order if index % 2 == 0 else order[::-1]:
-            begin = time.perf_counter()
-            if name == "ultralytics":
-                for frame in frames:
-                    theirs(frame)
-            else:
-                setting, detector = streams[name]
-                found = detect_stream(detector, frames, jobs=setting.jobs)
-                agree[name] = min(agree.get(name, 1.0), agreement(found, single, config.iou_match))
-            runs[name].append(len(frames) / (time.perf_counter() - begin))
+
+    def stream(name: str, setting: StreamSetting, detector):
+        def call():
+            found = detect_stream(detector, frames, jobs=setting.jobs)
+            agree[name] = min(agree.get(name, 1.0), matched_over_max(found, single, config.iou_match))
+
+        return call
+
+    def loop():
+        for frame in frames:
+            theirs(frame)
+
+    calls = {name: stream(name, *pair) for name, pair in streams.items()} | {"ultralytics": loop}
+    paired = compare_calls(calls, rounds=config.repeats, round_s=0.0, warm_calls=0, discard=0, min_calls=1)
+    runs = {name: [len(frames) / (ms / 1000) for ms in found] for name, found in paired.samples_ms.items()}
     medians = {name: float(np.median(values)) for name, values in runs.items()}
     best = max(streams, key=lambda name: medians[name])
     return {

@@ -18,34 +18,27 @@ everyone in, an audit that keeps nothing), TLS alone, authentication + audit alo
 one alone minus plain HTTP.
 
 The per-key rate limit is raised for the measurement (it would otherwise cap the clients at its 50 requests/s); the
-limiter still runs on every request.
+limiter still runs on every request. The servers, their clients and what they run on are `serving_stack`'s; the
+alternating blocks and rounds are `measure.paired`'s.
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, check_imgsz
+from ..measure.paired import block_order, compare_calls, timed_block
+from .serving_stack import BENCH_LIMITS, PATH_WORDS, PATHS, ServedStack, served_stack
 
 TARGETS = {"throughput_ratio": 0.7}  # served over in-process images/s, at least
-PATHS = ("in_process", "plain_http", "tls", "auth_audit", "tls_auth_audit")  # the latency paths, in words below
-PATH_WORDS = {
-    "in_process": "ServedModel.detect_encoded(jpeg) called directly",
-    "plain_http": "HTTP, a guard that lets everyone in, an audit that keeps nothing",
-    "tls": "HTTPS (local CA verified), open guard, no audit",
-    "auth_audit": "HTTP, API key checked by the KeyStore's Guard, fsynced hash-chained audit line",
-    "tls_auth_audit": "HTTPS + API key + audit: the service as deployed",
-}
-BENCH_LIMITS = {"rate_per_s": 1e9, "burst": 1_000_000_000}  # raised for the measurement; other limits as shipped
 
 
 @dataclass(frozen=True)
@@ -103,7 +96,10 @@ def serving_section(
     imgsz, artifact = check_imgsz(imgsz), _artifact(artifact)
     jpegs = jpeg_bytes(images, config.jpeg_quality)
     _require_serving()
-    with _stack(artifact, imgsz, threads, config) as stack:
+    served = served_stack(
+        artifact, imgsz, threads, workers=config.workers, clients=config.clients, timeout_s=config.timeout_s
+    )
+    with served as stack:
         emit(progress, "serving", 0, 3, "warm-up")
         calls = stack.calls()
         for name in PATHS:
@@ -150,7 +146,7 @@ def jpeg_bytes(images, quality: int = 90) -> list[bytes]:
     encoded once."""
     import cv2
 
-    from ..models.inference import decode
+    from ..models.detector import decode
 
     out = []
     for image in images:
@@ -179,124 +175,6 @@ def _require_serving() -> None:
         raise ConfigError(
             f"the serving section needs {', '.join(missing)}", "pip install 'deploy-workbench[serve]' httpx"
         )
-
-
-def open_guard(headers: Mapping[str, str], action, client: str):
-    """The baseline's door: every caller is let in as an inferrer, no key read."""
-    from ..serve.security.principal import Principal, Role
-
-    return Principal("anonymous", "bench baseline (no key asked)", Role.INFERRER)
-
-
-class DiscardAudit:
-    """The baseline's audit: keeps nothing."""
-
-    def append(self, record: Mapping) -> None:
-        return None
-
-
-class _Stack:
-    """The model, the four servers that serve it (one per latency path but in-process) and their clients."""
-
-    def __init__(self, model, urls: dict[str, str], ca_file: Path, key: str, audits: dict, guard, timeout_s: float):
-        self.model, self.urls, self.ca_file, self.key, self.audits = model, urls, ca_file, key, audits
-        self.guard, self.timeout_s = guard, timeout_s
-        self.audit: dict = {}
-        self._clients: list = []
-
-    def client(self, name: str):
-        """A keep-alive client of the server behind path `name`, sending the API key on every request (the open
-        guard ignores it: every path gets the same bytes)."""
-        import httpx
-
-        from ..serve.security.tls import client_context
-
-        transport = httpx.HTTPTransport(verify=client_context(self.ca_file), retries=0)
-        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "image/jpeg"}
-        client = httpx.Client(base_url=self.urls[name], transport=transport, headers=headers, timeout=self.timeout_s)
-        self._clients.append(client)
-        return client
-
-    def post(self, name: str) -> Callable[[bytes], None]:
-        """One POST /v1/detect per call, on a client of its own; anything but 200 raises."""
-        client = self.client(name)
-
-        def call(data: bytes) -> None:
-            response = client.post("/v1/detect", content=data)
-            if response.status_code != 200:
-                raise RuntimeError(f"{name}: POST /v1/detect answered {response.status_code}: {response.text[:200]}")
-
-        return call
-
-    def calls(self) -> dict[str, Callable[[bytes], object]]:
-        return {"in_process": self.model.detect_encoded, **{name: self.post(name) for name in PATHS[1:]}}
-
-    def close_clients(self) -> None:
-        for client in self._clients:
-            client.close()
-        self._clients.clear()
-
-    def audit_check(self) -> dict:
-        """How many lines each real audit log holds, and whether its chain verifies (once its server stopped)."""
-        from ..serve.security.audit import verify_audit
-
-        found = {}
-        for name, log in self.audits.items():
-            log.close()
-            report = verify_audit(log.path)
-            found[name] = {"lines": report.records, "verified": report.ok, "problem": report.problem}
-        return found
-
-
-@contextmanager
-def _stack(artifact: Path, imgsz: int, threads: int, config: ServingConfig):
-    """The model served four ways on loopback, each server with its own app (and its own inference threads); the
-    real audit logs checked once the servers have stopped, before their folder goes."""
-    from ..serve.service.limits import Limits
-    from ..serve.service.model import ServedModel
-
-    model = ServedModel.open(artifact, name="bench", imgsz=imgsz, threads=threads, workers=config.workers)
-    limits = Limits(**BENCH_LIMITS, max_queue=max(Limits().max_queue, 2 * config.clients))
-    with tempfile.TemporaryDirectory(prefix="workbench-bench-serving-") as folder:
-        with ExitStack() as servers:
-            found = _start(servers, model, Path(folder), limits, config)
-            try:
-                yield found
-            finally:
-                found.close_clients()
-        found.audit = found.audit_check()
-
-
-def _start(servers: ExitStack, model, folder: Path, limits, config: ServingConfig) -> _Stack:
-    """A local certificate, a key store with one inferrer key, two real audit logs, and the four servers (entered
-    into `servers`, which stops them)."""
-    from ..serve.security.audit import AuditLog
-    from ..serve.security.guard import Guard
-    from ..serve.security.keys import KeyStore
-    from ..serve.security.principal import Role
-    from ..serve.security.tls import local_certificate
-    from ..serve.service.app import create_app
-    from ..serve.service.server import serving
-
-    certs = local_certificate(folder / "tls")
-    store = KeyStore(folder / "serve" / "keys.json")
-    key = store.add("bench-client", Role.INFERRER, expires_days=1).key
-    guard = Guard(store)
-    audits = {name: AuditLog(folder / "serve" / f"audit-{name}.jsonl") for name in ("auth_audit", "tls_auth_audit")}
-    servers.callback(lambda: [log.close() for log in audits.values()])  # after the servers stopped (LIFO)
-    apps = {
-        "plain_http": (open_guard, DiscardAudit(), False),
-        "tls": (open_guard, DiscardAudit(), True),
-        "auth_audit": (guard, audits["auth_audit"], False),
-        "tls_auth_audit": (guard, audits["tls_auth_audit"], True),
-    }
-    urls = {}
-    for name, (door, audit, secure) in apps.items():
-        app = create_app(model, guard=door, audit=audit, limits=limits)
-        files = {"certfile": certs.certfile, "keyfile": certs.keyfile} if secure else {}
-        urls[name] = servers.enter_context(serving(app, **files))
-    audits["probe"] = AuditLog(folder / "serve" / "audit-probe.jsonl")  # `_parts` appends here, no server does
-    return _Stack(model, urls, certs.ca_certfile, key, audits, guard, config.timeout_s)
 
 
 # -- throughput -----------------------------------------------------------------------------------------------------
@@ -335,7 +213,7 @@ def _hammer(calls: list[Callable[[bytes], object]], jpegs: list[bytes], seconds:
     return {"requests": sum(counts), "elapsed_s": elapsed, "images_per_s": sum(counts) / elapsed}
 
 
-def _throughput(stack: _Stack, jpegs: list[bytes], config: ServingConfig) -> dict:
+def _throughput(stack: ServedStack, jpegs: list[bytes], config: ServingConfig) -> dict:
     """In-process, served and served-bare images/s in alternating blocks (the order reversed every other repeat);
     the ratios of the medians, and the served ratio's range per repeat."""
     sides = {
@@ -347,7 +225,7 @@ def _throughput(stack: _Stack, jpegs: list[bytes], config: ServingConfig) -> dic
         call(jpegs[0])
     blocks: dict[str, list[dict]] = {name: [] for name in sides}
     for index in range(config.repeats):
-        for name in list(sides) if index % 2 == 0 else list(sides)[::-1]:
+        for name in block_order(list(sides), index):
             blocks[name].append(_hammer(sides[name], jpegs, config.seconds, config.max_requests))
     per_s = {name: [b["images_per_s"] for b in found] for name, found in blocks.items()}
     medians = {name: float(np.median(values)) for name, values in per_s.items()}
@@ -377,35 +255,31 @@ def _throughput(stack: _Stack, jpegs: list[bytes], config: ServingConfig) -> dic
 
 
 def _latency(calls: dict[str, Callable], jpegs: list[bytes], config: ServingConfig) -> dict:
-    """Per-request wall clock of every path, one request at a time, in rounds whose order rotates; stops after
-    `rounds` rounds or `max_latency_s` (one round at least)."""
-    times: dict[str, list[float]] = {name: [] for name in PATHS}
-    per_round: list[dict[str, float]] = []
-    deadline = time.perf_counter() + config.max_latency_s
-    for index in range(config.rounds):
-        if index and time.perf_counter() > deadline:
-            break
-        shift = index % len(PATHS)
-        p50 = {}
-        for name in PATHS[shift:] + PATHS[:shift]:
-            found = _timed(calls[name], jpegs, index * config.block, config.block)
-            times[name] += found
-            p50[name] = float(np.median(found))
-        per_round.append(p50)
-    return _latency_figures(times, per_round, config)
+    """Per-request wall clock of every path, one request at a time, in rounds whose order rotates
+    (`measure.paired.compare_calls`: `block` requests per path per round, none discarded); stops after `rounds`
+    rounds or `max_latency_s` (one round at least)."""
+    cycled = {name: _cycling(calls[name], jpegs) for name in PATHS}
+    paired = compare_calls(
+        cycled,
+        rounds=config.rounds,
+        round_s=0.0,
+        warm_calls=0,
+        discard=0,
+        min_calls=config.block,
+        order="rotate",
+        max_s=config.max_latency_s,
+    )
+    return _latency_figures(paired.samples_ms, paired.rounds_ms, config)
 
 
-def _timed(call: Callable, jpegs: list[bytes], start: int, count: int) -> list[float]:
-    found = []
-    for k in range(count):
-        data = jpegs[(start + k) % len(jpegs)]
-        begin = time.perf_counter()
-        call(data)
-        found.append((time.perf_counter() - begin) * 1000)
-    return found
+def _cycling(call: Callable, jpegs: list[bytes]) -> Callable[[], object]:
+    """A no-argument call that sends JPEG 0, 1, ... in turn (each round continues where the last one stopped, so
+    every path sends the same JPEGs in a round)."""
+    data = itertools.cycle(jpegs)
+    return lambda: call(next(data))
 
 
-def _parts(stack: _Stack, config: ServingConfig) -> dict:
+def _parts(stack: ServedStack, config: ServingConfig) -> dict:
     """The two protections' own calls, timed alone: the guard's check of the (cached) key and one audit append of
     a request's record (fsynced, with its head file), `rounds * block` of each (at most `max_latency_s`)."""
     from ..serve.security.principal import Action
@@ -419,22 +293,16 @@ def _parts(stack: _Stack, config: ServingConfig) -> dict:
     }
     found, deadline = {}, time.perf_counter() + config.max_latency_s
     for name, call in calls.items():
-        times = []
-        for _ in range(config.rounds * config.block):
-            begin = time.perf_counter()
-            call()
-            times.append((time.perf_counter() - begin) * 1000)
-            if time.perf_counter() > deadline:
-                break
+        times = timed_block(call, calls=config.rounds * config.block, until=deadline)
         found[f"{name}_p50_ms"] = float(np.median(times))
         found[f"{name}_p99_ms"] = float(np.percentile(times, 99))
     found["what"] = "called directly, no server: Guard(headers) with the key already verified; AuditLog.append"
     return found
 
 
-def _latency_figures(times: dict[str, list[float]], per_round: list[dict], config: ServingConfig) -> dict:
+def _latency_figures(times: dict[str, list[float]], rounds_ms: dict[str, list[float]], config: ServingConfig) -> dict:
     p50 = {name: float(np.percentile(found, 50)) for name, found in times.items()}
-    added = [r["tls_auth_audit"] - r["plain_http"] for r in per_round]
+    added = [full - plain for full, plain in zip(rounds_ms["tls_auth_audit"], rounds_ms["plain_http"], strict=True)]
     return {
         "added_p50_ms": p50["tls_auth_audit"] - p50["plain_http"],
         "added_p50_ms_per_round_median": float(statistics.median(added)),
@@ -446,7 +314,7 @@ def _latency_figures(times: dict[str, list[float]], per_round: list[dict], confi
         "p50_ms": p50,
         "p99_ms": {name: float(np.percentile(found, 99)) for name, found in times.items()},
         "paths": PATH_WORDS,
-        "rounds": len(per_round),
+        "rounds": len(added),
         "requests_per_path_per_round": config.block,
         "concurrency": 1,
     }
@@ -456,10 +324,11 @@ def _latency_figures(times: dict[str, list[float]], per_round: list[dict], confi
 
 
 def _context(
-    stack: _Stack, artifact: Path, jpegs: list[bytes], imgsz: int, threads: int, config: ServingConfig
+    stack: ServedStack, artifact: Path, jpegs: list[bytes], imgsz: int, threads: int, config: ServingConfig
 ) -> dict:
     from ..environment import cpu_info
     from ..serve.security.keys import ARGON2_PARAMETERS
+    from .serving_stack import tls_negotiated, uvicorn_http, versions
 
     model = stack.model
     return {
@@ -478,55 +347,13 @@ def _context(
         "cpu": cpu_info(),
         "tls": tls_negotiated(stack.urls["tls_auth_audit"], stack.ca_file),
         "server": "uvicorn on 127.0.0.1, one process, clients in the bench's process on the same cores",
-        "http": _uvicorn_http(),
+        "http": uvicorn_http(),
         "limits": f"the per-key rate limit raised to {BENCH_LIMITS['rate_per_s']:g}/s for the measurement; the rest "
         "as shipped",
         "keys": f"argon2id {ARGON2_PARAMETERS}, verified once, then the store's cache (SHA-256 + stat per request)",
         "audit_fsync": True,
-        "versions": _versions(),
+        "versions": versions(),
     }
-
-
-def tls_negotiated(url: str, ca_file: Path) -> dict:
-    """The TLS version and cipher suite a client trusting `ca_file` negotiates with the server at `url`."""
-    import socket
-    from urllib.parse import urlsplit
-
-    from ..serve.security.tls import client_context
-
-    parts = urlsplit(url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=10) as raw:
-        with client_context(ca_file).wrap_socket(raw, server_hostname=parts.hostname) as sock:
-            return {"version": sock.version(), "cipher": sock.cipher()[0]}
-
-
-def _uvicorn_http() -> str:
-    import importlib.util
-
-    parser = "httptools" if importlib.util.find_spec("httptools") else "h11 (pure Python)"
-    return f"uvicorn's choice: {parser} parser, asyncio event loop (uvloop is not used: see serve/server.py)"
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in (
-        "uvicorn",
-        "starlette",
-        "cryptography",
-        "argon2-cffi",
-        "httpx",
-        "h11",
-        "httptools",
-        "uvloop",
-        "openvino",
-    ):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 # -- markdown -------------------------------------------------------------------------------------------------------

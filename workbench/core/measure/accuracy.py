@@ -73,7 +73,7 @@ def runner_accuracy(
         names: the model's classes, checked against the dataset's (count) and used to label per-class rows.
     """
     from ..data.labels import LabelledImage
-    from ..models.inference import decode, postprocess, preprocess
+    from ..models.detector import decode, postprocess, preprocess
     from .mean_ap import read_labelled, score
 
     if config.imgsz is None:

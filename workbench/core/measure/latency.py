@@ -193,8 +193,8 @@ def measure_throughput(
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}", "use e.g. 2")
     per_call = batch.shape[0]
-    if runner._async is not None:
-        queue = runner._async(jobs)
+    if runner.queues:
+        queue = runner.async_queue(jobs)
         for _ in range(jobs):  # warm every request once
             queue.start_async({0: batch})
         queue.wait_all()

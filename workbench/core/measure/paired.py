@@ -1,17 +1,23 @@
-"""How sure a ratio measured in alternating blocks is: a seeded bootstrap over the blocks.
+"""Paired timing: candidates timed side by side in alternating blocks, and how sure their ratio is.
 
-Two candidates timed in alternating blocks (A, B, B, A, A, B, ...) give one ratio per round (A's block median over
-B's); a machine that slows down for a while slows both blocks of a round alike, so the per-round ratios agree on a
+`compare_calls` gives each candidate one contiguous block per round, the blocks alternating round after round (the
+order reversed every other round, or rotated), the first calls of each block discarded: a candidate is timed as it
+runs alone (its thread pools settled, the last candidate's quiet) while a machine that slows down for a while (other
+users, thermal limits) slows every candidate of a round alike. Its clock is injectable, so a fake clock drives it
+deterministically in tests.
+
+Two candidates timed this way give one ratio per round (A's block median over B's); the per-round ratios agree on a
 quiet machine and spread on a busy one. `ratio_bound` resamples the rounds with replacement (seeded, a bounded
 number of resamples) and reads the one-sided bounds of their median ratio: a claim such as "A is 1.5x slower than
 B" holds only where the lower bound is at or above 1.5x. The speed doctor, the speed lab and the bench's paired
-checks all judge with this one rule (`RatioBound.verdict`).
+checks all time with `compare_calls` and judge with this one rule (`RatioBound.verdict`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +25,10 @@ CONFIDENCE = 0.95  # one-sided: the lower bound is exceeded with this confidence
 RESAMPLES = 2000
 MAX_RESAMPLES = 20000  # keeps a call under a few milliseconds whatever the caller asks
 HOLDS, INCONCLUSIVE, FAILS = "holds", "inconclusive", "does not hold"
+ROUNDS = 5  # alternating rounds per comparison: enough for `ratio_bound` to see whether the rounds agree
+ORDERS = {"reverse": "order reversed every other round", "rotate": "order rotated each round"}
+
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
@@ -106,4 +116,124 @@ def ratio_bound(
         confidence,
         resamples,
         seed,
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Per-call milliseconds of candidates timed side by side: pooled medians, each block's median, every sample."""
+
+    p50_ms: dict[str, float]
+    rounds_ms: dict[str, list[float]] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    method: str = ""
+    samples_ms: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+    def ratio(self, slow: str, fast: str) -> float:
+        """How many times faster `fast` is than `slow` (pooled medians)."""
+        return self.p50_ms[slow] / self.p50_ms[fast] if self.p50_ms[fast] > 0 else 1.0
+
+    def round_ratios(self, slow: str, fast: str) -> list[float]:
+        """slow / fast in each round (block medians of the same round)."""
+        return [s / f for s, f in zip(self.rounds_ms[slow], self.rounds_ms[fast], strict=True)]
+
+    def bound(self, slow: str, fast: str) -> RatioBound:
+        """The per-round ratios slow / fast and their seeded bootstrap bounds (`ratio_bound`)."""
+        return ratio_bound(self.rounds_ms[slow], self.rounds_ms[fast])
+
+    def fastest(self, among: Sequence[str] | None = None) -> str:
+        names = list(among or self.p50_ms)
+        return min(names, key=lambda n: self.p50_ms[n])
+
+    def evidence(self) -> dict:
+        return {
+            "p50_ms": {k: round(v, 3) for k, v in self.p50_ms.items()},
+            "rounds_p50_ms": {k: [round(v, 3) for v in r] for k, r in self.rounds_ms.items()},
+            "calls": self.calls,
+            "method": self.method,
+        }
+
+
+def block_order(names: Sequence[str], index: int, order: str = "reverse") -> list[str]:
+    """The order of the blocks in round `index`: as given in even rounds and reversed in odd ones ("reverse"), or
+    shifted by one each round so every candidate leads in turn ("rotate")."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown block order {order!r}: choose one of {', '.join(ORDERS)}")
+    names = list(names)
+    if order == "reverse":
+        return names if index % 2 == 0 else names[::-1]
+    shift = index % len(names) if names else 0
+    return names[shift:] + names[:shift]
+
+
+def timed_block(
+    fn: Callable[[], object],
+    *,
+    calls: int = 1,
+    seconds: float = 0.0,
+    until: float | None = None,
+    clock: Clock = time.perf_counter,
+) -> list[float]:
+    """Milliseconds of each call of `fn()`: at least `calls` calls, more until `seconds` have passed since the block
+    began; a call that ends after the clock reading `until` ends the block (one call at least)."""
+    got: list[float] = []
+    begin = clock()
+    while len(got) < calls or clock() - begin < seconds:
+        start = clock()
+        fn()
+        end = clock()
+        got.append((end - start) * 1000)
+        if until is not None and end > until:
+            break
+    return got
+
+
+def compare_calls(
+    candidates: Mapping[str, Callable[[], object]],
+    *,
+    rounds: int = ROUNDS,
+    round_s: float = 0.15,
+    warm_calls: int = 2,
+    discard: int = 2,
+    min_calls: int = 3,
+    order: str = "reverse",
+    max_s: float | None = None,
+    clock: Clock = time.perf_counter,
+    note: str = "",
+) -> Comparison:
+    """Time each no-argument call in alternating blocks: every round gives each candidate one contiguous block,
+    its first `discard` calls untimed (the pools of the candidate before settle), then `round_s` seconds of timed
+    calls (at least `min_calls`; `round_s=0` times exactly `min_calls`); `order` says how the blocks alternate
+    (`block_order`). Each candidate is called `warm_calls` times first. Rounds stop after `rounds`, or once `max_s`
+    seconds have passed since the first (one round at least). The medians pool the timed calls of every block;
+    `note` is added to the method's words (how the calls were run)."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown block order {order!r}: choose one of {', '.join(ORDERS)}")
+    for fn in candidates.values():
+        for _ in range(warm_calls):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    per_round: dict[str, list[float]] = {name: [] for name in candidates}
+    begin = clock()
+    for index in range(rounds):
+        if index and max_s is not None and clock() - begin > max_s:
+            break
+        for name in block_order(list(candidates), index, order):
+            for _ in range(discard):
+                candidates[name]()
+            got = timed_block(candidates[name], calls=min_calls, seconds=round_s, clock=clock)
+            samples[name] += got
+            per_round[name].append(float(np.median(got)))
+    ran = len(next(iter(per_round.values()), []))
+    method = (
+        f"{ran} rounds of alternating blocks, one per candidate ({ORDERS[order]}): "
+        f"{discard} untimed calls, then {round_s:g} s of timed calls (at least {min_calls}); medians of the "
+        "timed calls" + (f", {note}" if note else "")
+    )
+    return Comparison(
+        {name: float(np.median(s)) for name, s in samples.items()},
+        per_round,
+        {name: len(s) for name, s in samples.items()},
+        method,
+        samples,
     )

@@ -1,14 +1,24 @@
-"""Parity of an exported variant against its parent: raw tensors and IoU-matched detections, per image."""
+"""Parity of an exported variant against its parent: raw tensors and IoU-matched detections, per image; and the
+agreement of two deployments' detections, one function whose IoU threshold, matching and formula are arguments.
+
+Three agreements are in use, each under its own name so that a figure says how it was computed:
+- `mean_image_f1` (the speed doctor, IoU 0.5): per image, F1 of same-class boxes matched greedily best score first;
+  the mean over images.
+- `pooled_f1` (the accuracy doctor, IoU 0.5): boxes matched one-to-one by IoU whatever their class, pairs of the
+  same class counted; F1 pooled over all images.
+- `matched_over_max` (the bench's end-to-end check, IoU 0.9): the same pairs over the larger box count, pooled.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..models.inference import decode, postprocess, preprocess
+from ..models.detector import decode, postprocess, preprocess
 from ..progress import ProgressFn, emit
 from .boxes import box_iou
 
@@ -57,6 +67,84 @@ def match_boxes(parent: np.ndarray, child: np.ndarray, iou_threshold: float) -> 
         pairs.append((int(i), int(j), float(iou[i, j])))
         iou[i, :], iou[:, j] = -1, -1
     return pairs
+
+
+MEAN_IMAGE_F1, POOLED_F1, MATCHED_OVER_MAX = "mean_image_f1", "pooled_f1", "matched_over_max"
+BY_SCORE, BY_IOU = "same_class_by_score", "by_iou_then_class"  # how one image's boxes are paired
+
+
+@dataclass(frozen=True)
+class Matched:
+    """One image: boxes on each side and how many pairs of the same class were matched between them."""
+
+    matched: int
+    ours: int
+    theirs: int
+
+
+def matched_in(ours, theirs, iou: float, matching: str = BY_IOU) -> Matched:
+    """Pair one image's detections (`Detections`) at IoU >= `iou`.
+
+    BY_IOU: one-to-one by IoU, highest first, whatever the class (`match_boxes`); pairs of the same class count.
+    BY_SCORE: our boxes best score first, each to the box of the same class it overlaps most, if that box is free.
+    """
+    if not len(ours) or not len(theirs):
+        return Matched(0, len(ours), len(theirs))
+    if matching == BY_IOU:
+        pairs = match_boxes(ours.rows(), theirs.rows(), iou)
+        return Matched(sum(int(ours.classes[i] == theirs.classes[j]) for i, j, _ in pairs), len(ours), len(theirs))
+    if matching != BY_SCORE:
+        raise ValueError(f"unknown matching {matching!r}: use {BY_IOU!r} or {BY_SCORE!r}")
+    overlap = box_iou(np.asarray(ours.boxes, float), np.asarray(theirs.boxes, float))
+    overlap = overlap * (np.asarray(ours.classes)[:, None] == np.asarray(theirs.classes)[None, :])
+    matched, used = 0, set()
+    for i in np.argsort(-np.asarray(ours.scores)):
+        j = int(overlap[i].argmax())
+        if overlap[i, j] >= iou and j not in used:
+            used.add(j)
+            matched += 1
+    return Matched(matched, len(ours), len(theirs))
+
+
+def agreement_of(images: Sequence[Matched], formula: str) -> float:
+    """The agreement of images already matched, by `formula`:
+
+    MEAN_IMAGE_F1: the mean over images of 2 matched / (ours + theirs), 1.0 for an image where both found nothing
+        (and for no images).
+    POOLED_F1: 2 matched / (ours + theirs) summed over images; 1.0 where no image holds a box, 0.0 for no images.
+    MATCHED_OVER_MAX: matched / max(ours, theirs) summed over images; 1.0 where no image holds a box.
+    """
+    if formula == MEAN_IMAGE_F1:
+        scores = [2 * m.matched / (m.ours + m.theirs) if m.ours + m.theirs else 1.0 for m in images]
+        return float(np.mean(scores)) if scores else 1.0
+    if formula == POOLED_F1:
+        boxes = sum(m.ours + m.theirs for m in images)
+        return 2 * sum(m.matched for m in images) / boxes if boxes else (1.0 if images else 0.0)
+    if formula == MATCHED_OVER_MAX:
+        total = sum(max(m.ours, m.theirs) for m in images)
+        return sum(m.matched for m in images) / total if total else 1.0
+    raise ValueError(f"unknown agreement formula {formula!r}: use {MEAN_IMAGE_F1}, {POOLED_F1} or {MATCHED_OVER_MAX}")
+
+
+def agreement(ours: Sequence, theirs: Sequence, *, iou: float, formula: str, matching: str = BY_IOU) -> float:
+    """How far two deployments' detections on the same images agree: each image paired by `matching` at IoU >= `iou`
+    (`matched_in`), the images scored by `formula` (`agreement_of`)."""
+    return agreement_of([matched_in(a, b, iou, matching) for a, b in zip(ours, theirs, strict=True)], formula)
+
+
+def mean_image_f1(ours: Sequence, theirs: Sequence, iou: float = 0.5) -> float:
+    """The speed doctor's agreement: per-image F1 of same-class boxes matched best score first, the mean."""
+    return agreement(ours, theirs, iou=iou, formula=MEAN_IMAGE_F1, matching=BY_SCORE)
+
+
+def pooled_f1(ours: Sequence, theirs: Sequence, iou: float = 0.5) -> float:
+    """The accuracy doctor's agreement: F1 of same-class pairs matched by IoU, pooled over the images."""
+    return agreement(ours, theirs, iou=iou, formula=POOLED_F1)
+
+
+def matched_over_max(ours: Sequence, theirs: Sequence, iou: float = 0.9) -> float:
+    """The bench's end-to-end match rate: same-class pairs matched by IoU over the larger box count, pooled."""
+    return agreement(ours, theirs, iou=iou, formula=MATCHED_OVER_MAX)
 
 
 def compare(

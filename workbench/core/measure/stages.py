@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..models.inference import ImageDecodeError, decode, postprocess, preprocess
+from ..models.detector import ImageDecodeError, decode, postprocess, preprocess
 from .latency import LatencyConfig, LatencyStats, time_calls
 
 STAGES = ("decode", "preprocess", "inference", "postprocess")

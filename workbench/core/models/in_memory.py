@@ -16,6 +16,7 @@ from .runners import (
     RuntimeNotInstalled,
     RuntimeOptions,
     installed,
+    onnxruntime_runner,
     openvino_compiled_runner,
     runtime_for,
 )
@@ -68,47 +69,7 @@ def onnx_runner(
     model: bytes, options: RuntimeOptions = RuntimeOptions(), *, label: Path = Path("model.onnx")
 ) -> Runner:
     """An ONNX Runtime runner over a serialized model (`InferenceSession(bytes)`), with `open_runner`'s options."""
-    import onnxruntime as ort
-
-    session_options = ort.SessionOptions()
-    session_options.intra_op_num_threads = options.thread_count
-    session_options.inter_op_num_threads = 1
-    levels = ort.GraphOptimizationLevel
-    session_options.graph_optimization_level = {
-        "disable": levels.ORT_DISABLE_ALL,
-        "basic": levels.ORT_ENABLE_BASIC,
-        "extended": levels.ORT_ENABLE_EXTENDED,
-        "all": levels.ORT_ENABLE_ALL,
-    }[options.graph_optimization]
-    session = ort.InferenceSession(model, session_options, providers=["CPUExecutionProvider"])
-    feed = session.get_inputs()[0]
-    shape = tuple(d if isinstance(d, int) else -1 for d in feed.shape)
-    dtype = np.float16 if "float16" in feed.type else np.float32
-
-    def call(batch):
-        return session.run(None, {feed.name: batch.astype(dtype, copy=False)})
-
-    context = {
-        "threads": options.thread_count,
-        "inter_op_threads": 1,
-        "provider": "CPUExecutionProvider",
-        "graph_optimization": options.graph_optimization,
-        "onnxruntime": ort.__version__,
-        "loaded_from": "memory",
-    }
-    return Runner("onnxruntime", label, _onnx_precision(model), shape, 0.0, context, call)
-
-
-def _onnx_precision(model: bytes) -> str:
-    """fp32, fp16 or int8, read from the graph as `runners` reads it from a file."""
-    import onnx
-
-    graph = onnx.load_model_from_string(model).graph
-    if {node.op_type for node in graph.node} & {"QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}:
-        return "int8"
-    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer):
-        return "fp16"
-    return "fp32"
+    return onnxruntime_runner(model, options, label, loaded_from="memory")
 
 
 def openvino_runner(
@@ -129,8 +90,7 @@ def openvino_runner(
     buffer = np.frombuffer(weights, dtype=np.uint8)  # no copy: the tensor views the decrypted bytes
     model = core.read_model(model=xml.decode("utf-8"), weights=ov.Tensor(buffer, shape=buffer.shape))
     runner = openvino_compiled_runner(core, model, options, label, loaded_from="memory")
-    call = runner._call
-    runner._call = lambda batch, _weights=buffer: call(batch)  # holds the bytes as long as the runner lives
+    runner.keep_alive(buffer)  # the Tensor views the decrypted bytes: held as long as the runner lives
     return runner
 
 

@@ -97,6 +97,26 @@ class Runner:
     _call: object = None
     _async: object = None  # OpenVINO AsyncInferQueue factory, when available
     internal_ms: list[float] | None = None  # OpenVINO's own per-request time (what benchmark_app reports)
+    _held: list = field(default_factory=list, repr=False)
+
+    @property
+    def queues(self) -> bool:
+        """Whether `async_queue` can put requests in flight on this runner (OpenVINO runners)."""
+        return self._async is not None
+
+    def async_queue(self, jobs: int):
+        """An OpenVINO `AsyncInferQueue` of `jobs` requests on the compiled model.
+
+        Raises:
+            ConfigError: the runner has none (`queues` is False).
+        """
+        if self._async is None:
+            raise ConfigError(f"{self.runtime} runs one request at a time here", "use an OpenVINO artifact")
+        return self._async(jobs)
+
+    def keep_alive(self, *objects) -> None:
+        """Hold `objects` as long as the runner lives: memory the loaded model reads without a copy of its own."""
+        self._held.extend(objects)
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         try:
@@ -191,10 +211,14 @@ def _open_torchscript(path: Path, options: RuntimeOptions) -> Runner:
     return Runner("torchscript", path, "fp32", shape, 0.0, {"threads": options.thread_count}, call)
 
 
-def _onnx_precision(path: Path) -> str:
+def _onnx_precision(model: Path | bytes) -> str:
+    """fp32, fp16 or int8, read from the graph (a file, or a serialized model in memory)."""
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
+    if isinstance(model, bytes):
+        graph = onnx.load_model_from_string(model).graph
+    else:
+        graph = onnx.load(str(model), load_external_data=False).graph
     ops = {node.op_type for node in graph.node}
     if ops & {"QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}:
         return "int8"
@@ -203,7 +227,9 @@ def _onnx_precision(path: Path) -> str:
     return "fp32"
 
 
-def _open_onnxruntime(path: Path, options: RuntimeOptions) -> Runner:
+def onnxruntime_session(model: Path | bytes, options: RuntimeOptions = RuntimeOptions()):
+    """An ONNX Runtime `InferenceSession` on the CPU over a file or a serialized model (what a decrypted model is
+    handed to), with `options` applied: intra-op threads, one inter-op thread, the graph optimization level."""
     import onnxruntime as ort
 
     session_options = ort.SessionOptions()
@@ -215,7 +241,16 @@ def _open_onnxruntime(path: Path, options: RuntimeOptions) -> Runner:
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[options.graph_optimization]
-    session = ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, session_options, providers=["CPUExecutionProvider"])
+
+
+def onnxruntime_runner(model: Path | bytes, options: RuntimeOptions, label: Path, **context) -> Runner:
+    """An ONNX Runtime session (`onnxruntime_session`) over a file or a serialized model as a `Runner`; `context`
+    is added to its context (e.g. where it was loaded from)."""
+    import onnxruntime as ort
+
+    session = onnxruntime_session(model, options)
     feed = session.get_inputs()[0]
     shape = tuple(d if isinstance(d, int) else -1 for d in feed.shape)
     dtype = np.float16 if "float16" in feed.type else np.float32
@@ -229,8 +264,13 @@ def _open_onnxruntime(path: Path, options: RuntimeOptions) -> Runner:
         "provider": "CPUExecutionProvider",
         "graph_optimization": options.graph_optimization,
         "onnxruntime": ort.__version__,
+        **context,
     }
-    return Runner("onnxruntime", path, _onnx_precision(path), shape, 0.0, context, call)
+    return Runner("onnxruntime", label, _onnx_precision(model), shape, 0.0, context, call)
+
+
+def _open_onnxruntime(path: Path, options: RuntimeOptions) -> Runner:
+    return onnxruntime_runner(path, options, path)
 
 
 def _open_openvino(path: Path, options: RuntimeOptions) -> Runner:
@@ -258,7 +298,7 @@ def openvino_compiled_runner(core, model, options: RuntimeOptions, label: Path, 
         config["INFERENCE_PRECISION_HINT"] = options.precision
     compiled = core.compile_model(model, "CPU", config)
     counts = runtime_precisions(compiled)
-    used = _openvino_precision(counts)
+    used = openvino_precision(counts)
     shape = tuple(d.get_length() if d.is_static else -1 for d in model.input().get_partial_shape())
     request = compiled.create_infer_request()
     internal: list[float] = []
@@ -306,7 +346,7 @@ def runtime_precisions(compiled) -> dict[str, int]:
     return dict(found)
 
 
-def _openvino_precision(counts: dict[str, int]) -> str:
+def openvino_precision(counts: dict[str, int]) -> str:
     """fp32, bf16 or fp16 for the float part, prefixed by int8+ where convolutions or matrix products run in i8/u8."""
     floating = next((name for key, name in (("bf16", "bf16"), ("f16", "fp16")) if counts.get(key)), "fp32")
     return f"int8+{floating}" if counts.get("compute_i8") else floating

@@ -81,7 +81,7 @@ class QuantizeConfig:
 
 
 def _batch(path: Path, imgsz: int) -> np.ndarray:
-    from ..models.inference import decode, preprocess
+    from ..models.detector import decode, preprocess
 
     return preprocess(decode(path.read_bytes(), str(path)), imgsz).batch
 
@@ -222,7 +222,7 @@ def _validation_fn(imgsz: int):
     """mAP50-95 of a compiled OpenVINO model over labelled images (what the accuracy restorer maximises)."""
     from ..data.labels import LabelledImage
     from ..measure.mean_ap import map50_95
-    from ..models.inference import decode, postprocess, preprocess
+    from ..models.detector import decode, postprocess, preprocess
 
     boxed_cache: dict = {}
 

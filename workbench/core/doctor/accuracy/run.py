@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...measure.parity import match_boxes
-from ...models.detector import DeploymentSpec, Detections, Detector, open_detector
-from ...models.inference import ImageDecodeError, decode
+from ...measure.parity import POOLED_F1, Matched, agreement_of, match_boxes
+from ...models.detector import DeploymentSpec, Detections, Detector, ImageDecodeError, decode, open_detector
 
 AGREE = 0.9  # agreement (F1 of class-aware IoU>=0.5 matches) above which two deployments answer the same
 MATCH_IOU = 0.5  # a deployment box matches a reference box above this IoU (the parity check's threshold)
@@ -169,7 +168,7 @@ def differences(reference: list[Detections], run: Run) -> dict:
     """Detection-level differences over the images both answered, and their agreement (F1 of same-class matches:
     1.0 when both found nothing)."""
     totals = {"images": 0, "reference": 0, "deployment": 0, "matched": 0, "class_flips": 0, "missing": 0, "extra": 0}
-    shifts, deltas = [], []
+    shifts, deltas, images = [], [], []
     for index in run.answered:
         found = compare_detections(reference[index], run.answers[index])
         totals["images"] += 1
@@ -177,12 +176,8 @@ def differences(reference: list[Detections], run: Run) -> dict:
             totals[key] += found[key]
         shifts += found["score_shift"]
         deltas += found["class_deltas"]
-    boxes = totals["reference"] + totals["deployment"]
-    totals["agreement"] = 2 * totals["matched"] / boxes if boxes else (1.0 if totals["images"] else 0.0)
+        images.append(Matched(found["matched"], found["reference"], found["deployment"]))
+    totals["agreement"] = agreement_of(images, POOLED_F1)  # `measure.parity.pooled_f1` of the answered images
     totals["score_shift"] = float(np.mean(shifts)) if shifts else 0.0
     totals["class_deltas"] = deltas
     return totals
-
-
-def agreement(reference: list[Detections], run: Run) -> float:
-    return differences(reference, run)["agreement"]

@@ -38,7 +38,7 @@ class SpeedLab:
     val_images: int = 8
     _exports: ExportCache | None = field(default=None, repr=False)
     _dataset: object = field(default=None, repr=False)
-    _hurts: dict = field(default_factory=dict, repr=False)
+    measured_hurts: dict = field(default_factory=dict, repr=False)  # by fault, filled by `fault_hurts`
 
     @property
     def dataset(self):

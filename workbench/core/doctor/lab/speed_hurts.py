@@ -116,7 +116,7 @@ def _pair(lab: SpeedLab, name: str, case: LabCase) -> tuple[Callable, Callable, 
 def _offline_pair(spec: DeploymentSpec, images) -> tuple[Callable, Callable, str]:
     """One image at a time over a batch of files, against the fastest of the doctor's throughput candidates here
     (OpenVINO's async queue, batches of 8, the fast path's stream), each timed once first."""
-    from ...models.fast_path import detect_stream
+    from ...models.detector import detect_stream
     from ...models.runners import RuntimeOptions, open_runner
     from ..speed.levers import STREAM, _async_pass, _batched_pass, _fast_stream
 
@@ -139,9 +139,9 @@ def _offline_pair(spec: DeploymentSpec, images) -> tuple[Callable, Callable, str
 
 def fault_hurts(lab: SpeedLab, name: str) -> Hurt:
     """Whether fault `name` hurts on this machine, measured once per lab (kept with the lab)."""
-    if name not in lab._hurts:
-        lab._hurts[name] = measure_hurt(lab, name)
-    return lab._hurts[name]
+    if name not in lab.measured_hurts:
+        lab.measured_hurts[name] = measure_hurt(lab, name)
+    return lab.measured_hurts[name]
 
 
 def fault_hurt_table(lab: SpeedLab, names=None) -> dict:

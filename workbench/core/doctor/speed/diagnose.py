@@ -134,9 +134,9 @@ class Study:
 
             config = AccuracyConfig(imgsz=detector.spec.imgsz, images=self.accuracy_images)
             return {"map50_95": round(runner_accuracy(detector.runner, self.data_yaml, config).map50_95, 4)}
-        from .timing import agreement
+        from ...measure.parity import mean_image_f1
 
-        return {"agreement": round(agreement([detector(i) for i in self.images], self.baseline_dets), 3)}
+        return {"agreement": round(mean_image_f1([detector(i) for i in self.images], self.baseline_dets), 3)}
 
     def call(self, fn, label: str):
         """Run a lever's measurement guarded by the budget; raise TimeoutError when the deployment stops answering."""

@@ -19,7 +19,7 @@ STEADY = LatencyConfig(warmup_runs=3, warmup_s=0.2, min_runs=10, min_time_s=0.6,
 
 def decode_all(images: Sequence) -> tuple[list[np.ndarray], list[bytes], list[Finding]]:
     """BGR arrays of the images that decode (and their file bytes), and one finding naming those that do not."""
-    from ...models.inference import ImageDecodeError, decode
+    from ...models.detector import ImageDecodeError, decode
 
     decoded, encoded, bad = [], [], []
     for index, item in enumerate(images):

@@ -13,8 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from ...environment import cpu_info, usable_cores
-from ...models.detector import nms, open_detector, prepare, to_original
-from ...models.fast_path import detect_stream, fast_detector
+from ...models.detector import detect_stream, fast_detector, nms, open_detector, prepare, to_original
 from ...models.runners import RuntimeOptions, installed, open_runner
 from ..findings import Finding, Verdict
 from .profile import check_profile
@@ -264,7 +263,7 @@ def _jobs(runner) -> int:
 
 def _async_pass(runner, spec, images) -> list:
     """Every image through an AsyncInferQueue: prepared in this thread, NMS in the queue's callback."""
-    queue, out = runner._async(_jobs(runner)), []
+    queue, out = runner.async_queue(_jobs(runner)), []
 
     def done(request, prepared):
         rows = nms(request.get_output_tensor(0).data.copy(), spec.postprocessing)

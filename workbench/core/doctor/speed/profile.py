@@ -14,8 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ...environment import usable_cores
-from ...models.detector import nms, open_detector, prepare, to_original
-from ...models.inference import decode
+from ...models.detector import decode, nms, open_detector, prepare, to_original
 from ..findings import Finding, Verdict
 from .timing import CAUSE_RATIO, compare_calls, cycling, inconclusive_title, strength
 

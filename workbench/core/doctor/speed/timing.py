@@ -1,11 +1,11 @@
 """The speed doctor's measuring tools: calls guarded by a time limit, side-by-side timing in alternating blocks,
-bytes read per call, agreement of two sets of detections, and the exports a lever needs (made once per process).
+bytes read per call, and the exports a lever needs (made once per process).
 
-Every comparison the speed doctor draws comes from `compare_calls`: each candidate runs a contiguous block of calls,
-the candidates' blocks alternate round after round (the order reversed every other round), and the first calls
-of each block are discarded, so a candidate is timed as it runs alone (its thread pools settled, the last
-candidate's pools quiet) while a machine that slows down for a while (other users, thermal limits) slows every
-candidate alike, and their ratio stays meaningful where absolute times do not.
+Every comparison the speed doctor draws comes from `compare_calls`, the workbench's one paired timing
+(`measure.paired.compare_calls`): each candidate runs a contiguous block of calls, the candidates' blocks alternate
+round after round (the order reversed every other round), and the first calls of each block are discarded, so a
+candidate is timed as it runs alone while a machine that slows down for a while slows every candidate alike, and
+their ratio stays meaningful where absolute times do not.
 
 The doctor's calls run in a worker thread (`guarded`). PyTorch's OpenMP (libgomp) gives every thread that runs
 torch its own team of threads, and once the process holds more OpenMP threads than cores (the caller's team and
@@ -24,17 +24,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ...errors import WorkbenchError
-from ...measure.paired import RatioBound, ratio_bound
+from ...measure import paired
+from ...measure.paired import Comparison, RatioBound
 
 CAUSE_RATIO = 1.5  # a lever is named the cause when it saves at least this factor, measured side by side
 SUSPECT_RATIO = 1.15  # below it a saving is within what a shared machine's noise can make
-ROUNDS = 5  # alternating rounds per comparison: enough for `ratio_bound` to see whether the rounds agree
+ROUNDS = paired.ROUNDS  # alternating rounds per comparison (the measure's default, named here for the levers)
+WHERE = "in a worker thread with the caller's OpenMP pool released"  # how the doctor's timed calls run
 
 
 @dataclass(frozen=True)
@@ -108,83 +108,10 @@ def cycling(fn: Callable, items: Sequence) -> Callable[[], object]:
     return call
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """Per-call milliseconds of candidates timed side by side: pooled medians and each block's medians."""
-
-    p50_ms: dict[str, float]
-    rounds_ms: dict[str, list[float]] = field(default_factory=dict)
-    calls: dict[str, int] = field(default_factory=dict)
-    method: str = ""
-
-    def ratio(self, slow: str, fast: str) -> float:
-        """How many times faster `fast` is than `slow` (pooled medians)."""
-        return self.p50_ms[slow] / self.p50_ms[fast] if self.p50_ms[fast] > 0 else 1.0
-
-    def bound(self, slow: str, fast: str) -> RatioBound:
-        """The per-round ratios slow / fast and their seeded bootstrap bounds (`measure.paired.ratio_bound`)."""
-        return ratio_bound(self.rounds_ms[slow], self.rounds_ms[fast])
-
-    def fastest(self, among: Sequence[str] | None = None) -> str:
-        names = list(among or self.p50_ms)
-        return min(names, key=lambda n: self.p50_ms[n])
-
-    def evidence(self) -> dict:
-        return {
-            "p50_ms": {k: round(v, 3) for k, v in self.p50_ms.items()},
-            "rounds_p50_ms": {k: [round(v, 3) for v in r] for k, r in self.rounds_ms.items()},
-            "calls": self.calls,
-            "method": self.method,
-        }
-
-
-def compare_calls(
-    candidates: dict[str, Callable[[], object]],
-    *,
-    rounds: int = ROUNDS,
-    round_s: float = 0.15,
-    warm_calls: int = 2,
-    discard: int = 2,
-    min_calls: int = 3,
-) -> Comparison:
-    """Time each no-argument call in alternating blocks: every round gives each candidate one contiguous block,
-    its first `discard` calls untimed (the pools of the candidate before settle), then `round_s` seconds of timed
-    calls (at least `min_calls`); the order is reversed every other round. Each candidate is called `warm_calls`
-    times first. The medians pool the timed calls of every block."""
-    for fn in candidates.values():
-        for _ in range(warm_calls):
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
-    per_round: dict[str, list[float]] = {name: [] for name in candidates}
-    names = list(candidates)
-    for index in range(rounds):
-        for name in names if index % 2 == 0 else names[::-1]:
-            for _ in range(discard):
-                candidates[name]()
-            got = _time_for(candidates[name], round_s, min_calls)
-            samples[name] += got
-            per_round[name].append(float(np.median(got)))
-    method = (
-        f"{rounds} rounds of alternating blocks, one per candidate (order reversed every other round): "
-        f"{discard} untimed calls, then {round_s:g} s of timed calls (at least {min_calls}); medians of the "
-        "timed calls, in a worker thread with the caller's OpenMP pool released"
-    )
-    return Comparison(
-        {name: float(np.median(s)) for name, s in samples.items()},
-        per_round,
-        {name: len(s) for name, s in samples.items()},
-        method,
-    )
-
-
-def _time_for(fn: Callable[[], object], seconds: float, min_calls: int = 1) -> list[float]:
-    got: list[float] = []
-    begin = time.perf_counter()
-    while len(got) < min_calls or time.perf_counter() - begin < seconds:
-        t0 = time.perf_counter()
-        fn()
-        got.append((time.perf_counter() - t0) * 1000)
-    return got
+def compare_calls(candidates: dict[str, Callable[[], object]], **how) -> Comparison:
+    """`measure.paired.compare_calls` (the same keywords), its method saying where the doctor's calls run: in a
+    worker thread (`guarded`) with the caller's OpenMP pool released."""
+    return paired.compare_calls(candidates, note=WHERE, **how)
 
 
 def read_bytes() -> int | None:
@@ -214,30 +141,6 @@ def inconclusive_title(title: str, bound: RatioBound) -> str:
         f"inconclusive, the machine was busy or unsteady: the rounds disagree ({bound.words()}, under the "
         f"{CAUSE_RATIO}x a cause needs); seen on average: {title}"
     )
-
-
-def agreement(ours: Sequence, theirs: Sequence, iou: float = 0.5) -> float:
-    """Mean F1 over images of boxes of the same class matched at IoU >= `iou` (1.0 where both found nothing)."""
-    from ...measure.boxes import box_iou
-
-    scores = []
-    for a, b in zip(ours, theirs, strict=True):
-        if not len(a) and not len(b):
-            scores.append(1.0)
-            continue
-        if not len(a) or not len(b):
-            scores.append(0.0)
-            continue
-        overlap = box_iou(np.asarray(a.boxes, float), np.asarray(b.boxes, float))
-        overlap = overlap * (np.asarray(a.classes)[:, None] == np.asarray(b.classes)[None, :])
-        matched, used = 0, set()
-        for i in np.argsort(-np.asarray(a.scores)):
-            j = int(overlap[i].argmax())
-            if overlap[i, j] >= iou and j not in used:
-                used.add(j)
-                matched += 1
-        scores.append(2 * matched / (len(a) + len(b)))
-    return float(np.mean(scores)) if scores else 1.0
 
 
 class ExportCache:

@@ -34,8 +34,8 @@ def load_bundle(bundle_dir: Path | str, model_key: bytes, public_key=None, *, op
     manifest = verified_manifest(folder, public)
     for name in manifest["served"]:
         path = folder / name
-        if not path.is_file() or protect._digest(path.read_bytes()) != manifest["files"].get(name):
-            raise protect.SignatureError(f"{folder.name}/{name} is missing or altered since signing", protect._AGAIN)
+        if not path.is_file() or protect.digest(path.read_bytes()) != manifest["files"].get(name):
+            raise protect.SignatureError(f"{folder.name}/{name} is missing or altered since signing", protect.AGAIN)
     server = read_server_config(folder / SERVER_CONFIG)
     options = options or server.runtime_options()
     runner: Runner = protect.open_protected(folder / server.model, model_key, public, options)

@@ -120,10 +120,10 @@ def make_bundle(
     workspace = workspace if isinstance(workspace, Workspace) else _open_workspace(workspace)
     variant, artifact = _bundled_variant(workspace, variant_id)
     out = _check_out(Path(out))
-    protect._check_key(model_key)
-    private = protect._private_key(Path(signing_key_folder) / "signing-key.pem")
+    protect.check_key(model_key)
+    private = protect.as_private_key(Path(signing_key_folder) / "signing-key.pem")
     server = _server_config(variant, artifact, config)
-    values = _values(variant, server, config, signer=protect._fingerprint(private.public_key()))
+    values = _values(variant, server, config, signer=protect.fingerprint(private.public_key()))
     requirements = server_requirements(server.runtime)
     with staged(out) as staging:
         staging.mkdir()

@@ -18,7 +18,7 @@ BUNDLE_FORMAT = "deploy-workbench deployment bundle"
 
 def digests(folder: Path) -> dict:
     return {
-        p.relative_to(folder).as_posix(): protect._digest(p.read_bytes())
+        p.relative_to(folder).as_posix(): protect.digest(p.read_bytes())
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.relative_to(folder).as_posix() not in (MANIFEST, SIGNATURE)
     }
@@ -29,7 +29,7 @@ def sign(folder: Path, private, about: dict) -> None:
         "format": BUNDLE_FORMAT,
         "version": 1,
         "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "signer": protect._fingerprint(private.public_key()),
+        "signer": protect.fingerprint(private.public_key()),
         **about,
         "served": [SERVER_CONFIG, PUBLIC_KEY],  # what the server checks at start (model/ has its own manifest)
         "files": digests(folder),
@@ -50,7 +50,7 @@ def verify_bundle(bundle_dir: Path | str, public_key=None) -> dict:
     found, expected = digests(folder), manifest["files"]
     changed = sorted(n for n in set(found) | set(expected) if found.get(n) != expected.get(n))
     if changed:
-        raise protect.SignatureError(f"{folder.name} differs from its signed manifest: {changed[:8]}", protect._AGAIN)
+        raise protect.SignatureError(f"{folder.name} differs from its signed manifest: {changed[:8]}", protect.AGAIN)
     return manifest
 
 
@@ -59,13 +59,13 @@ def verified_manifest(folder: Path, public_key) -> dict:
 
     if not (folder / MANIFEST).is_file():
         raise ConfigError(f"{folder} is not a deployment bundle (no {MANIFEST})", "workbench bundle VARIANT OUT")
-    key = protect._public_key(public_key if public_key is not None else folder / PUBLIC_KEY)
+    key = protect.as_public_key(public_key if public_key is not None else folder / PUBLIC_KEY)
     text = (folder / MANIFEST).read_bytes()
     try:
         key.verify(base64.b64decode((folder / SIGNATURE).read_bytes().strip(), validate=True), text)
     except (OSError, InvalidSignature, ValueError):
         raise protect.SignatureError(
-            f"the signature of {folder.name}/{MANIFEST} is missing or does not verify with {protect._fingerprint(key)}",
+            f"the signature of {folder.name}/{MANIFEST} is missing or does not verify with {protect.fingerprint(key)}",
             "pass the signer's public key, or copy the bundle again from where it was made",
         ) from None
     manifest = json.loads(text)

@@ -82,7 +82,7 @@ def generate_key() -> bytes:
 
 def write_key_file(path: Path | str, key: bytes) -> Path:
     """Write `key` as hex to `path`, readable by its owner only (0600), atomically."""
-    _check_key(key)
+    check_key(key)
     return write_private_file(Path(path), key.hex().encode() + b"\n", 0o600)
 
 
@@ -118,7 +118,8 @@ def _parse_key(text: str, where: str) -> bytes:
     return key
 
 
-def _check_key(key: bytes) -> None:
+def check_key(key: bytes) -> None:
+    """Refuse a model key that is not the 32 bytes AES-256 takes (ConfigError)."""
     if not isinstance(key, bytes) or len(key) != 32:
         raise ConfigError("the model key must be 32 bytes (AES-256)", "use generate_key() or load_key()")
 
@@ -171,7 +172,7 @@ def protect(src: Path | str, out_folder: Path | str, key: bytes, private_key) ->
 
 
 def _check_source(src: Path, out_folder: Path, key: bytes) -> None:
-    _check_key(key)
+    check_key(key)
     if not src.exists():
         raise ConfigError(f"{src} does not exist", "export the model first")
     if runtime_for(src) not in IN_MEMORY_RUNTIMES or (src.is_dir() and not any(src.glob("*.xml"))):
@@ -220,7 +221,7 @@ def sign_manifest(folder: Path | str, private_key) -> Path:
     Raises:
         ConfigError: the folder is not an encrypted bundle, or holds a file that is not ciphertext.
     """
-    folder, key = Path(folder), _private_key(private_key)
+    folder, key = Path(folder), as_private_key(private_key)
     bundle = _read_bundle(folder)
     files = _listed(folder)
     stray = [n for n in files if n != BUNDLE and not n.endswith(".enc")]
@@ -230,9 +231,9 @@ def sign_manifest(folder: Path | str, private_key) -> Path:
         "manifest_version": 1,
         "signature": "Ed25519",
         "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "signer": _fingerprint(key.public_key()),
+        "signer": fingerprint(key.public_key()),
         "bundle": bundle,
-        "files": {name: _digest((folder / name).read_bytes()) for name in files},
+        "files": {name: digest((folder / name).read_bytes()) for name in files},
     }
     text = json.dumps(manifest, indent=2, sort_keys=True).encode()
     write_private_file(folder / MANIFEST, text, 0o644)
@@ -262,7 +263,7 @@ def decrypt_bundle(folder: Path | str, key: bytes, public_key) -> tuple[dict, di
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    _check_key(key)
+    check_key(key)
     manifest, blobs = _verified(Path(folder), public_key)
     bundle, aes, plain = manifest["bundle"], AESGCM(key), {}
     for name in bundle["files"]:
@@ -302,7 +303,7 @@ def _verified(folder: Path, public_key) -> tuple[dict, dict[str, bytes]]:
     """The manifest and each listed file's bytes, once the signature and every digest check out."""
     from cryptography.exceptions import InvalidSignature
 
-    key = _public_key(public_key)
+    key = as_public_key(public_key)
     if not (folder / MANIFEST).is_file() or not (folder / SIGNATURE).is_file():
         raise SignatureError(f"{folder} is not signed (no {MANIFEST} or {SIGNATURE})", "sign it: sign_manifest")
     text = (folder / MANIFEST).read_bytes()
@@ -310,22 +311,22 @@ def _verified(folder: Path, public_key) -> tuple[dict, dict[str, bytes]]:
         key.verify(base64.b64decode((folder / SIGNATURE).read_bytes().strip(), validate=True), text)
     except (InvalidSignature, binascii.Error, ValueError):
         raise SignatureError(
-            f"the signature of {folder.name}/{MANIFEST} does not verify with the public key {_fingerprint(key)}",
+            f"the signature of {folder.name}/{MANIFEST} does not verify with the public key {fingerprint(key)}",
             "the manifest was altered, or was signed by another key: pass the signer's public key, or sign it again",
         ) from None
     manifest = json.loads(text)  # authentic from here on
     expected, found = manifest["files"], _listed(folder)
     missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     if missing or extra:
-        raise SignatureError(f"{folder.name} differs from its manifest: missing {missing}, extra {extra}", _AGAIN)
+        raise SignatureError(f"{folder.name} differs from its manifest: missing {missing}, extra {extra}", AGAIN)
     blobs = {name: (folder / name).read_bytes() for name in expected}
-    altered = [name for name, data in blobs.items() if _digest(data) != expected[name]]
+    altered = [name for name, data in blobs.items() if digest(data) != expected[name]]
     if altered or json.loads(blobs[BUNDLE]) != manifest["bundle"]:
-        raise SignatureError(f"{folder.name}: {altered or [BUNDLE]} altered since signing", _AGAIN)
+        raise SignatureError(f"{folder.name}: {altered or [BUNDLE]} altered since signing", AGAIN)
     return manifest, blobs
 
 
-_AGAIN = "copy the bundle again from its source, or protect and sign the model again"
+AGAIN = "copy the bundle again from its source, or protect and sign the model again"  # the fix for a changed bundle
 
 
 def _listed(folder: Path) -> list[str]:
@@ -350,11 +351,12 @@ def _read_bundle(folder: Path) -> dict:
     return bundle
 
 
-def _digest(data: bytes) -> dict:
+def digest(data: bytes) -> dict:
+    """A file's manifest entry: the sha256 and size of its bytes (what the signature vouches for)."""
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
-def _fingerprint(public_key) -> str:
+def fingerprint(public_key) -> str:
     """The first 16 hex digits of the sha256 of the raw public key: names a signer in messages and manifests."""
     from cryptography.hazmat.primitives import serialization
 
@@ -362,7 +364,7 @@ def _fingerprint(public_key) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _private_key(value):
+def as_private_key(value):
     """An Ed25519 private key from itself, PEM bytes or a PEM file readable by its owner only."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -384,7 +386,7 @@ def _private_key(value):
     return value
 
 
-def _public_key(value):
+def as_public_key(value):
     """An Ed25519 public key from itself, PEM bytes, 32 raw bytes or a PEM file."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from cryptography.hazmat.primitives.serialization import load_pem_public_key

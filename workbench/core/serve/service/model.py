@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ConfigError
-from ...models.detector import DeploymentSpec, Detections, Postprocessing
-from ...models.fast_path import CheckedDetector, FastDetector, fast_detector
+from ...models.detector import CheckedDetector, DeploymentSpec, Detections, FastDetector, Postprocessing, fast_detector
 from ...models.runners import Runner, Runtime, RuntimeOptions, open_runner, runtime_for
 from .protocol import ProtocolError, TensorSpec, datatype_of, model_metadata
 

@@ -1,103 +1,16 @@
-"""A deployment as a user has one: an image in, detections out. Declared (`DeploymentSpec`: an artifact, its runtime
-options and its pre- and postprocessing) or given as any callable `detect(image) -> Detections`.
-
-`open_detector(spec)` builds the declared one from a runner and plain numpy/OpenCV steps: decode is the caller's
-(images are HxWx3 uint8 BGR, as OpenCV reads them), then resize (letterbox or stretch), colour order, scale,
-mean/std, layout, the runtime, and NMS with boxes mapped back to the original image's pixels. The defaults are
-what an Ultralytics model expects, so `open_detector(DeploymentSpec(artifact=path))` is a correct deployment; each
-field is one way a deployment can differ from it (the accuracy doctor's checks look for exactly these).
+"""`open_detector`'s deployment: a runner between plain numpy/OpenCV steps. Decode is the caller's (images are HxWx3
+uint8 BGR, as OpenCV reads them), then resize (letterbox or stretch), colour order, scale, mean/std, layout, the
+runtime, and NMS with boxes mapped back to the original image's pixels, each step as its `DeploymentSpec` says.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, check_imgsz
-from .runners import RuntimeOptions, open_runner
-
-COLORS = ("rgb", "bgr")
-RESIZES = ("letterbox", "stretch")
-LAYOUTS = ("nchw", "nhwc")
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How an image becomes the model's input. The defaults are Ultralytics': letterbox with grey 114 padding,
-    RGB, x / 255, no mean/std, NCHW float32."""
-
-    color: str = "rgb"  # the channel order fed to the model (images arrive BGR)
-    scale: float = 1 / 255  # uint8 values are multiplied by it
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # subtracted after scaling, per channel (in `color` order)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)  # divided after the mean
-    resize: str = "letterbox"  # letterbox: keep the aspect ratio and pad; stretch: resize to a square
-    pad_value: int = 114
-    layout: str = "nchw"
-
-    def __post_init__(self):
-        for name, allowed in (("color", COLORS), ("resize", RESIZES), ("layout", LAYOUTS)):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}", "")
-        if not self.scale > 0 or any(s <= 0 for s in self.std):
-            raise ConfigError(f"scale and std must be positive, got {self.scale}, {self.std}", "use 1/255 and 1.0")
-
-
-@dataclass(frozen=True)
-class Postprocessing:
-    """NMS settings: Ultralytics' predict defaults."""
-
-    conf: float = 0.25
-    iou: float = 0.7
-    max_det: int = 300
-
-
-@dataclass(frozen=True)
-class Detections:
-    """What a deployment answers for one image: boxes x0, y0, x1, y1 in the original image's pixels."""
-
-    boxes: np.ndarray  # (n, 4) float32
-    scores: np.ndarray  # (n,) float32
-    classes: np.ndarray  # (n,) int
-
-    @classmethod
-    def from_rows(cls, rows: np.ndarray) -> Detections:
-        """From (n, 6) rows of x0, y0, x1, y1, score, class (what `inference.postprocess` returns)."""
-        rows = np.asarray(rows, dtype=np.float32).reshape(-1, 6)
-        return cls(rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(int))
-
-    def rows(self) -> np.ndarray:
-        """(n, 6) rows of x0, y0, x1, y1, score, class."""
-        return np.concatenate([self.boxes, self.scores[:, None], self.classes[:, None].astype(np.float32)], axis=1)
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-
-@dataclass(frozen=True)
-class DeploymentSpec:
-    """A declared deployment: the artifact, how it runs and how images go in and detections come out."""
-
-    artifact: Path | str
-    imgsz: int = 640  # the square input size (a static export's own size)
-    threads: int | None = None
-    precision: str | None = None  # OpenVINO inference precision hint (f32, bf16, f16); None: the runtime's default
-    preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    postprocessing: Postprocessing = field(default_factory=Postprocessing)
-
-    def __post_init__(self):
-        check_imgsz(self.imgsz)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """One image made ready for the model, with what maps the boxes back."""
-
-    batch: np.ndarray
-    original_shape: tuple[int, int]  # (h, w)
-    gain: tuple[float, float]  # input pixels per original pixel, x and y
-    pad: tuple[float, float]  # (left, top) padding in input pixels
+from ..runners import RuntimeOptions, open_runner
+from .spec import DeploymentSpec, Detections, Postprocessing, Prepared, Preprocessing, check_image
 
 
 def prepare(image: np.ndarray, imgsz: int, pre: Preprocessing = Preprocessing()) -> Prepared:
@@ -179,3 +92,10 @@ def open_detector(spec: DeploymentSpec) -> Detector:
     """
     options = RuntimeOptions(threads=spec.threads, precision=spec.precision)
     return Detector(spec, open_runner(Path(spec.artifact), options))
+
+
+class CheckedDetector(Detector):
+    """`open_detector`'s deployment (the fallback for artifacts other than OpenVINO), with the image checked."""
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        return super().__call__(check_image(image))

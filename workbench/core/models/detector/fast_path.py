@@ -1,15 +1,12 @@
-"""The workbench's fast reference deployment of an OpenVINO artifact, and Ultralytics' own predict as its baseline.
+"""The workbench's fast reference deployment of an OpenVINO artifact: preprocessing compiled into the graph.
 
 `fast_detector(spec)` puts the preprocessing into the OpenVINO graph (PrePostProcessor: u8 NHWC BGR in, then
 colour order, float, scale, mean/std and layout inside the compiled model), so Python only letterboxes in uint8
 (cv2.resize and a constant border, no float conversion in numpy) and hands the array over without a copy
 (`share_inputs=True`). NMS keeps only the anchors above `conf` before it transposes anything, then runs OpenCV's
-NMSBoxes, so its rows equal `detector.nms`'s. `detect_stream` runs many images through an `AsyncInferQueue`
+NMSBoxes, so its rows equal `numpy_path.nms`'s. `detect_stream` runs many images through an `AsyncInferQueue`
 (of batched requests where the detector was compiled for a batch), letterboxing the next images while earlier ones
-infer, results in input order. Any other artifact falls back to
-`open_detector` (numpy steps around its runner).
-
-`ultralytics_detector(path, imgsz)` is `YOLO(exported).predict` on one image, as a user runs it: the baseline.
+infer, results in input order. Any other artifact falls back to `open_detector` (numpy steps around its runner).
 """
 
 from __future__ import annotations
@@ -20,34 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, check_imgsz
-from .detector import DeploymentSpec, Detections, Detector, Postprocessing, Prepared, open_detector
+from ...errors import ConfigError, check_imgsz
+from .numpy_path import CheckedDetector, open_detector
+from .spec import DeploymentSpec, Detections, Postprocessing, Prepared, check_image
 
 HINTS = ("latency", "throughput", "none")
 
 
-def check_image(image) -> np.ndarray:
-    """An image as every detector takes it: HxWx3 uint8 BGR (as `cv2.imread` returns it), contiguous.
-
-    Raises:
-        ConfigError: anything else, saying what was given.
-    """
-    ok = isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-    if not ok or image.shape[0] < 1 or image.shape[1] < 1:
-        given = (
-            f"an array of shape {image.shape} and dtype {image.dtype}"
-            if isinstance(image, np.ndarray)
-            else f"a {type(image).__name__}"
-        )
-        raise ConfigError(
-            f"a detector takes an HxWx3 uint8 BGR image, got {given}",
-            "decode the file with cv2.imread (or workbench.core.models.inference.decode) and pass the array",
-        )
-    return image if image.flags.c_contiguous else np.ascontiguousarray(image)
-
-
 def letterbox_u8(image: np.ndarray, imgsz: int, resize: str = "letterbox", pad_value: int = 114) -> Prepared:
-    """The uint8 (1, imgsz, imgsz, 3) BGR input for one image, resized as `detector.prepare` resizes (Ultralytics'
+    """The uint8 (1, imgsz, imgsz, 3) BGR input for one image, resized as `numpy_path.prepare` resizes (Ultralytics'
     rounding), with what maps the boxes back. An image already of the input size is passed through uncopied."""
     import cv2
 
@@ -68,7 +46,7 @@ def letterbox_u8(image: np.ndarray, imgsz: int, resize: str = "letterbox", pad_v
 
 
 def fast_nms(raw: np.ndarray, post: Postprocessing = Postprocessing()) -> np.ndarray:
-    """`detector.nms` with the work done on the anchors above `conf` only: the same (n, 6) rows of x0, y0, x1, y1,
+    """`numpy_path.nms` with the work done on the anchors above `conf` only: the same (n, 6) rows of x0, y0, x1, y1,
     score, class in input pixels from the raw (1, 4 + nc, anchors) output, best first."""
     import cv2
 
@@ -81,7 +59,7 @@ def fast_nms(raw: np.ndarray, post: Postprocessing = Postprocessing()) -> np.nda
     scores, classes = best[keep], kept[4:].argmax(0)  # the first best class, as argmax over all anchors gives
     centre, size = kept[:2].T, kept[2:4].T
     xyxy = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
-    offset = xyxy + (classes[:, None] * 7680.0)  # class-aware, in float64 exactly as `detector.nms`
+    offset = xyxy + (classes[:, None] * 7680.0)  # class-aware, in float64 exactly as `numpy_path.nms`
     xywh = np.concatenate([offset[:, :2], offset[:, 2:] - offset[:, :2]], axis=1)
     chosen = np.asarray(cv2.dnn.NMSBoxes(xywh, scores, post.conf, post.iou), dtype=int).reshape(-1)
     chosen = chosen[: post.max_det]
@@ -90,7 +68,7 @@ def fast_nms(raw: np.ndarray, post: Postprocessing = Postprocessing()) -> np.nda
 
 
 def _detections(raw: np.ndarray, prepared: Prepared, post: Postprocessing) -> Detections:
-    """NMS, then the boxes mapped to the original image's pixels and clipped to it (as `detector.to_original`)."""
+    """NMS, then the boxes mapped to the original image's pixels and clipped to it (as `numpy_path.to_original`)."""
     rows = fast_nms(raw, post)
     h, w = prepared.original_shape
     pad = np.array([prepared.pad[0], prepared.pad[1]] * 2, np.float32)
@@ -169,7 +147,7 @@ def fast_detector(spec: DeploymentSpec, *, hint: str = "latency", streams: int |
         ConfigError: an unknown hint, or an artifact whose static input size is not `spec.imgsz`.
         ArtifactLoadError, RuntimeNotInstalled: as `open_runner` does.
     """
-    from .runners import ArtifactLoadError, Runtime, runtime_for
+    from ..runners import ArtifactLoadError, Runtime, runtime_for
 
     if hint not in HINTS:
         raise ConfigError(f"unknown performance hint {hint!r}", f"choose one of {', '.join(HINTS)}")
@@ -197,18 +175,11 @@ def fast_detector(spec: DeploymentSpec, *, hint: str = "latency", streams: int |
     return FastDetector(spec, compiled, context["precision"], context, load_ms, batch)
 
 
-class CheckedDetector(Detector):
-    """`open_detector`'s deployment (the fallback for artifacts other than OpenVINO), with the image checked."""
-
-    def __call__(self, image: np.ndarray) -> Detections:
-        return super().__call__(check_image(image))
-
-
 def _compile(spec: DeploymentSpec, hint: str, streams: int | None, batch: int) -> tuple[object, dict]:
     """Read the IR, put the spec's preprocessing in front of it (u8 NHWC BGR in, `batch` images) and compile it
     for the CPU."""
-    from ..offline import decline_openvino_telemetry
-    from .runners import RuntimeOptions, _openvino_precision, runtime_precisions
+    from ...offline import decline_openvino_telemetry
+    from ..runners import RuntimeOptions, openvino_precision, runtime_precisions
 
     decline_openvino_telemetry()
     import openvino as ov
@@ -232,7 +203,7 @@ def _compile(spec: DeploymentSpec, hint: str, streams: int | None, batch: int) -
         "hint": hint,
         "batch": batch,
         "precision_hint": spec.precision,
-        "precision": _openvino_precision(counts),
+        "precision": openvino_precision(counts),
         "streams": int(compiled.get_property("NUM_STREAMS")),
         "optimal_requests": int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")),
         "preprocessing": "in the graph (u8 NHWC BGR input)",
@@ -319,50 +290,3 @@ def detect_stream(detector, images, *, jobs: int | None = None) -> list[Detectio
     if failures:
         raise failures[0]
     return results  # type: ignore[return-value]
-
-
-@dataclass
-class UltralyticsDetector:
-    """Ultralytics' own path on one image: `YOLO(exported).predict(image)`, verbose off, same NMS settings."""
-
-    model: object  # the ultralytics YOLO
-    imgsz: int
-    post: Postprocessing = Postprocessing()
-
-    def __call__(self, image: np.ndarray) -> Detections:
-        result = self.model.predict(
-            check_image(image),
-            imgsz=self.imgsz,
-            conf=self.post.conf,
-            iou=self.post.iou,
-            max_det=self.post.max_det,
-            device="cpu",
-            verbose=False,
-        )[0]
-        boxes = result.boxes
-        return Detections(
-            boxes.xyxy.numpy().astype(np.float32),
-            boxes.conf.numpy().astype(np.float32),
-            boxes.cls.numpy().astype(int),
-        )
-
-    @property
-    def precision(self) -> str | None:
-        """What its OpenVINO graph computes in (after the first call has loaded it); None for other runtimes."""
-        from .runners import _openvino_precision, runtime_precisions
-
-        backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
-        compiled = getattr(backend, "ov_compiled_model", None)
-        return _openvino_precision(runtime_precisions(compiled)) if compiled is not None else None
-
-
-def ultralytics_detector(path: Path | str, imgsz: int, post: Postprocessing = Postprocessing()) -> UltralyticsDetector:
-    """The baseline: an exported artifact loaded as users load it, `YOLO(path)` (through the workbench's offline,
-    safe loader, which opens the artifact with its runtime first so a broken file fails here).
-
-    Raises:
-        ModelNotFoundError, ModelLoadError: as `sources.load_model` does.
-    """
-    from .sources import load_model
-
-    return UltralyticsDetector(load_model(path), check_imgsz(imgsz), post)

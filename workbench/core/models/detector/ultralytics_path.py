@@ -1,20 +1,19 @@
-"""The pieces around a model on real images: decode, preprocess (letterbox), postprocess (NMS, boxes to pixels).
+"""Ultralytics' own path: its letterbox and NMS around any runner (`preprocess`, `postprocess`), and
+`YOLO(exported).predict` on one image as a user runs it (`ultralytics_detector`), the fast path's baseline.
 
 Pre- and post-processing are Ultralytics' own (LetterBox, non_max_suppression, scale_boxes), so what is timed
-and compared here is what an Ultralytics deployment does.
+and compared with them is what an Ultralytics deployment does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import WorkbenchError
-
-
-class ImageDecodeError(WorkbenchError):
-    """An image file does not decode."""
+from ...errors import check_imgsz
+from .spec import Detections, Postprocessing, check_image
 
 
 @dataclass(frozen=True)
@@ -28,16 +27,6 @@ class Letterboxed:
         """x0, y0, x1, y1 boxes in original pixels mapped into the letterboxed input (as Ultralytics maps labels)."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * self.gain
         return boxes + np.array([self.pad[0], self.pad[1], self.pad[0], self.pad[1]], dtype=np.float64)
-
-
-def decode(data: bytes, name: str = "image") -> np.ndarray:
-    """BGR uint8 image from encoded bytes."""
-    import cv2
-
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None:
-        raise ImageDecodeError(f"{name} does not decode as an image", "pass a JPEG or PNG file")
-    return image
 
 
 def preprocess(image: np.ndarray, imgsz: int) -> Letterboxed:
@@ -76,3 +65,50 @@ def postprocess(
     if to_original:
         detections[:, :4] = scale_boxes(boxed.batch.shape[2:], detections[:, :4], boxed.original_shape)
     return detections.numpy()
+
+
+@dataclass
+class UltralyticsDetector:
+    """Ultralytics' own path on one image: `YOLO(exported).predict(image)`, verbose off, same NMS settings."""
+
+    model: object  # the ultralytics YOLO
+    imgsz: int
+    post: Postprocessing = Postprocessing()
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        result = self.model.predict(
+            check_image(image),
+            imgsz=self.imgsz,
+            conf=self.post.conf,
+            iou=self.post.iou,
+            max_det=self.post.max_det,
+            device="cpu",
+            verbose=False,
+        )[0]
+        boxes = result.boxes
+        return Detections(
+            boxes.xyxy.numpy().astype(np.float32),
+            boxes.conf.numpy().astype(np.float32),
+            boxes.cls.numpy().astype(int),
+        )
+
+    @property
+    def precision(self) -> str | None:
+        """What its OpenVINO graph computes in (after the first call has loaded it); None for other runtimes."""
+        from ..runners import openvino_precision, runtime_precisions
+
+        backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
+        compiled = getattr(backend, "ov_compiled_model", None)
+        return openvino_precision(runtime_precisions(compiled)) if compiled is not None else None
+
+
+def ultralytics_detector(path: Path | str, imgsz: int, post: Postprocessing = Postprocessing()) -> UltralyticsDetector:
+    """The baseline: an exported artifact loaded as users load it, `YOLO(path)` (through the workbench's offline,
+    safe loader, which opens the artifact with its runtime first so a broken file fails here).
+
+    Raises:
+        ModelNotFoundError, ModelLoadError: as `sources.load_model` does.
+    """
+    from ..sources import load_model
+
+    return UltralyticsDetector(load_model(path), check_imgsz(imgsz), post)
