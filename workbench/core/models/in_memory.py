@@ -3,13 +3,12 @@ is handed to. They are the `Runner` that `open_runner` returns, with the same op
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..errors import ConfigError, WorkbenchError
+from ..errors import ConfigError
 from .runners import (
     ArtifactLoadError,
     Runner,
@@ -19,6 +18,7 @@ from .runners import (
     onnxruntime_runner,
     openvino_compiled_runner,
     runtime_for,
+    timed_load,
 )
 
 IN_MEMORY_RUNTIMES = ("onnxruntime", "openvino")
@@ -48,21 +48,14 @@ def open_runner_from_memory(
     if not installed(runtime):
         raise RuntimeNotInstalled(f"{runtime} is not installed, so {name} cannot run", "pip install -e '.[runtimes]'")
     label = Path(label or name)
-    start = time.perf_counter()
-    try:
+
+    def load() -> Runner:
         if runtime == "onnxruntime":
-            runner = onnx_runner(_only(files, name), options, label=label)
-        else:
-            runner = openvino_runner(*_ir_pair(files, name), options, label=label)
-    except WorkbenchError:
-        raise
-    except Exception as exc:
-        raise ArtifactLoadError(
-            f"{runtime} could not load {name} from memory: {type(exc).__name__}: {str(exc)[:300]}",
-            "protect a freshly exported artifact; these bytes may be truncated or from an incompatible version",
-        ) from exc
-    runner.load_ms = (time.perf_counter() - start) * 1000
-    return runner
+            return onnx_runner(_only(files, name), options, label=label)
+        return openvino_runner(*_ir_pair(files, name), options, label=label)
+
+    fix = "protect a freshly exported artifact; these bytes may be truncated or from an incompatible version"
+    return timed_load(load, f"{runtime} could not load {name} from memory", fix)
 
 
 def onnx_runner(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -160,16 +161,20 @@ def open_runner(path: Path | str, options: RuntimeOptions = RuntimeOptions()) ->
         )
     if not path.exists():
         raise ArtifactLoadError(f"artifact {path} does not exist", "export it first, or check the path")
+    fix = "re-export the artifact; it may be truncated or from an incompatible version"
+    return timed_load(lambda: _OPENERS[runtime](path, options), f"{runtime} could not load {path.name}", fix)
+
+
+def timed_load(load: Callable[[], Runner], failure: str, fix: str) -> Runner:
+    """`load()`'s runner with its load time in `load_ms`; a runtime's own exception becomes an ArtifactLoadError
+    that says `failure`, the exception, and `fix` (the workbench's own errors pass through)."""
     start = time.perf_counter()
     try:
-        runner = _OPENERS[runtime](path, options)
+        runner = load()
     except WorkbenchError:
         raise
     except Exception as exc:
-        raise ArtifactLoadError(
-            f"{runtime} could not load {path.name}: {type(exc).__name__}: {str(exc)[:300]}",
-            "re-export the artifact; it may be truncated or from an incompatible version",
-        ) from exc
+        raise ArtifactLoadError(f"{failure}: {type(exc).__name__}: {str(exc)[:300]}", fix) from exc
     runner.load_ms = (time.perf_counter() - start) * 1000
     return runner
 

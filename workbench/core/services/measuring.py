@@ -42,26 +42,15 @@ def measure(
     return measuring.measure(workspace, variant_id, plan, data_yaml, estimate=estimate_for_row, progress=progress)
 
 
-def run_recipe(
-    workspace,
-    recipe: Recipe,
-    model_id: int,
-    data_yaml: Path | str,
-    *,
-    measure_input: bool = True,
-    progress: ProgressFn | None = None,
-) -> PipelineResult:
-    """Run the recipe's steps in order; each step's variants are recorded and measured (with the advisor's estimate
-    beside each latency row) before the next starts.
+def run_recipe(workspace, recipe: Recipe, model_id: int, data_yaml: Path | str, **options) -> PipelineResult:
+    """`optimize.recipes.run_recipe` with the advisor's estimate beside each latency row: the steps run in order,
+    each step's variants recorded and measured before the next starts.
 
     Args:
-        measure_input: measure the starting model too (skip when the caller already has).
+        options: `measure_input` (measure the starting model too; default True) and `progress`.
     Raises:
         PipelineError: a step failed; the variants of the steps before it are kept.
     """
     from ..optimize import recipes  # loaded when a recipe runs, not when a measurement does
 
-    return recipes.run_recipe(
-        workspace, recipe, model_id, data_yaml, measure_input=measure_input, estimate=estimate_for_row,
-        progress=progress,
-    )  # fmt: skip
+    return recipes.run_recipe(workspace, recipe, model_id, data_yaml, estimate=estimate_for_row, **options)

@@ -1,21 +1,9 @@
 """The data check: are the production images drawn from the distribution the model was trained and validated on?
 
-Each image is reduced to a few imaging features (brightness, contrast, colour balance, sharpness, noise, size,
-aspect ratio, JPEG quality), and each feature of the production images is compared with the same feature of the
-training images by two statistics:
-
-- the standardized mean difference (SMD, Cohen's d with the pooled standard deviation): how far the means are
-  apart in units of the spread. 0.2 is small, 0.5 medium, 0.8 large (Cohen); covariate-balance practice treats
-  0.1-0.25 as "balanced", but with the few images a doctor sees (8-50 per side) the SMD of two samples of the
-  *same* distribution has a standard error of about sqrt(2 / n), 0.5 at n = 8, so a feature counts as drifted
-  only at |SMD| >= 0.8 *and*
-- the two-sample Kolmogorov-Smirnov test (scipy's `ks_2samp` where installed, else the asymptotic formula in
-  numpy) at p < 0.05 divided by the number of features (Bonferroni), so that eight features tested at once still
-  raise a false alarm on at most about 5% of identical distributions; or
-- a large shift, |SMD| >= 1.5, with the KS test at p < 0.05 uncorrected: under the null the SMD of two samples of
-  8 exceeds 1.5 (three standard errors) for about 0.3% of features, so the multiplicity correction is not
-  needed there, and with 8 images a side the KS test cannot reach the corrected level unless the samples are
-  fully separated.
+Each image is reduced to a few imaging features and each feature of the production images is compared with the
+same feature of the training images by a standardized mean difference and a Kolmogorov-Smirnov test; the
+features, the statistics and why their thresholds are where they are live in `data/image_shift.py`, shared with
+the drift monitor.
 
 A drift is the *cause* when it is large (|SMD| >= 1.5) or the reference model itself visibly suffers on the
 production images (its mean detection confidence drops by more than 0.05, or it finds 20% fewer boxes per image
