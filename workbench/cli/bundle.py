@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .arguments import _positive
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 MODEL_KEY_FILE = "model.key"
 
@@ -51,7 +55,7 @@ def _model_key(args, keys: Path) -> bytes:
     )
 
 
-def _variant_id(workspace, given: str) -> int:
+def _variant_id(workspace: Workspace, given: str) -> int:
     """A variant by id, or by its exact name in the ledger."""
     from ..core.errors import ConfigError
 

@@ -6,8 +6,12 @@ import argparse
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .arguments import _count, _fraction, _mebibytes, _per_second, _port, _positive, _seconds
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 KEYS_NAME = "keys.json"
 AUDIT_NAME = "audit.jsonl"
@@ -218,7 +222,7 @@ def _start(args, config, store, what, ca) -> int:
     return _run(model, config, store, artifact, ca, metrics, notes, loader)
 
 
-def _watch(args, model, data, workspace, variant_id):
+def _watch(args, model, data, workspace: Workspace, variant_id):
     """The service's `Metrics`, with the drift monitor (`data`: its reference's data YAML) and the payload sampler
     asked for, and a line on each."""
     from ..core.serve.monitoring.metrics import Metrics, Sampler

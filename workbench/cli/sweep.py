@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError
 from .arguments import _positive, _trust_flag
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 METRIC_DIGITS = {"map50_95": 4, "p50_ms": 2, "p99_ms": 2, "size_mb": 2}
 
@@ -86,7 +90,7 @@ def _print_trial(spec, result) -> None:
     print(f"{head}: variant {result.final_id}  {values}", flush=True)
 
 
-def _print_summary(workspace, space, result) -> None:
+def _print_summary(workspace: Workspace, space, result) -> None:
     from ..core.report.tables import markdown_table
     from ..core.sweep.search import front_objectives
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import html
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
 from ..core.services.session import Session, variant_choices
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 WIDE = {"description_width": "150px"}
 
@@ -43,7 +47,7 @@ def note(text: str) -> widgets.HTML:
     return widgets.HTML(f"<div style='color:#444;max-width:760px'>{html.escape(text)}</div>")
 
 
-def variant_label(workspace, variant_id: int) -> str:
+def variant_label(workspace: Workspace, variant_id: int) -> str:
     """'#id name' from the ledger."""
     return f"#{variant_id} {workspace.variant(variant_id).name}"
 

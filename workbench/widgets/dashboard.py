@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
@@ -30,6 +31,9 @@ from ..core.store.evaluation_sets import NOT_MEASURED
 from .controls import WIDE, Hushable, replace_figure
 from .evaluation_set import EvaluationSetArea
 from .sweep_front import SweepFrontArea
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 LEDGER_COLUMNS = ["id", "name", "step", "format", "parent_id", "size_bytes", "created_at"]
 
@@ -320,6 +324,6 @@ def details_html(details: dict) -> str:
     )
 
 
-def _ledger_html(workspace) -> str:
+def _ledger_html(workspace: Workspace) -> str:
     rows = [v.as_dict() for v in workspace.ledger.variants(newest_first=True)]
     return f"<div style='max-height:260px;overflow:auto'>{table_html(rows, LEDGER_COLUMNS)}</div>"

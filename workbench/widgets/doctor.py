@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
@@ -14,6 +15,9 @@ from ..core.services import diagnose as diagnose_core
 from ..core.services.session import Session
 from .base import Panel
 from .controls import WIDE, dropdown, float_box, int_box, note, variant_label
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 DOCTORS = [("accuracy: why does it detect worse?", "accuracy"), ("speed: why is it slow?", "speed")]
 COLORS = [("RGB (correct)", "rgb"), ("BGR (channels as OpenCV reads them)", "bgr")]
@@ -174,7 +178,7 @@ class DoctorPanel(Panel):
         self.recorded.value = recorded_html(self.session.workspace, diagnosis, measurement_id, self.variant.value)
 
 
-def recorded_html(workspace, diagnosis, measurement_id, picked) -> str:
+def recorded_html(workspace: Workspace, diagnosis, measurement_id, picked) -> str:
     """Where the diagnosis went: the measurement id and the variant it is of (the one the service diagnosed)."""
     if measurement_id is None:
         return "<p>Not recorded in the ledger.</p>"

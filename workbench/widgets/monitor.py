@@ -13,10 +13,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
 from .base import STATUS_STYLE, error_message
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 OK_STYLE, DRIFT_STYLE = STATUS_STYLE["done"], STATUS_STYLE["error"]
 
@@ -176,7 +180,7 @@ class MonitorTab:
 
     title = "Monitor"
 
-    def __init__(self, workspace=None, *, connect: Callable | None = None, interval_s: float = 2.0):
+    def __init__(self, workspace: Workspace | None = None, *, connect: Callable | None = None, interval_s: float = 2.0):
         from pathlib import Path
 
         ca = Path(workspace) / "serve" / "tls" / "ca.pem" if workspace is not None else None

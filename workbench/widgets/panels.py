@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import ipywidgets as widgets
 
 from ..core.data.generate import ShapesConfig
@@ -23,6 +25,9 @@ from .controls import (
     note,
     variant_label,
 )
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 OPENVINO_PRECISIONS = [
     ("f32 (exact, what the export computes)", "f32"),
@@ -203,7 +208,7 @@ class MeasurePanel(Panel):
         self.output.children = (widgets.HTML(measurement_table_html(self.session.workspace, rows)),)
 
 
-def measurement_table_html(workspace, measurements: list) -> str:
+def measurement_table_html(workspace: Workspace, measurements: list) -> str:
     """A compact HTML table of measurements: variant, kind, runtime, precision, imgsz and the headline value."""
     body = []
     for m in measurements:

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from .catalog import FORMAT_OF_RUNTIME, Target
 from .cpu_peak import cpu_peak_gops
 from .estimate import Efficiency, learn, learn_targets, observations, prior
 from .profile import ModelProfile
 from .requirements import HOURS_PER_MONTH, Connectivity, Requirements
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 # What each runtime computes in, by device kind (the advisor picks among those the target also has a peak for)
 RUNTIME_PRECISIONS = {
@@ -291,7 +295,7 @@ def _most_common_reason(options) -> str:
     return BLOCKER_WORDS[kinds.most_common(1)[0][0]] if kinds else "none recorded"
 
 
-def learned_here(workspace, targets=None) -> dict:
+def learned_here(workspace: Workspace, targets=None) -> dict:
     """This machine's fitted efficiencies from the workspace's latency rows, keyed (runtime, precision), and the
     targets' own, keyed (target id, runtime, precision), from rows their sweep workers timed (empty without rows)."""
     from .catalog import load_catalog
@@ -301,7 +305,7 @@ def learned_here(workspace, targets=None) -> dict:
 
 
 def advise_workspace(
-    workspace,
+    workspace: Workspace,
     requirements: Requirements,
     *,
     variant_ids: list[int] | None = None,
@@ -334,7 +338,9 @@ def advise_workspace(
     return advise(profiles, requirements, targets, learned_here(workspace, targets))
 
 
-def advise_model(spec, requirements: Requirements, *, targets=None, trust: bool = False, workspace=None) -> Advice:
+def advise_model(
+    spec, requirements: Requirements, *, targets=None, trust: bool = False, workspace: Workspace | None = None
+) -> Advice:
     """`advise` for one model given as 'demo', 'student' or a .pt path (loaded safely unless `trust`), with the
     efficiencies learned from `workspace`'s rows where one is given (priors otherwise). Writes nothing."""
     from ..models.sources import load_model

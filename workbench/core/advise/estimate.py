@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..environment import cpu_info
 from .cpu_peak import cpu_peak_gops
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # Priors: the share of peak and the per-call overhead where nothing was measured. CPU: near what ONNX Runtime and
@@ -113,7 +117,7 @@ def prior(runtime: str, precision: str, device: str = "cpu") -> Efficiency:
     )
 
 
-def observations(workspace) -> list[Observation]:
+def observations(workspace: Workspace) -> list[Observation]:
     """This machine's successful, stable latency rows that carry GFLOPs. Rows from another CPU model are left out
     (their peaks are not this machine's), and rows whose timing windows disagreed (`stable` false: the machine was
     busy) teach the estimator noise, not speed."""
@@ -130,7 +134,7 @@ def observations(workspace) -> list[Observation]:
     return found
 
 
-def target_observations(workspace, targets) -> dict[str, list[Observation]]:
+def target_observations(workspace: Workspace, targets) -> dict[str, list[Observation]]:
     """The rows timed on catalog targets' own workers, by target id, each with that target's peak at its precision
     (rows of a target not in `targets`, or at a precision it has no peak for, are left out)."""
     by_id = {t.id: t for t in targets}
@@ -144,7 +148,7 @@ def target_observations(workspace, targets) -> dict[str, list[Observation]]:
     return found
 
 
-def learn_targets(workspace, targets) -> dict[tuple[str, str, str], Efficiency]:
+def learn_targets(workspace: Workspace, targets) -> dict[tuple[str, str, str], Efficiency]:
     """A fitted Efficiency for every (target id, runtime, precision) its own worker measured."""
     names = {t.id: t.name for t in targets}
     learned = {}
@@ -156,7 +160,7 @@ def learn_targets(workspace, targets) -> dict[tuple[str, str, str], Efficiency]:
     return learned
 
 
-def _usable_rows(workspace):
+def _usable_rows(workspace: Workspace):
     """Successful latency rows with GFLOPs whose timing windows agreed (`stable` false: the machine was busy)."""
     for m in workspace.ledger.measurements(kind="latency"):
         if m.ok and m.metrics.get("gflops") and "p50_ms" in m.metrics and m.metrics.get("stable") is not False:
@@ -250,7 +254,9 @@ def median_abs_error_pct(checks: list[dict]) -> float | None:
     return statistics.median(abs(c["error_pct"]) for c in checks) if checks else None
 
 
-def estimate_for_row(workspace, variant_id: int, runtime: str, precision: str, imgsz: int, gflops, threads, gemm):
+def estimate_for_row(
+    workspace: Workspace, variant_id: int, runtime: str, precision: str, imgsz: int, gflops, threads, gemm
+):
     """The estimate of a row about to be recorded, from the rows already in the ledger (not this variant at this
     size), to store beside its measurement."""
     peak = row_peak_gops(precision_class(precision), threads, gemm)

@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..store.evaluation_sets import NOT_MEASURED, choose_set, rows_on, summarize
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 # Memory a runtime holds besides the model (its libraries, arenas, a CUDA context): rough sizes, for the fit check
@@ -63,7 +67,7 @@ def _profile_file(path: str, mtime_ns: int, imgsz: int) -> ModelProfile:
     return profile_net(load_checkpoint(path).model, imgsz, Path(path).stem)
 
 
-def profile_variant(workspace, variant_id: int, imgsz: int, evaluation_set=None) -> ModelProfile:
+def profile_variant(workspace: Workspace, variant_id: int, imgsz: int, evaluation_set=None) -> ModelProfile:
     """The profile of a recorded variant: its own model if it is PyTorch, else its nearest PyTorch ancestor's, with
     the mAP50-95 measured for it on `evaluation_set` (a key, name or SetSummary; None: the ancestor's default set)
     at `imgsz` or the size nearest it, where the ledger has one."""
@@ -78,7 +82,7 @@ def profile_variant(workspace, variant_id: int, imgsz: int, evaluation_set=None)
     raise ConfigError(f"variant {variant_id} has no PyTorch model in its lineage", "pick a variant made from a .pt")
 
 
-def _measured_map(workspace, model_id: int, imgsz: int, evaluation_set=None) -> tuple[float | None, object]:
+def _measured_map(workspace: Workspace, model_id: int, imgsz: int, evaluation_set=None) -> tuple[float | None, object]:
     """The mAP50-95 of the PyTorch variant itself on one evaluation set at the size nearest `imgsz` (float
     precision: the model's own accuracy, before any quantization), and the set."""
     measured = workspace.ledger.measurements(variant_id=model_id, kind="accuracy")
@@ -90,6 +94,6 @@ def _measured_map(workspace, model_id: int, imgsz: int, evaluation_set=None) -> 
     return float(nearest.metrics["map50_95"]), chosen
 
 
-def pytorch_variants(workspace) -> list[int]:
+def pytorch_variants(workspace: Workspace) -> list[int]:
     """The ids of every PyTorch variant in the ledger: the distinct models there are to deploy."""
     return [v.id for v in workspace.ledger.variants() if v.is_pytorch and v.path]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from ..measure.paired import compare_calls
 from ..measure.parity import matched_over_max
 from ..models.detector import DeploymentSpec, decode
 from ..report.tables import markdown_table
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 TARGETS = {"p50_ratio": 0.5, "match_rate": 0.99, "throughput_ratio": 2.0}  # issue 13: at most, at least, at least
 DECODE = "excluded: each image is decoded once beforehand and both sides get the same BGR array"
@@ -127,7 +131,7 @@ def end_to_end(
     return result
 
 
-def find_int8_export(workspace, imgsz: int) -> Path:
+def find_int8_export(workspace: Workspace, imgsz: int) -> Path:
     """The newest Ultralytics INT8 OpenVINO export at `imgsz` in the workspace (what the bench's
     `ultralytics-openvino-int8-<imgsz>` row runs).
 

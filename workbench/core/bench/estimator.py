@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import statistics
+from typing import TYPE_CHECKING
 
 from ..advise.estimate import cross_check, learn, median_abs_error_pct, observations
 from ..report.tables import markdown_table
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 METHOD = (
     "each latency row estimated from the bench's other rows (its own variant at its own size left out), from the "
@@ -15,7 +19,7 @@ METHOD = (
 )
 
 
-def estimator_summary(workspace) -> dict:
+def estimator_summary(workspace: Workspace) -> dict:
     """The estimator's errors on the workspace's rows of this machine, three ways, and what it learned.
 
     `median_abs_error_pct` leaves out the row's variant at its size; `..._unseen_variant` leaves out every row of

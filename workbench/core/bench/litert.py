@@ -8,6 +8,7 @@ rest of the bench goes on.
 from __future__ import annotations
 
 import importlib.util
+from typing import TYPE_CHECKING
 
 from ..data.checks import list_images
 from ..errors import WorkbenchError
@@ -15,12 +16,15 @@ from ..models.export import ExportConfig, export
 from ..report.tables import markdown_table
 from .optimized import Row
 
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
+
 CALIBRATION_IMAGES = 300  # as many as the NNCF rows use (and Ultralytics recommends)
 KEYS = {"litert-fp32": "fp32", "litert-int8": "int8"}
 _PACKAGES = ("ai_edge_litert", "litert_torch", "ai_edge_quantizer")
 
 
-def litert_rows(workspace, base: int, data_yaml, imgsz: int, progress=None) -> tuple[list[Row], list[dict]]:
+def litert_rows(workspace: Workspace, base: int, data_yaml, imgsz: int, progress=None) -> tuple[list[Row], list[dict]]:
     """The fp32 and INT8 LiteRT exports of `base` at `imgsz`; returns (rows, skipped) where each skipped entry
     names the row and the reason."""
     missing = [name for name in _PACKAGES if importlib.util.find_spec(name) is None]

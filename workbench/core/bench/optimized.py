@@ -10,6 +10,7 @@ in the same run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..measure.paired import HOLDS
 from ..models.cards import student_card
@@ -18,6 +19,9 @@ from ..report.tables import markdown_table
 from .cross_check import latency_verdict, verdict_word
 from .searched import KEY as SEARCHED_KEY
 from .searched import NAME as SEARCHED_NAME
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 TARGET_RATIO = 0.75  # the pipeline's p50 at 640 over Ultralytics' OpenVINO INT8 export's
 TARGET_DROP = 0.01  # mAP50-95 the pipeline may lose against the FP32 parent, at the training imgsz
@@ -44,7 +48,13 @@ class Row:
 
 
 def optimized_rows(
-    workspace, parent: int, student: int | None, data_yaml, imgsizes, progress=None, searched: int | None = None
+    workspace: Workspace,
+    parent: int,
+    student: int | None,
+    data_yaml,
+    imgsizes,
+    progress=None,
+    searched: int | None = None,
 ) -> list[Row]:
     """NNCF INT8 of the parent (OpenVINO, ONNX Runtime), of the student and of the searched variant (when there are
     ones) at each imgsz."""

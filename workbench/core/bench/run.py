@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from .optimized import NAMES, Row, optimized_markdown, optimized_rows, summary
 from .searched import KEY as SEARCHED_KEY
 from .searched import searched_markdown, searched_summary
 from .serving import serving_markdown
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 # A record holds the comparison table's values of its row; what the bench sets itself (the hint it asked for,
 # GFLOPs and the speed-up, under the name that says its baseline) is added per row, the cross-checks beside them.
@@ -182,7 +186,7 @@ def run_bench(out: Path | str, config: BenchConfig = BenchConfig(), *, progress:
     return result
 
 
-def _reference_rows(workspace, base: int, data_yaml, imgsz: int, progress) -> list[Row]:
+def _reference_rows(workspace: Workspace, base: int, data_yaml, imgsz: int, progress) -> list[Row]:
     """PyTorch, ONNX Runtime, OpenVINO f32 and bf16, and Ultralytics' own one-line INT8 export (NNCF inside,
     calibrated on the train split) at one imgsz."""
     onnx = export(workspace, base, ExportConfig(format="onnx", imgsz=imgsz), progress=progress)
@@ -198,7 +202,7 @@ def _reference_rows(workspace, base: int, data_yaml, imgsz: int, progress) -> li
     ]
 
 
-def _measure_row(workspace, row: Row, config: BenchConfig, index: int, total: int, progress) -> dict:
+def _measure_row(workspace: Workspace, row: Row, config: BenchConfig, index: int, total: int, progress) -> dict:
     """Measure a row between two cross-checks; again (up to `retries` times) while benchmark_app's brackets drift
     apart by more than `max_drift`. Returns the last attempt's checks, with every attempt's drift."""
     path = workspace.artifact_path(row.variant_id)
@@ -228,7 +232,7 @@ def _cross_check(path: Path, row: Row, config: BenchConfig) -> dict:
     return check
 
 
-def _records(workspace, rows: list[Row], checks: list[dict], config: BenchConfig) -> list[dict]:
+def _records(workspace: Workspace, rows: list[Row], checks: list[dict], config: BenchConfig) -> list[dict]:
     table = comparison_table(workspace, baseline={"runtime": "pytorch"})
     names = {
         "pytorch": "pytorch",
@@ -281,7 +285,7 @@ def _ratios(record: dict, check: dict) -> None:
             )
 
 
-def _searched(workspace, records: list[dict], rows: list[Row], searched: int | None, config) -> dict | None:
+def _searched(workspace: Workspace, records: list[dict], rows: list[Row], searched: int | None, config) -> dict | None:
     """The searched variant's row and verdict (None when it does not ship with this install)."""
     from ..models.cards import searched_card
     from ..models.checkpoints import load_checkpoint
@@ -294,7 +298,7 @@ def _searched(workspace, records: list[dict], rows: list[Row], searched: int | N
     return searched_summary(records, stats, searched_card(), paired)
 
 
-def _paired(workspace, rows: list[Row], config: BenchConfig, *, ours: str = "pipeline-int8") -> dict | None:
+def _paired(workspace: Workspace, rows: list[Row], config: BenchConfig, *, ours: str = "pipeline-int8") -> dict | None:
     """A row (the pipeline's by default) vs Ultralytics INT8 at 640 in alternating rounds (see `paired_ratio`)."""
     pick = {r.key: r for r in rows if r.imgsz == 640 and r.key in (ours, "ultralytics-int8")}
     if len(pick) < 2:
@@ -306,7 +310,7 @@ def _paired(workspace, rows: list[Row], config: BenchConfig, *, ours: str = "pip
     )
 
 
-def _end_to_end(rows: list[Row], workspace, data_yaml, config: BenchConfig, progress) -> dict | None:
+def _end_to_end(rows: list[Row], workspace: Workspace, data_yaml, config: BenchConfig, progress) -> dict | None:
     """The workbench's fast path against Ultralytics' predict on the Ultralytics INT8 export at 320 (else the
     smallest size benched), on the val images; None without that row. A failure is recorded, not raised: the
     rows above it stand."""
@@ -326,7 +330,7 @@ def _end_to_end(rows: list[Row], workspace, data_yaml, config: BenchConfig, prog
         return {"error": f"{type(exc).__name__}: {exc}", "artifact": str(path), "imgsz": imgsz}
 
 
-def _serving(rows: list[Row], workspace, data_yaml, config: BenchConfig, progress) -> dict | None:
+def _serving(rows: list[Row], workspace: Workspace, data_yaml, config: BenchConfig, progress) -> dict | None:
     """Served (HTTPS, an API key, the audit log, 4 clients) against in-process throughput, and the latency TLS + key
     + audit add, on the variant the end-to-end section runs (the Ultralytics INT8 export at 320, else the smallest
     size benched), with the val images as JPEGs; None without that row. Skipped when `config.serving` is off; a
@@ -350,7 +354,7 @@ def _serving(rows: list[Row], workspace, data_yaml, config: BenchConfig, progres
         return {"error": f"{type(exc).__name__}: {exc}", "artifact": str(path), "imgsz": imgsz}
 
 
-def _family_stats(workspace, parent: int, student: int) -> dict[str, dict]:
+def _family_stats(workspace: Workspace, parent: int, student: int) -> dict[str, dict]:
     """Parameters and GFLOPs at 640 of the model behind each bench row family."""
     from ..models.checkpoints import load_checkpoint
     from ..models.summary import model_stats

@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 
 class Verdict(StrEnum):
@@ -88,7 +92,7 @@ class Diagnosis:
         after = f" After the fix: {_after_words(top.after)}." if top.after else ""
         return f"Most likely cause: {top.title}. Fix: {top.fix}.{after}"
 
-    def record(self, workspace, variant_id: int) -> int:
+    def record(self, workspace: Workspace, variant_id: int) -> int:
         """Store the diagnosis in the ledger as a measurement of kind "diagnosis" of `variant_id`."""
         metrics = {
             "kind": self.kind,

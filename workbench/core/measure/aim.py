@@ -5,9 +5,13 @@ ledger measured for each variant. Recipes aim at one (`aim:` in the YAML); the a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..store.evaluation_sets import NOT_MEASURED, choose_set, rows_on, summarize, workspace_sets
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class Aim:
         return cls(requirements.latency_p99_ms, min_map50_95, requirements.imgsz)
 
 
-def standing(workspace, variant_id: int, aim: Aim, evaluation_set=None) -> dict:
+def standing(workspace: Workspace, variant_id: int, aim: Aim, evaluation_set=None) -> dict:
     """How one variant stands against the aim: its best measured p99 (at the aim's size), its mAP50-95 on one
     evaluation set (None: the variant's own default set), whether it meets the aim and, if not, what it misses (a
     constraint without a measurement is missed: unmeasured, or not measured on the set the others were)."""
@@ -62,7 +66,7 @@ def standing(workspace, variant_id: int, aim: Aim, evaluation_set=None) -> dict:
             "misses": "; ".join(misses)}  # fmt: skip
 
 
-def standings(workspace, variant_ids, aim: Aim, evaluation_set=None) -> list[dict]:
+def standings(workspace: Workspace, variant_ids, aim: Aim, evaluation_set=None) -> list[dict]:
     """`standing` of each variant, every mAP50-95 on one set: `evaluation_set`, else the one most of them were
     measured on (ties: the most images)."""
     ids = list(variant_ids)

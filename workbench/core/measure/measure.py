@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from .parity import ParityConfig, compare
 from .plan import MeasurePlan
 from .stages import stage_breakdown
 
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
+
 CONVERSIONS = ("export", "quantize")  # steps whose output should compute what its parent computes: parity applies
 
 
@@ -41,8 +44,8 @@ class RowEstimator(Protocol):
     with at least `p50_ms`; empty when nothing can be estimated), from the rows already in the ledger."""
 
     def __call__(
-        self, workspace, variant_id: int, runtime: str, precision: str | None, imgsz: int, gflops: float | None,
-        threads: int | None, gemm: float | None,
+        self, workspace: Workspace, variant_id: int, runtime: str, precision: str | None, imgsz: int,
+        gflops: float | None, threads: int | None, gemm: float | None,
     ) -> dict: ...  # fmt: skip
 
 
@@ -55,7 +58,7 @@ class Row:
 
 
 def measure(
-    workspace,
+    workspace: Workspace,
     variant_id: int,
     plan: MeasurePlan = MeasurePlan(),
     data_yaml: Path | str | None = None,
@@ -89,7 +92,7 @@ def measure(
     return ids
 
 
-def plan_rows(workspace, variant: Variant, plan: MeasurePlan) -> list[Row]:
+def plan_rows(workspace: Workspace, variant: Variant, plan: MeasurePlan) -> list[Row]:
     """The rows a plan gives for a variant: its own size if it is a static export, else the plan's or its training
     size; each OpenVINO precision hint of the plan for OpenVINO artifacts."""
     static = static_imgsz(variant)
@@ -107,7 +110,7 @@ def static_imgsz(variant: Variant) -> int | None:
     return int(value) if value else None
 
 
-def native_imgsz(workspace, variant_id: int) -> int:
+def native_imgsz(workspace: Workspace, variant_id: int) -> int:
     """The size a variant's model was trained at: its own checkpoint's, or its nearest PyTorch ancestor's."""
     for ancestor in workspace.lineage(variant_id):
         if ancestor.is_pytorch and ancestor.path:
@@ -115,7 +118,7 @@ def native_imgsz(workspace, variant_id: int) -> int:
     return DEFAULT_IMGSZ
 
 
-def _measure_row(workspace, variant, path, row, plan, data_yaml, done_ids, estimate, progress) -> list[int]:
+def _measure_row(workspace: Workspace, variant, path, row, plan, data_yaml, done_ids, estimate, progress) -> list[int]:
     options = plan.options(row.precision)
     context = {"runtime": str(runtime_for(path)), "imgsz": row.imgsz, "batch": 1, "options": asdict(options)}
     emit(progress, "latency", 0, 1, f"{path.name} {context['runtime']} {row.imgsz}px {row.precision or ''}".strip())
@@ -138,7 +141,7 @@ def _measure_row(workspace, variant, path, row, plan, data_yaml, done_ids, estim
     return ids
 
 
-def _latency(workspace, variant, runner, row, plan, data_yaml, context, estimate, progress) -> int:
+def _latency(workspace: Workspace, variant, runner, row, plan, data_yaml, context, estimate, progress) -> int:
     timing = plan.timing()
     context = {**context, **{k: getattr(timing, k) for k in ("warmup_runs", "warmup_s", "min_runs", "min_time_s")}}
     try:
@@ -180,7 +183,9 @@ def _latency(workspace, variant, runner, row, plan, data_yaml, context, estimate
     return workspace.ledger.add_measurement(variant.id, "latency", metrics, {**context, "status": "ok"})
 
 
-def _estimate(estimator: RowEstimator, workspace, variant, runner, row, metrics, measured_p50_ms: float) -> dict:
+def _estimate(
+    estimator: RowEstimator, workspace: Workspace, variant, runner, row, metrics, measured_p50_ms: float
+) -> dict:
     """What the estimator said for this row from the rows recorded before it, and how far off it was."""
     threads = runner.context.get("threads")
     estimate = estimator(
@@ -211,7 +216,7 @@ def _accuracy_context(row, plan, data_yaml, context, variant) -> dict:
     }
 
 
-def _accuracy_done(workspace, ids, row, plan, context) -> bool:
+def _accuracy_done(workspace: Workspace, ids, row, plan, context) -> bool:
     """True when this call already measured accuracy at the same size and precision (several latency sizes)."""
     wanted = plan.accuracy_imgsz
     if wanted is None or not ids:
@@ -223,7 +228,7 @@ def _accuracy_done(workspace, ids, row, plan, context) -> bool:
     )
 
 
-def _accuracy(workspace, variant, runner, row, plan, data_yaml, context, progress) -> int:
+def _accuracy(workspace: Workspace, variant, runner, row, plan, data_yaml, context, progress) -> int:
     context = _accuracy_context(row, plan, data_yaml, context, variant)
     config = AccuracyConfig(imgsz=context["imgsz"], split=plan.split, images=plan.accuracy_images)
     try:
@@ -237,7 +242,7 @@ def _accuracy(workspace, variant, runner, row, plan, data_yaml, context, progres
     return workspace.ledger.add_measurement(variant.id, "accuracy", result.metrics(), {**context, "status": "ok"})
 
 
-def _parity(workspace, variant, parent, runner, row, plan, data_yaml, context, progress) -> int:
+def _parity(workspace: Workspace, variant, parent, runner, row, plan, data_yaml, context, progress) -> int:
     images = list_images(data_yaml, plan.split)[: plan.parity_images]
     config = ParityConfig(imgsz=row.imgsz, images=len(images))
     context = {**context, "parent_id": parent.id, "images": len(images), "conf": config.conf}
@@ -252,14 +257,14 @@ def _parity(workspace, variant, parent, runner, row, plan, data_yaml, context, p
     return workspace.ledger.add_measurement(variant.id, "parity", result.metrics(), {**context, "status": "ok"})
 
 
-def _record_failure(workspace, variant_id: int, kind: str, error: Exception, context: dict) -> int:
+def _record_failure(workspace: Workspace, variant_id: int, kind: str, error: Exception, context: dict) -> int:
     problem = getattr(error, "problem", f"{type(error).__name__}: {error}")
     fix = getattr(error, "fix", "")
     metrics = {"error": problem, "fix": fix}
     return workspace.ledger.add_measurement(variant_id, kind, metrics, {**context, "status": "failed"})
 
 
-def variant_gflops(workspace, variant_id: int, imgsz: int) -> float | None:
+def variant_gflops(workspace: Workspace, variant_id: int, imgsz: int) -> float | None:
     """GFLOPs per image of a variant at `imgsz`, from its nearest PyTorch ancestor (exports keep the graph)."""
     for ancestor in workspace.lineage(variant_id):
         if ancestor.is_pytorch and ancestor.path:
@@ -276,7 +281,7 @@ def _gflops(path: str, mtime_ns: int, imgsz: int) -> float:
     return model_stats(load_checkpoint(path).model, imgsz)["gflops"]
 
 
-def _names(workspace, variant_id: int) -> dict[int, str] | None:
+def _names(workspace: Workspace, variant_id: int) -> dict[int, str] | None:
     """The classes of the variant's model, from the nearest PyTorch ancestor (exports carry the same)."""
     for ancestor in workspace.lineage(variant_id):
         if ancestor.is_pytorch and ancestor.path:

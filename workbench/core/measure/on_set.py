@@ -9,6 +9,7 @@ already measured in.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data.identity import evaluation_set as identify
 from ..errors import ConfigError
@@ -17,9 +18,12 @@ from ..store.evaluation_sets import SetSummary, choose_set, key_of, workspace_se
 from .measure import measure
 from .plan import MeasurePlan
 
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
+
 
 def measure_on(
-    workspace,
+    workspace: Workspace,
     variant_id: int,
     evaluation_set=None,
     *,
@@ -86,7 +90,7 @@ def _checked_source(chosen: SetSummary, data_yaml: Path | str | None) -> Path:
     return source
 
 
-def _precisions(workspace, variant_id: int) -> tuple[str | None, ...]:
+def _precisions(workspace: Workspace, variant_id: int) -> tuple[str | None, ...]:
     """The OpenVINO precision hints this variant was measured with before (f32 when none)."""
     hints = []
     for m in workspace.ledger.measurements(variant_id=variant_id):

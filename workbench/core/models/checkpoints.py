@@ -6,8 +6,12 @@ import copy
 import zipfile
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ModelLoadError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 DEFAULT_IMGSZ = 640  # Ultralytics' default, for a model whose checkpoint does not say what it was trained at
 
@@ -114,7 +118,7 @@ def check_reloads(path: Path) -> None:
         net(torch.zeros(1, 3, 64, 64))
 
 
-def record_checkpoint(workspace, net, name: str, *, step: str, params: dict, parent_id: int) -> int:
+def record_checkpoint(workspace: Workspace, net, name: str, *, step: str, params: dict, parent_id: int) -> int:
     """Write `net` into the workspace as a checkpoint (staged, reloaded and run once) and record it as the
     PyTorch variant that `step` made from `parent_id`."""
     return workspace.add_artifact(

@@ -6,6 +6,7 @@ import shutil
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data.checks import check_dataset
 from ..environment import torch_threads
@@ -13,6 +14,9 @@ from ..errors import ConfigError, WorkbenchError, check_imgsz
 from ..progress import ProgressFn, emit
 from ..store.atomic import scratch
 from ..store.records import Format
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 
 class ExportFormat(StrEnum):
@@ -183,7 +187,7 @@ def export_artifact(weights: Path, config: ExportConfig, out: Path, *, progress:
     return out
 
 
-def export(workspace, parent_id: int, config: ExportConfig, *, progress: ProgressFn | None = None) -> int:
+def export(workspace: Workspace, parent_id: int, config: ExportConfig, *, progress: ProgressFn | None = None) -> int:
     """Export a recorded .pt variant and record the artifact as its child.
 
     The artifact is loaded once by its runtime before it is kept (`check_loads`). An export with the same

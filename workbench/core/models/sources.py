@@ -7,10 +7,14 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ModelLoadError, ModelNotFoundError
 from .cards import demo_weights, searched_weights, student_weights
 from .checkpoints import DEFAULT_IMGSZ, load_checkpoint, load_yolo, training_imgsz
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 DEMO = "demo"
 STUDENT = "student"
@@ -192,7 +196,7 @@ def open_source(spec: str | Path, *, data_yaml: Path | str | None = None, trust:
     return SourceModel(str(spec), source.kind, path, model, training_imgsz(model) or DEFAULT_IMGSZ)
 
 
-def record_source(workspace, source: SourceModel) -> int:
+def record_source(workspace: Workspace, source: SourceModel) -> int:
     """Record a checked model as a 'source' variant (the same file recorded again keeps its id)."""
     params = {"source": source.spec, "kind": source.kind.value, "train_imgsz": source.imgsz}
     return workspace.add_artifact(source.path, source.path.name, step="source", params=params, format="pytorch")

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..models.checkpoints import DEFAULT_IMGSZ, check_reloads, checkpoint_imgsz, load_checkpoint, save_checkpoint
 from ..progress import ProgressFn
 from ..store.atomic import scratch
 from .train import TrainConfig
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ def check_teacher(student_net, teacher_net) -> None:
 
 
 def _train_step(
-    workspace,
+    workspace: Workspace,
     parent_id: int,
     data_yaml,
     config: DistillConfig,
@@ -127,7 +131,7 @@ def _train_step(
 
 
 def distill(
-    workspace,
+    workspace: Workspace,
     student_id: int,
     teacher_id: int,
     data_yaml: Path | str,
@@ -142,7 +146,7 @@ def distill(
 
 
 def finetune(
-    workspace,
+    workspace: Workspace,
     variant_id: int,
     data_yaml: Path | str,
     config: DistillConfig = DistillConfig(),

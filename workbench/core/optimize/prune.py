@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, WorkbenchError, check_imgsz
 from ..models.checkpoints import checkpoint_imgsz, load_checkpoint, record_checkpoint, save_checkpoint
 from ..models.summary import model_stats
 from ..progress import ProgressFn, emit
 from ..store.atomic import scratch
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 
 class PruningError(WorkbenchError):
@@ -168,7 +172,7 @@ def channel_prune(net, config: PruneConfig, *, finetune=None, progress: Progress
     return net
 
 
-def load_net(workspace, parent_id: int):
+def load_net(workspace: Workspace, parent_id: int):
     """The float PyTorch module of a recorded .pt variant, in eval mode, and its path."""
     path = workspace.artifact_path(parent_id)
     if path.suffix != ".pt":
@@ -180,7 +184,7 @@ def load_net(workspace, parent_id: int):
 
 
 def prune(
-    workspace,
+    workspace: Workspace,
     parent_id: int,
     config: PruneConfig = PruneConfig(),
     *,

@@ -11,12 +11,16 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data.calibration import MIN_CALIBRATION_IMAGES, ImageSet
 from ..errors import ConfigError, check_imgsz
 from ..models.checkpoints import DEFAULT_IMGSZ, checkpoint_imgsz, load_checkpoint, record_checkpoint
 from ..progress import ProgressFn, emit
 from ..store.atomic import scratch
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ EXPORT_NOTE = (
 
 
 def qat(
-    workspace,
+    workspace: Workspace,
     parent_id: int,
     data_yaml: Path | str,
     config: QATConfig = QATConfig(),

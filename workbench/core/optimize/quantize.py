@@ -13,12 +13,16 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..data.calibration import MIN_CALIBRATION_IMAGES, ImageSet
 from ..errors import ConfigError, WorkbenchError, check_imgsz
 from ..progress import ProgressFn, emit
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 FORMATS = ("openvino", "onnx")
 PRESETS = ("mixed", "performance")
@@ -242,7 +246,7 @@ def _validation_fn(imgsz: int):
 
 
 def quantize(
-    workspace,
+    workspace: Workspace,
     parent_id: int,
     data_yaml: Path | str,
     config: QuantizeConfig = QuantizeConfig(),
@@ -297,7 +301,7 @@ def quantize(
     return variant
 
 
-def _quantize_imgsz(workspace, parent_id: int, config: QuantizeConfig) -> int:
+def _quantize_imgsz(workspace: Workspace, parent_id: int, config: QuantizeConfig) -> int:
     """The size to calibrate and export at: the config's, which a static float parent must match, else the parent's."""
     from ..measure.measure import native_imgsz, static_imgsz
 

@@ -39,6 +39,8 @@ from .quantize import QuantizeConfig
 from .sparsify import SparsifyConfig
 
 if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
+
     from ..measure.measure import RowEstimator
 
 STEP_CONFIGS = {
@@ -259,7 +261,7 @@ def check_recipe(recipe: Recipe, net, data_yaml: Path | str | None, *, split_siz
             produced = getattr(step.config, "format", None) or step.config.formats[0]
 
 
-def preflight(workspace, recipe: Recipe, model_id: int, data_yaml: Path | str) -> dict[int, int]:
+def preflight(workspace: Workspace, recipe: Recipe, model_id: int, data_yaml: Path | str) -> dict[int, int]:
     """`check_recipe` on a recorded model, then record each distill step's teacher; returns teacher ids by step."""
     from ..models.checkpoints import load_checkpoint
 
@@ -308,7 +310,7 @@ def _teacher_path(teacher: str) -> Path:
     return Path(source.ref)
 
 
-def _teacher_variant(workspace, teacher: str, model_id: int) -> int:
+def _teacher_variant(workspace: Workspace, teacher: str, model_id: int) -> int:
     if teacher == "parent":
         return model_id
     path = _teacher_path(teacher)
@@ -316,7 +318,7 @@ def _teacher_variant(workspace, teacher: str, model_id: int) -> int:
 
 
 def run_recipe(
-    workspace,
+    workspace: Workspace,
     recipe: Recipe,
     model_id: int,
     data_yaml: Path | str,
@@ -369,7 +371,7 @@ def run_recipe(
     return result
 
 
-def _run_step(workspace, step: Step, current: int, data_yaml, teacher_id: int | None, progress) -> list[int]:
+def _run_step(workspace: Workspace, step: Step, current: int, data_yaml, teacher_id: int | None, progress) -> list[int]:
     from ..models import export
     from . import distill, prune, qat, quantize, sparsify
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, check_imgsz
 from ..models.checkpoints import record_checkpoint
 from ..progress import ProgressFn, emit
 from .prune import check_prunable, load_net
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 
 def magnitude_prune(net, ratio: float, *, local: bool = False, imgsz: int = 640):
@@ -99,7 +103,11 @@ NO_SPEEDUP = (
 
 
 def sparsify(
-    workspace, parent_id: int, config: SparsifyConfig = SparsifyConfig(), *, progress: ProgressFn | None = None
+    workspace: Workspace,
+    parent_id: int,
+    config: SparsifyConfig = SparsifyConfig(),
+    *,
+    progress: ProgressFn | None = None,
 ) -> int:
     """Magnitude-prune a recorded .pt variant with NNCF; record sparsity and compressed size before and after."""
     net, path = load_net(workspace, parent_id)

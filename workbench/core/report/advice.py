@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 ENVIRONMENT_COLOURS = {"cloud": "#1f77b4", "edge": "#2ca02c", "on_prem": "#d9730d"}
 ENVIRONMENT_NAMES = {"cloud": "cloud", "edge": "edge", "on_prem": "on-premises"}
@@ -244,7 +248,7 @@ def estimate_check_figure(checks: list[dict], title: str = "Estimated against me
     return fig
 
 
-def estimate_checks(workspace, *, leave_out: str = "size") -> list[dict]:
+def estimate_checks(workspace: Workspace, *, leave_out: str = "size") -> list[dict]:
     """Every latency row of this machine in the workspace estimated from the others (see advise/estimate.py)."""
     from ..advise.estimate import cross_check, observations
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..store.evaluation_sets import NOT_MEASURED, choose_set, rows_on, summarize, workspace_sets
 from ..store.records import Measurement, Variant
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 _METRICS = (
     "p50_ms",
@@ -96,7 +101,7 @@ def _latency_row(measurement: Measurement, variant: Variant) -> dict:
     }
 
 
-def latency_table(workspace):
+def latency_table(workspace: Workspace):
     """The newest latency measurement of each variant x runtime x precision x imgsz x batch x threads setting."""
     import pandas as pd
 
@@ -119,7 +124,7 @@ def family(variants: dict[int, Variant], variant_id: int) -> tuple:
     return (origin, variant.step, variant.format, options)
 
 
-def accuracy_lookup(workspace, evaluation_set=None) -> dict[tuple, dict]:
+def accuracy_lookup(workspace: Workspace, evaluation_set=None) -> dict[tuple, dict]:
     """Newest successful accuracy on one evaluation set (None: the default set, see `choose_set`) of each variant
     and precision: at an imgsz, measured for a latency imgsz, at any size, and of the same export at another size
     (its family). Rows of other sets are never used: their mAPs are not comparable."""
@@ -148,7 +153,7 @@ def accuracy_of(lookup: dict, variant: Variant, precision: str | None, imgsz: in
     return next((lookup[key] for key in keys if key in lookup), {})
 
 
-def comparison_table(workspace, *, baseline: dict | None = None, evaluation_set=None):
+def comparison_table(workspace: Workspace, *, baseline: dict | None = None, evaluation_set=None):
     """Latency rows with mAP on one evaluation set (`map_imgsz` says at which size), speed-up and mAP delta
     against a baseline row.
 
@@ -250,7 +255,7 @@ def filter_table(table, *, runtimes=(), precisions=(), imgsizes=(), variant_ids=
     return table[keep]
 
 
-def variant_details(workspace, variant_id: int) -> dict:
+def variant_details(workspace: Workspace, variant_id: int) -> dict:
     """A variant's lineage (root first: step, name, parameters) and its successful measurements, newest last."""
     lineage = [
         {"id": v.id, "name": v.name, "step": v.step, "format": v.format, "params": v.params}

@@ -6,10 +6,14 @@ import base64
 import html
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..doctor.findings import Verdict
 from .html import Section
 from .tables import cell_text, table_html
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 KIND = "diagnosis"  # the ledger measurement kind `Diagnosis.record` writes
 ROW_COLUMNS = ["id", "variant", "when", "kind", "ok", "causes", "suspects", "oks", "top_check", "after", "sentence"]
@@ -24,7 +28,7 @@ _MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 _EVIDENCE_ITEMS = 8
 
 
-def recorded_diagnoses(workspace, variant_ids: Iterable[int] | None = None) -> list:
+def recorded_diagnoses(workspace: Workspace, variant_ids: Iterable[int] | None = None) -> list:
     """The diagnosis measurements of the workspace (or of `variant_ids`), newest first."""
     if variant_ids is None:
         found = workspace.ledger.measurements(kind=KIND)
@@ -33,7 +37,7 @@ def recorded_diagnoses(workspace, variant_ids: Iterable[int] | None = None) -> l
     return sorted(found, key=lambda m: m.id, reverse=True)
 
 
-def diagnosis_rows(workspace, variant_ids: Iterable[int] | None = None) -> list[dict]:
+def diagnosis_rows(workspace: Workspace, variant_ids: Iterable[int] | None = None) -> list[dict]:
     """One row per recorded diagnosis, newest first: variant, when, doctor kind, ok, the sentence, how many
     findings of each verdict, the top cause's check and fix and the metric measured after that fix."""
     names = {v.id: v.name for v in workspace.ledger.variants()}
@@ -112,7 +116,7 @@ def after_text(after: dict | None) -> str:
     return ", ".join(f"{k} {cell_text(v, 3)}" for k, v in after.items() if _is_scalar(v))
 
 
-def diagnoses_sections(workspace, variant_ids: Iterable[int] | None = None) -> list[Section]:
+def diagnoses_sections(workspace: Workspace, variant_ids: Iterable[int] | None = None) -> list[Section]:
     """The report's "Diagnoses" section (one, per variant inside), or none when no diagnosis was recorded."""
     found = recorded_diagnoses(workspace, variant_ids)
     if not found:
@@ -131,7 +135,7 @@ def diagnoses_sections(workspace, variant_ids: Iterable[int] | None = None) -> l
     return [Section("Diagnoses", "".join(parts), note)]
 
 
-def diagnosis_html(workspace, measurement, *, pictures: bool = True) -> str:
+def diagnosis_html(workspace: Workspace, measurement, *, pictures: bool = True) -> str:
     """One diagnosis: its sentence, its ranked findings (verdicts coloured) and the top finding's pictures."""
     row = diagnosis_row(measurement)
     findings = finding_rows(measurement)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..store.evaluation_sets import NOT_MEASURED
 from .compare import comparison_table, filter_table, measurement_columns
@@ -10,6 +11,9 @@ from .diagnoses import diagnoses_sections
 from .figures import latency_distribution_figure, pareto_figure, row_label, size_figure, stage_figure
 from .html import Section, figure_html
 from .tables import table_html
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 _TABLE = measurement_columns("batch", "mean_ms", "runtime_internal_p50_ms", "call_overhead_ms", "map50")
 _PARITY = [
@@ -34,7 +38,7 @@ class Aside:
     note: str
 
 
-def study_sections(workspace, *, asides: tuple[Aside, ...] = (), evaluation_set=None) -> list[Section]:
+def study_sections(workspace: Workspace, *, asides: tuple[Aside, ...] = (), evaluation_set=None) -> list[Section]:
     """Sections for every latency, accuracy and parity measurement in the workspace, and its diagnoses if any.
 
     `evaluation_set`: the set whose mAPs the comparison shows (None: the one with the most variants measured).
@@ -89,7 +93,7 @@ def _table(rows) -> str:
     return table_html(rows[[c for c in _TABLE if c in rows]].to_dict("records"), digits=3)
 
 
-def _comparison_note(workspace, ok) -> str:
+def _comparison_note(workspace: Workspace, ok) -> str:
     cpu = workspace.fingerprints().iloc[-1]["data"]["cpu"]
     baseline = ok["baseline"].dropna().iloc[0] if ok["baseline"].notna().any() else "the baseline"
     unstable = int((ok["stable"] == False).sum())  # noqa: E712 - a column of True / False / None
@@ -120,7 +124,7 @@ def _set_note(ok) -> str:
     )
 
 
-def _parity_and_failures(workspace, failed) -> list[Section]:
+def _parity_and_failures(workspace: Workspace, failed) -> list[Section]:
     sections = []
     parity = workspace.measurements("parity").rename(columns={"ctx_precision": "precision"})
     if not parity.empty and "verdict" in parity:

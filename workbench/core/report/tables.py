@@ -5,8 +5,12 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..store.evaluation_sets import NOT_MEASURED, choose_set, rows_on, workspace_sets
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 
 def cell_text(value, digits: int = 4) -> str:
@@ -55,7 +59,7 @@ def markdown_table(
     return "\n".join(lines)
 
 
-def pipeline_table(workspace, result, evaluation_set=None) -> list[dict]:
+def pipeline_table(workspace: Workspace, result, evaluation_set=None) -> list[dict]:
     """One row per measured variant of a recipe run (the input first): step, variant, runtime, precision, GFLOPs,
     p50 at each imgsz, mAP50-95 with the imgsz it was measured at, and the evaluation set it was measured on.
 

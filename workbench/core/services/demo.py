@@ -90,7 +90,7 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: ProgressFn | None =
     return DemoResult(workspace, data_yaml, base_id, accuracy, report)
 
 
-def _exports(workspace, base_id: int, source: SourceModel, progress) -> list[int]:
+def _exports(workspace: Workspace, base_id: int, source: SourceModel, progress) -> list[int]:
     """ONNX, OpenVINO and TorchScript exports at the model's training size; a format that fails is recorded."""
     children = []
     for fmt in DEMO_FORMATS:
@@ -108,7 +108,7 @@ def _exports(workspace, base_id: int, source: SourceModel, progress) -> list[int
     return children
 
 
-def _measure_student(workspace, base_id: int, data_yaml: Path, config: DemoConfig, progress) -> None:
+def _measure_student(workspace: Workspace, base_id: int, data_yaml: Path, config: DemoConfig, progress) -> None:
     """The shipped student (the full demo-best recipe's result) and its NNCF INT8, measured like the parent."""
     from ..optimize.quantize import QuantizeConfig, quantize
     from .shipped_models import record_student
@@ -119,7 +119,7 @@ def _measure_student(workspace, base_id: int, data_yaml: Path, config: DemoConfi
         measure(workspace, variant_id, config.plan, data_yaml, progress=progress)
 
 
-def _accuracy(workspace, measurement_ids: list[int]) -> AccuracyResult:
+def _accuracy(workspace: Workspace, measurement_ids: list[int]) -> AccuracyResult:
     found = [m for m in workspace.ledger.measurements(ids=measurement_ids) if m.kind == "accuracy"]
     if not found or not found[0].ok:
         problem = found[0].metrics.get("error") if found else "no accuracy was measured"
@@ -145,7 +145,7 @@ def _taste_aside(recipe: Recipe | None, taste: tuple[int, ...]) -> tuple[Aside, 
     )
 
 
-def _write_report(workspace, source: SourceModel, data_yaml, accuracy, config, recipe, taste) -> Path:
+def _write_report(workspace: Workspace, source: SourceModel, data_yaml, accuracy, config, recipe, taste) -> Path:
     summary = [
         {
             "model": config.model,

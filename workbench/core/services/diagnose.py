@@ -49,7 +49,7 @@ class DiagnoseRequest:
 
 
 def diagnose_variant(
-    workspace,
+    workspace: Workspace | Path | str,
     variant_id: int,
     *,
     doctor: str,

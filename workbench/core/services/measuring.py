@@ -17,11 +17,13 @@ from ..measure.plan import MeasurePlan
 from ..progress import ProgressFn
 
 if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
+
     from ..optimize.recipes import PipelineResult, Recipe
 
 
 def measure(
-    workspace,
+    workspace: Workspace,
     variant_id: int,
     plan: MeasurePlan = MeasurePlan(),
     data_yaml: Path | str | None = None,
@@ -42,7 +44,7 @@ def measure(
     return measuring.measure(workspace, variant_id, plan, data_yaml, estimate=estimate_for_row, progress=progress)
 
 
-def run_recipe(workspace, recipe: Recipe, model_id: int, data_yaml: Path | str, **options) -> PipelineResult:
+def run_recipe(workspace: Workspace, recipe: Recipe, model_id: int, data_yaml: Path | str, **options) -> PipelineResult:
     """`optimize.recipes.run_recipe` with the advisor's estimate beside each latency row: the steps run in order,
     each step's variants recorded and measured before the next starts.
 

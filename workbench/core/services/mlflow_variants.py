@@ -11,12 +11,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from ..errors import ConfigError
 from ..progress import ProgressFn, emit
 from ..store.records import Measurement, Variant
 from ..store.workspace import LEDGER_NAME
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 DEFAULT_EXPERIMENT = "deploy-workbench"
 STORE_NAME = "mlflow.db"
@@ -61,7 +65,7 @@ class MlflowExport:
 
 
 def export_to_mlflow(
-    workspace,
+    workspace: Workspace,
     *,
     tracking_uri: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
@@ -146,7 +150,7 @@ def check_tracking_uri(uri: str | None, root: Path) -> str:
     return uri
 
 
-def _chosen_variants(workspace, variant_ids: Iterable[int] | None) -> list[Variant]:
+def _chosen_variants(workspace: Workspace, variant_ids: Iterable[int] | None) -> list[Variant]:
     """The variants to export, parents first (a parent is always recorded before its children: lower id)."""
     every = {v.id: v for v in workspace.ledger.variants()}
     if variant_ids is None:
@@ -237,7 +241,7 @@ def _millis(iso: str | None) -> int | None:
     return int(datetime.fromisoformat(iso).timestamp() * 1000) if iso else None
 
 
-def _create_run(client, experiment_id: str, workspace, variant: Variant) -> str:
+def _create_run(client, experiment_id: str, workspace: Workspace, variant: Variant) -> str:
     tags = {
         VARIANT_TAG: str(variant.id),
         WORKSPACE_TAG: str(workspace.root),
@@ -248,7 +252,7 @@ def _create_run(client, experiment_id: str, workspace, variant: Variant) -> str:
     return run.info.run_id
 
 
-def _fill_run(client, run_id: str, workspace, variant: Variant, known: dict, machines: dict) -> None:
+def _fill_run(client, run_id: str, workspace: Workspace, variant: Variant, known: dict, machines: dict) -> None:
     """Params (new keys only: MLflow params never change), tags, and the metrics not logged before."""
     from mlflow.entities import Metric, Param, RunTag
 
@@ -286,7 +290,9 @@ def _log_json(client, run_id: str, name: str, data) -> None:
         client.log_artifact(run_id, str(path))
 
 
-def _log_artifacts(client, run_id: str, workspace, variant: Variant, max_mb: float, result: MlflowExport) -> None:
+def _log_artifacts(
+    client, run_id: str, workspace: Workspace, variant: Variant, max_mb: float, result: MlflowExport
+) -> None:
     """The variant's file or folder under model/ (once; skipped above `max_mb`) and its model card (refreshed)."""
     from ..report.documentation.model_card import model_card
 
@@ -362,7 +368,7 @@ def lineage_tags(variant: Variant, chain: list[Variant], machines: dict, measure
     return tags
 
 
-def _measurements(workspace, variant_id: int) -> list[Measurement]:
+def _measurements(workspace: Workspace, variant_id: int) -> list[Measurement]:
     return [m for m in workspace.ledger.measurements(variant_id=variant_id) if m.ok]
 
 

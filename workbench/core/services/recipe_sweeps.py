@@ -9,11 +9,15 @@ runs it (a Dask worker unpickles it by reference to `OptimizerToolkit`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..progress import ProgressFn
 from ..sweep import space
 from ..sweep.toolkit import RecipeRun, TrialFailed
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 
 class OptimizerToolkit:
@@ -42,7 +46,7 @@ class OptimizerToolkit:
 
         check_recipe(Recipe.from_dict(recipe, source=source), net, data_yaml, split_sizes=split_sizes)
 
-    def run_recipe(self, workspace, recipe: dict, model_id: int, data_yaml, *, source: str,
+    def run_recipe(self, workspace: Workspace, recipe: dict, model_id: int, data_yaml, *, source: str,
                    progress: ProgressFn | None = None) -> RecipeRun:  # fmt: skip
         import dataclasses
 

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import WorkbenchError
 from ..progress import ProgressFn
 from ..store.atomic import staged
 from .shipped_models import DEMO_RECIPE, TRAINING_STEPS, dataset_card, metrics_card, reprune
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 SPEC_NAME = "search-student"  # the shipped search space (workbench/recipes/sweeps/search-student.yaml)
 
@@ -115,7 +119,7 @@ def train_searched(out_dir: Path | str, workspace_root: Path | str, *, progress:
     return ship_searched(workspace.root, shipped_spec(), out_dir, progress=progress)
 
 
-def _trained_variant(workspace, final_id: int):
+def _trained_variant(workspace: Workspace, final_id: int):
     """The last training step's variant (the PyTorch weights) in a trial's lineage."""
     for variant in workspace.lineage(final_id):  # the final variant first, the root last
         if variant.step in TRAINING_STEPS:
@@ -142,7 +146,7 @@ def _search_card(space, spec: Path | str, rows: list[dict], best: dict) -> dict:
     }
 
 
-def record_searched(workspace, student_id: int, progress: ProgressFn | None = None) -> int:
+def record_searched(workspace: Workspace, student_id: int, progress: ProgressFn | None = None) -> int:
     """Re-prune the (recorded) student as the searched variant's recipe did and record the shipped weights as its
     trained child; returns the searched variant's id. The architecture check catches weights from another recipe."""
     from ..models.cards import searched_card, searched_weights

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data.generate import GENERATOR_VERSION, ShapesConfig, generate_shapes
 from ..errors import WorkbenchError
@@ -20,6 +21,9 @@ from ..models.cards import (
 from ..optimize.train import TrainConfig, train
 from ..progress import ProgressFn
 from ..store.atomic import sha256, staged
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 ARCHITECTURE = "yolo11n.yaml"
 DEMO_RECIPE = TrainConfig(
@@ -120,7 +124,9 @@ def train_student(out_dir: Path | str, workspace_root: Path | str, *, progress: 
     return card
 
 
-def reprune(workspace, parent_id: int, card: dict, weights: Path, progress: ProgressFn | None = None) -> tuple:
+def reprune(
+    workspace: Workspace, parent_id: int, card: dict, weights: Path, progress: ProgressFn | None = None
+) -> tuple:
     """Prune `parent_id` as `card`'s recipe did. Returns the pruned variant's id, the recipe's training step, and
     the parameter and GFLOPs counts at 640 of the re-pruned model and of the shipped `weights` (equal: same
     architecture)."""
@@ -147,7 +153,7 @@ class StudentVariants:
     student: int
 
 
-def record_student(workspace, parent_id: int, progress: ProgressFn | None = None) -> StudentVariants:
+def record_student(workspace: Workspace, parent_id: int, progress: ProgressFn | None = None) -> StudentVariants:
     """Re-prune the parent as the student's recipe did and record the shipped student as its trained child.
 
     The lineage in the ledger is then the true one (parent -> prune -> the training step), and the check that the

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .records import Measurement
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 CONTEXT_KEY = "evaluation_set"
 UNKNOWN = "unknown"  # the key of rows that recorded no set
@@ -155,7 +159,7 @@ def choose_set(sets: list[SetSummary], wanted=None) -> SetSummary | None:
     )
 
 
-def workspace_sets(workspace, variant_ids: Iterable[int] | None = None) -> list[SetSummary]:
+def workspace_sets(workspace: Workspace, variant_ids: Iterable[int] | None = None) -> list[SetSummary]:
     """The evaluation sets the workspace's accuracy rows were measured on (of `variant_ids` only, if given), the
     default first: known before "set unknown", then most variants measured on it, most images, newest."""
     return summarize(workspace.ledger.measurements(kind="accuracy"), variant_ids)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 
-def recorded_data(workspace, variant_id: int) -> Path | None:
+def recorded_data(workspace: Workspace, variant_id: int) -> Path | None:
     """The data YAML the ledger knows for the variant: its own or an ancestor's newest measurement's, else a
     step's data parameter (calibration, training); None when nothing recorded one that still exists."""
     for variant in workspace.lineage(variant_id):

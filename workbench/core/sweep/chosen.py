@@ -10,12 +10,16 @@ import html
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import Cancelled, ConfigError
 from ..progress import Progress, ProgressFn
 from .search import SweepResult, best_feasible, run_sweep, trial_rows
 from .space import THIS_MACHINE, SearchSpace
 from .trials import METRICS, LocalEngine
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 ENGINES = ("local", "dask", "scheduler")  # in this process, a Dask LocalCluster, a running Dask scheduler
 METRIC_DIGITS = {"map50_95": 4, "p50_ms": 2, "p99_ms": 2, "size_mb": 2}
@@ -111,7 +115,7 @@ def _checked_address(address: str) -> str:
 # ---------------------------------------------------------------------------------------------------- running
 
 
-def check_sweep(workspace, model_id: int, data_yaml, space: SearchSpace) -> None:
+def check_sweep(workspace: Workspace, model_id: int, data_yaml, space: SearchSpace) -> None:
     """The space's recipes against the model (a .pt variant) and the data, writing nothing (as `workbench sweep`)."""
     from ..models.checkpoints import load_checkpoint
 
@@ -124,7 +128,7 @@ def check_sweep(workspace, model_id: int, data_yaml, space: SearchSpace) -> None
 
 
 def run_chosen_sweep(
-    workspace,
+    workspace: Workspace,
     model_id: int,
     data_yaml,
     request: SweepRequest,
@@ -226,7 +230,7 @@ def front_rows(result: SweepResult) -> list[dict]:
     ]
 
 
-def best_text(workspace, result: SweepResult) -> str:
+def best_text(workspace: Workspace, result: SweepResult) -> str:
     """One line on the best feasible trial and its lineage, or on why there is none (as `workbench sweep` prints)."""
     best, space = result.best, result.space
     if best is None:

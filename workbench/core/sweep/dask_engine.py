@@ -16,11 +16,15 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..progress import ProgressFn, emit
 from . import transfer
 from .trials import TrialResult, TrialSpec, read_set, read_values, record_trial
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 POLL_S = 0.25  # how often the loop looks at cancel and time-outs while it waits for tasks
 _DASK_LOGGERS = ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny", "bokeh")
@@ -162,7 +166,7 @@ class DaskEngine:
 
     def run(
         self,
-        workspace,
+        workspace: Workspace,
         model_id: int,
         data_yaml,
         trials: Sequence[TrialSpec],
@@ -208,7 +212,7 @@ class DaskEngine:
             self._forget(token, trials)
         emit(progress, "sweep", done, total, "cancelled" if self._cancel.is_set() else "done")
 
-    def _step(self, workspace, model_id, data_yaml, parent_f, dataset_f) -> Iterator[TrialResult]:
+    def _step(self, workspace: Workspace, model_id, data_yaml, parent_f, dataset_f) -> Iterator[TrialResult]:
         """Wait a moment for tasks; import what finished, submit latency tasks, fail what timed out."""
         with self._lock:
             futures = list(self._pending)
@@ -230,7 +234,9 @@ class DaskEngine:
                 future.cancel()
                 yield _failed(job, f"timed out after {self.timeout_s:.0f} s")
 
-    def _finish(self, job, future, workspace, model_id, data_yaml, parent_f, dataset_f) -> TrialResult | None:
+    def _finish(
+        self, job, future, workspace: Workspace, model_id, data_yaml, parent_f, dataset_f
+    ) -> TrialResult | None:
         if future.cancelled() or (self._cancel.is_set() and job.kind == "trial"):
             return None  # cancelled: nothing of it was imported
         if future.status == "error":
@@ -252,7 +258,7 @@ class DaskEngine:
             return None
         return _result(workspace, job.spec, variant_ids, measured, final, summary)
 
-    def _finish_latency(self, job, payload: dict, workspace) -> TrialResult:
+    def _finish_latency(self, job, payload: dict, workspace: Workspace) -> TrialResult:
         variant_ids, measured, final, summary = job.imported
         for m in payload["measurements"]:
             measured = [*measured, _add_measurement(workspace, final, m, payload["fingerprint"])]
@@ -281,7 +287,9 @@ class DaskEngine:
 # -------------------------------------------------------------------------------------------------- importing
 
 
-def import_trial(workspace, model_id: int, payload: dict, data_yaml) -> tuple[tuple[int, ...], list[int], int | None]:
+def import_trial(
+    workspace: Workspace, model_id: int, payload: dict, data_yaml
+) -> tuple[tuple[int, ...], list[int], int | None]:
     """Record a worker's trial in `workspace` in one go: its variants (parents first) under `model_id`, then its
     measurements with the worker's fingerprint. Returns the variant ids, measurement ids and the final id.
 
@@ -310,7 +318,7 @@ def import_trial(workspace, model_id: int, payload: dict, data_yaml) -> tuple[tu
     return variant_ids, measured, final if final is not None else (variant_ids[-1] if variant_ids else None)
 
 
-def _add_measurement(workspace, variant_id: int, m: dict, worker_fingerprint: dict) -> int:
+def _add_measurement(workspace: Workspace, variant_id: int, m: dict, worker_fingerprint: dict) -> int:
     return workspace.ledger.add_measurement(
         variant_id, m["kind"], m["metrics"], m["context"], fingerprint=worker_fingerprint
     )
@@ -355,7 +363,7 @@ def _spec_of(trials: list[TrialSpec], result: TrialResult) -> TrialSpec:
     return next(t for t in trials if (t.number, t.stage) == (result.number, result.stage))
 
 
-def _result(workspace, spec, variant_ids, measured, final, summary) -> TrialResult:
+def _result(workspace: Workspace, spec, variant_ids, measured, final, summary) -> TrialResult:
     values, error = read_values(workspace, final, measured) if final is not None else ({}, None)
     error = summary["error"] or error
     return TrialResult(

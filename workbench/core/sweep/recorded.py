@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..store.evaluation_sets import CONTEXT_KEY as EVALUATION_SET
 from .pareto import main_set, on_main_set, pareto_front
 from .trials import METRICS, TRIAL_KIND
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 LEDGER_FRONT = {"map50_95": "max", "p50_ms": "min"}  # what the dashboard's sweep chart trades off
 
@@ -59,7 +63,7 @@ def recorded_sweeps(measurements: Iterable) -> dict[str, RecordedSweep]:
     return sweeps
 
 
-def workspace_sweeps(workspace) -> dict[str, RecordedSweep]:
+def workspace_sweeps(workspace: Workspace) -> dict[str, RecordedSweep]:
     """`recorded_sweeps` of the workspace's ledger."""
     return recorded_sweeps(workspace.ledger.measurements(kind=TRIAL_KIND))
 

@@ -17,12 +17,16 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..progress import ProgressFn
 from .pareto import on_main_set, pareto_front
 from .space import THIS_MACHINE, SearchSpace
 from .trials import LocalEngine, TrialResult, TrialSpec, record_trial
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 LATENCY = "p50_ms"
 
@@ -47,7 +51,7 @@ class SweepResult:
 
 
 def run_sweep(
-    workspace,
+    workspace: Workspace,
     model_id: int,
     data_yaml,
     space: SearchSpace,
@@ -117,7 +121,7 @@ def random_points(space: SearchSpace) -> list[dict]:
 class _Run:
     """One sweep's state while it runs: the specs sent, the results back, the ledger records."""
 
-    def __init__(self, workspace, model_id, data_yaml, space, engine, progress, stop, on_result):
+    def __init__(self, workspace: Workspace, model_id, data_yaml, space, engine, progress, stop, on_result):
         self.workspace, self.model_id, self.data_yaml, self.space = workspace, model_id, data_yaml, space
         self.engine, self.progress, self.stop, self.on_result = engine, progress, stop, on_result
         self.trials: list[TrialSpec] = []
@@ -226,7 +230,7 @@ def _stopper(cancel) -> Callable[[], bool]:
     return cancel.is_set if hasattr(cancel, "is_set") else cancel
 
 
-def _check_against_model(workspace, model_id: int, data_yaml, space: SearchSpace) -> None:
+def _check_against_model(workspace: Workspace, model_id: int, data_yaml, space: SearchSpace) -> None:
     from ..models.checkpoints import load_checkpoint
 
     path = workspace.artifact_path(model_id)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import WorkbenchError
 from ..progress import ProgressFn
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class Toolkit(Protocol):
         """The recipe's steps against the input model and the data, writing nothing."""
         ...
 
-    def run_recipe(self, workspace, recipe: dict, model_id: int, data_yaml, *, source: str,
+    def run_recipe(self, workspace: Workspace, recipe: dict, model_id: int, data_yaml, *, source: str,
                    progress: ProgressFn | None = None) -> RecipeRun:  # fmt: skip
         """Run the recipe from `model_id`, its variants recorded but not measured (a trial measures its final one).
 

@@ -15,9 +15,13 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..environment import fingerprint
 from ..errors import Cancelled, ConfigError, WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 SPLITS = ("train", "val", "test")
 LATENCY_RESOURCE = "latency"  # every worker that times has one: one latency task at a time per worker
@@ -56,7 +60,7 @@ def original_name(name: str) -> str:
     return _HASHED.sub("", name, count=1)
 
 
-def pack_variant(workspace, variant_id: int) -> dict:
+def pack_variant(workspace: Workspace, variant_id: int) -> dict:
     """One variant's record and artifact, as plain data."""
     variant = workspace.variant(variant_id)
     return {
@@ -70,7 +74,7 @@ def pack_variant(workspace, variant_id: int) -> dict:
     }
 
 
-def add_packed(workspace, packed: dict, parent_id: int | None, folder: Path) -> int:
+def add_packed(workspace: Workspace, packed: dict, parent_id: int | None, folder: Path) -> int:
     """Record a packed variant in `workspace` under `parent_id`; returns its id there."""
     path = unpack(packed["tar"], folder)
     return workspace.add_artifact(
@@ -160,7 +164,7 @@ def _worker_address() -> str:
         return "local"
 
 
-def _measurements(workspace, ids: list[int]) -> list[dict]:
+def _measurements(workspace: Workspace, ids: list[int]) -> list[dict]:
     found = workspace.ledger.measurements(ids=ids)
     return [{"variant": m.variant_id, "kind": m.kind, "metrics": m.metrics, "context": m.context} for m in found]
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import Cancelled, ConfigError, WorkbenchError
 from ..progress import ProgressFn, emit
 from ..store.evaluation_sets import CONTEXT_KEY as EVALUATION_SET
 from .toolkit import Toolkit, TrialFailed
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 TRIAL_KIND = "sweep_trial"  # the measurement kind of a sweep's trial record
 METRICS = ("map50_95", "p50_ms", "p99_ms", "size_mb")  # the values a trial reports
@@ -57,11 +60,11 @@ class Engine(Protocol):
     parallelism: int  # how many trials it runs at once
 
     def run(
-        self, workspace, model_id: int, data_yaml, trials: Sequence[TrialSpec], *, progress=None
+        self, workspace: Workspace, model_id: int, data_yaml, trials: Sequence[TrialSpec], *, progress=None
     ) -> Iterator[TrialResult]: ...  # yields as trials finish; a failed trial is a TrialResult with error
 
 
-def run_recipe(workspace, spec: TrialSpec, model_id: int, data_yaml, *, progress: ProgressFn | None = None):
+def run_recipe(workspace: Workspace, spec: TrialSpec, model_id: int, data_yaml, *, progress: ProgressFn | None = None):
     """The spec's recipe run from `model_id` by its toolkit, its steps' variants recorded but not measured (only the
     final one is): a `RecipeRun`.
 
@@ -87,7 +90,7 @@ def trial_plans(spec: TrialSpec) -> list:
     return plans
 
 
-def read_values(workspace, variant_id: int, measurement_ids: Sequence[int]) -> tuple[dict, str | None]:
+def read_values(workspace: Workspace, variant_id: int, measurement_ids: Sequence[int]) -> tuple[dict, str | None]:
     """The trial values from the final variant's measurements, and the first failure among them (or None)."""
     values: dict = {}
     size = workspace.variant(variant_id).size_bytes
@@ -103,14 +106,14 @@ def read_values(workspace, variant_id: int, measurement_ids: Sequence[int]) -> t
     return values, None
 
 
-def read_set(workspace, measurement_ids: Sequence[int]) -> dict | None:
+def read_set(workspace: Workspace, measurement_ids: Sequence[int]) -> dict | None:
     """The evaluation set the trial's mAP was measured on (`EvaluationSet.as_context()`; None: none recorded), so
     that a front is taken over trials measured on the same images only."""
     found = [m for m in workspace.ledger.measurements(ids=list(measurement_ids)) if m.kind == "accuracy" and m.ok]
     return found[-1].context.get(EVALUATION_SET) if found else None
 
 
-def run_trial(workspace, model_id: int, data_yaml, spec: TrialSpec, *, progress: ProgressFn | None = None):
+def run_trial(workspace: Workspace, model_id: int, data_yaml, spec: TrialSpec, *, progress: ProgressFn | None = None):
     """Run one trial in this process: the recipe, then the final variant's measurements. Returns a TrialResult."""
     from ..measure.measure import measure
 
@@ -139,7 +142,7 @@ class LocalEngine:
     parallelism = 1
 
     def run(
-        self, workspace, model_id: int, data_yaml, trials: Sequence[TrialSpec], *, progress=None
+        self, workspace: Workspace, model_id: int, data_yaml, trials: Sequence[TrialSpec], *, progress=None
     ) -> Iterator[TrialResult]:
         for index, spec in enumerate(trials):
             emit(progress, "sweep", index, len(trials), f"trial {spec.number} ({spec.stage})")
@@ -147,7 +150,9 @@ class LocalEngine:
         emit(progress, "sweep", len(trials), len(trials), "done")
 
 
-def record_trial(workspace, spec: TrialSpec, result: TrialResult, sweep_name: str | None = None) -> int | None:
+def record_trial(
+    workspace: Workspace, spec: TrialSpec, result: TrialResult, sweep_name: str | None = None
+) -> int | None:
     """Record the trial on its final variant as one "sweep_trial" measurement; returns its id.
 
     Idempotent: a trial (sweep, number, stage) already recorded on that variant is not recorded again, so an

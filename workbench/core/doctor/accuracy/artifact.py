@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...environment import fingerprint
 from ...measure.parity import ParityConfig, compare
@@ -23,6 +24,9 @@ from ...store.atomic import scratch
 from ...store.records import Format
 from ..findings import Finding, Verdict
 from .run import AGREE, differences, run_on
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 OTHER_OPSET = 17  # Ultralytics exports opset 18 with torch 2.14; 17 predates opset 18's Resize and Reduce changes
 REEXPORTS = (
@@ -47,7 +51,7 @@ def runners_of(subject, reference_detector):
     return None, reference_detector.runner
 
 
-def environment_check(subject, reference_detector, workspace=None) -> Finding:
+def environment_check(subject, reference_detector, workspace: Workspace | None = None) -> Finding:
     """Library versions, runtime, executed precision and CPU flags against the reference's validation."""
     runner, ref_runner = runners_of(subject, reference_detector)
     now = fingerprint()
@@ -101,7 +105,7 @@ def _executed(runner) -> dict | None:
     return {"runtime": runner.runtime, "precision": runner.precision, "input_shape": list(runner.input_shape)}
 
 
-def _recorded(workspace, artifact) -> dict | None:
+def _recorded(workspace: Workspace, artifact) -> dict | None:
     """The fingerprint and precision recorded with the reference's latest ok accuracy measurement in the ledger."""
     target = Path(artifact).resolve()
     for variant in workspace.ledger.variants(newest_first=True):

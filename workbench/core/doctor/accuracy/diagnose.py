@@ -28,11 +28,15 @@ import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import ConfigError, WorkbenchError
 from ...models.detector import DeploymentSpec, Detector, Postprocessing, Preprocessing, open_detector
 from ..findings import Diagnosis, Finding, Verdict
 from .run import AGREE, GuardedDeployment, differences, read_images, run_on
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 MAX_IMAGES = 16
 TRAINING_IMAGES = 16
@@ -51,7 +55,7 @@ def diagnose_accuracy(
     labelled=None,
     training_images=None,
     reference_weights=None,
-    workspace=None,
+    workspace: Workspace | None = None,
     out_dir=None,
     time_limit_s: float = 10,
     max_images: int = MAX_IMAGES,
@@ -295,7 +299,7 @@ def run_accuracy_doctor(
     reference=None,
     imgsz: int | None = None,
     training_dir=None,
-    workspace=None,
+    workspace: Workspace | None = None,
     out_dir=None,
     time_limit_s: float = 10,
     **overrides,

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from ...models.detector import DeploymentSpec, Detections, open_detector
 from ..findings import Diagnosis, Finding, Verdict
 from .inputs import decode_all, probe, steady
 from .timing import ROUNDS, ExportCache, cycling, guarded, strength
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 SCENARIOS = ("single", "stream", "server", "offline")
 LOAD_BYTES = 1_000_000  # read per call above this (and a good share of the artifact): the model is loaded each call
@@ -153,7 +157,7 @@ def diagnose_speed(
     images: Sequence,
     *,
     reference_model: Path | str | None = None,
-    workspace=None,
+    workspace: Workspace | None = None,
     data_yaml: Path | str | None = None,
     scenario: str = "single",
     budget_s: float = 60.0,
@@ -388,7 +392,7 @@ def run_speed_doctor(
     precision: str | None = None,
     scenario: str = "single",
     data: Path | str | None = None,
-    workspace=None,
+    workspace: Workspace | None = None,
     budget_s: float = 60.0,
     max_images: int = 16,
     levers: Sequence[str] | None = None,

@@ -9,10 +9,14 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import DatasetError, WorkbenchError
 from ...store.records import Measurement, Variant
 from ..diagnoses import diagnosis_row, recorded_diagnoses
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 NOT_MEASURED = "not measured"
 NOT_RECORDED = "not recorded in the ledger"
@@ -22,7 +26,7 @@ _PARITY_SETTING = ("parent_id", "runtime", "precision", "imgsz")
 _FEW_IMAGES = 100  # below this many images, the card says the mAP is a rough figure
 
 
-def card_sections(workspace, variant_id: int) -> dict:
+def card_sections(workspace: Workspace, variant_id: int) -> dict:
     """The sections of a recorded variant's model card (the `ModelCard` fields but the workspace and the time).
 
     Raises:
@@ -49,7 +53,7 @@ def card_sections(workspace, variant_id: int) -> dict:
     }
 
 
-def _details(workspace, variant: Variant, chain: list[Variant], machines: dict) -> dict:
+def _details(workspace: Workspace, variant: Variant, chain: list[Variant], machines: dict) -> dict:
     names, trained_imgsz, names_note = _checkpoint_facts(workspace, chain)
     from ...measure.measure import static_imgsz
 
@@ -78,7 +82,7 @@ def _details(workspace, variant: Variant, chain: list[Variant], machines: dict) 
     }
 
 
-def _checkpoint_facts(workspace, chain: list[Variant]) -> tuple[dict[int, str] | None, int | None, str]:
+def _checkpoint_facts(workspace: Workspace, chain: list[Variant]) -> tuple[dict[int, str] | None, int | None, str]:
     """(class names, training imgsz, where they come from) of the nearest PyTorch ancestor's checkpoint."""
     for ancestor in reversed(chain):
         if ancestor.is_pytorch and ancestor.path:
@@ -204,7 +208,7 @@ def drift_summary(recorded: list[Measurement], *, since: str | None = None) -> d
     }
 
 
-def _diagnoses(workspace, variant_id: int) -> list[dict]:
+def _diagnoses(workspace: Workspace, variant_id: int) -> list[dict]:
     keep = ("id", "when", "kind", "ok", "sentence", "top_check", "top_fix", "after")
     return [{k: diagnosis_row(m)[k] for k in keep} for m in recorded_diagnoses(workspace, [variant_id])]
 

@@ -17,12 +17,16 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import ConfigError
 from ...store.ledger import now
 from .card_facts import drift_summary
 from .card_markdown import LATENCY_COLUMNS, cell, dated_rows, drift_lines, table, when
 from .model_card import model_card, open_workspace, write_card
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 SECRETS = (
     (re.compile(r"wbk_[0-9a-f]{12}_"), "a workbench API key (wbk_<id>_<secret>): record its key id only"),
@@ -79,7 +83,7 @@ class DeploymentRecord:
         return write_card(self, path)
 
 
-def deployment_record(workspace, variant_id: int, *, deployment: Mapping) -> DeploymentRecord:
+def deployment_record(workspace: Workspace | Path | str, variant_id: int, *, deployment: Mapping) -> DeploymentRecord:
     """The record of one deployment of a recorded variant.
 
     Args:

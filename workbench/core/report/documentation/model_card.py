@@ -11,12 +11,16 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import ConfigError
 from ...store.atomic import staged
 from ...store.ledger import now
 from .card_facts import card_sections
 from .card_markdown import card_markdown
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class ModelCard:
         return write_card(self, path)
 
 
-def model_card(workspace, variant_id: int) -> ModelCard:
+def model_card(workspace: Workspace | Path | str, variant_id: int) -> ModelCard:
     """The model card of a recorded variant, from the workspace's ledger.
 
     Args:
@@ -78,7 +82,7 @@ def write_card(card, path: Path | str) -> Path:
     return path
 
 
-def open_workspace(workspace):
+def open_workspace(workspace: Workspace):
     """A `Workspace` as given, or opened from its folder."""
     if isinstance(workspace, str | os.PathLike):
         from ...store.workspace import Workspace

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from string import Template
+from typing import TYPE_CHECKING
 
 from ...errors import ConfigError, WorkbenchError
 from ...models.runners import runtime_for
@@ -46,6 +47,9 @@ from .config import (
     server_yaml,
 )
 from .manifest import sign
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 SERVER_PACKAGES = (
     *("numpy", "PyYAML", "cryptography", "starlette", "uvicorn", "argon2-cffi", "pyotp", "prometheus-client"),
@@ -100,7 +104,13 @@ class BundleReport:
 
 
 def make_bundle(
-    workspace, variant_id: int, out: Path | str, *, model_key: bytes, signing_key_folder, config=BundleConfig()
+    workspace: Workspace | Path | str,
+    variant_id: int,
+    out: Path | str,
+    *,
+    model_key: bytes,
+    signing_key_folder,
+    config=BundleConfig(),
 ) -> BundleReport:
     """Write a deployment bundle for a workspace variant at `out` (everything checked first; staged, renamed).
 
@@ -150,7 +160,7 @@ def _open_workspace(root):
     return Workspace(root)
 
 
-def _bundled_variant(workspace, variant_id: int):
+def _bundled_variant(workspace: Workspace, variant_id: int):
     variant = workspace.variant(variant_id)  # WorkspaceError when there is none
     if variant.format not in (Format.ONNX, Format.OPENVINO):
         raise ConfigError(

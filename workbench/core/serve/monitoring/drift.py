@@ -26,11 +26,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...data import image_shift  # the statistics, thresholds and shift names the doctor's data check uses too
 from ...errors import ConfigError
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 SIDE = 160  # pixels a side the image features are computed on
 OUTPUT_SHIFTS = {
@@ -352,7 +356,7 @@ class DriftMonitor:
             (abs(d) >= t.smd and pvalue < t.family_p / tests) or (abs(d) >= t.large_smd and pvalue < t.family_p)
         )
 
-    def record_alert(self, workspace, variant_id: int, report: DriftReport) -> int | None:
+    def record_alert(self, workspace: Workspace, variant_id: int, report: DriftReport) -> int | None:
         """Store a drifted report in the ledger as a measurement of kind "drift_alert" of `variant_id`, with its
         evidence; at most once per window. Returns the measurement's id, or None when nothing was recorded."""
         if not report.drifted:

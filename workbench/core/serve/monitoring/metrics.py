@@ -23,11 +23,15 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...errors import ConfigError
 from .drift import DriftMonitor, DriftReport, detection_arrays
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 QUEUE = 16  # payloads (decoded images) waiting for the drift worker; beyond it they are dropped (and counted)
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0)
@@ -59,7 +63,7 @@ class Metrics:
         *,
         drift: DriftMonitor | None = None,
         sampler: Sampler | None = None,
-        workspace=None,
+        workspace: Workspace | None = None,
         variant_id: int | None = None,
         on_drift: Callable[[DriftReport], object] | None = None,
         window_s: float = 60.0,

@@ -155,7 +155,7 @@ def _spread(paths: list[Path], count: int) -> list[Path]:
     return [paths[i] for i in np.linspace(0, len(paths) - 1, count).round().astype(int)]
 
 
-def _cache_path(workspace, variant_id, model, paths: list[Path]) -> Path | None:
+def _cache_path(workspace: Workspace, variant_id, model, paths: list[Path]) -> Path | None:
     if workspace is None or variant_id is None:
         return None
     from ...store.atomic import sha256

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from ...errors import ConfigError
 from ...models.detector import CheckedDetector, DeploymentSpec, Detections, FastDetector, Postprocessing, fast_detector
 from ...models.runners import Runner, Runtime, RuntimeOptions, open_runner, runtime_for
 from .protocol import ProtocolError, TensorSpec, datatype_of, model_metadata
+
+if TYPE_CHECKING:
+    from workbench.core.store.workspace import Workspace
 
 DEFAULT_INPUT = "images"  # Ultralytics' names, for artifacts that carry none
 DEFAULT_OUTPUT = "output0"
@@ -160,7 +164,7 @@ class ServedModel:
         return cls.from_open(CheckedDetector(spec, runner), runner=runner, name=name, version=version)
 
     @classmethod
-    def from_variant(cls, workspace, variant_id: int, *, name: str | None = None, **options) -> ServedModel:
+    def from_variant(cls, workspace: Workspace, variant_id: int, *, name: str | None = None, **options) -> ServedModel:
         """Open a workspace variant's artifact for serving: named `variant-<id>` unless `name` is given, versioned
         by the variant id; at the size it was exported at (an export) unless `imgsz` is given. Other options as for
         `open`.
