@@ -340,7 +340,7 @@ def test_the_advisor_ranks_the_catalog_for_a_measured_workspace(measured):
 
 
 def test_a_recipe_aim_is_checked_against_what_was_measured(measured):
-    from workbench.core.measure.aim import Aim, best_meeting, standings
+    from workbench.core.optimize.aim import Aim, best_meeting, standings
     from workbench.core.optimize.recipes import Recipe
 
     ws, base = measured

@@ -17,11 +17,11 @@ import pytest
 import workbench as wb
 from workbench.core.data.generate import ShapesConfig, generate_shapes
 from workbench.core.errors import ConfigError
-from workbench.core.measure.aim import Aim, standings
 from workbench.core.measure.measure import measure
 from workbench.core.measure.plan import MeasurePlan
 from workbench.core.models.cards import demo_weights
 from workbench.core.models.export import ExportConfig, export
+from workbench.core.optimize.aim import Aim, standings
 from workbench.core.report.compare import comparison_table
 from workbench.core.report.figures import pareto_figure
 from workbench.core.report.sections import study_sections

@@ -33,6 +33,17 @@ def test_all_lists_exactly_the_public_names_and_each_resolves():
     assert set(workbench.__all__) == public
 
 
+def test_every_public_name_is_in_the_readme_reference_and_nothing_else_is():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Public names\n", 1)[1].split("\n### ", 1)[0]
+    listed = re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", section)
+    assert len(listed) == len(set(listed)), "a name is listed twice"
+    assert set(listed) == set(workbench.__all__) - {"__version__"}
+
+
 def test_unknown_attribute_is_an_attribute_error():
     try:
         workbench.no_such_name  # noqa: B018

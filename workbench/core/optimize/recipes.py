@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import Cancelled, ConfigError, WorkbenchError
-from ..measure.aim import Aim, best_meeting, standings
 from ..measure.plan import MeasurePlan
 from ..models.export import ExportConfig
 from ..options import build, shown
 from ..progress import ProgressFn, emit
+from .aim import Aim, best_meeting, standings
 from .distill import DistillConfig
 from .prune import PruneConfig
 from .qat import QATConfig

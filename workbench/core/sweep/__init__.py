@@ -1,1 +1,1 @@
-"""Sweeps: search spaces over recipe options, their execution on Dask distributed, the Pareto front, MLflow export."""
+"""Sweeps: search spaces over recipe options, their trials on a local or a Dask distributed engine, the Pareto front."""

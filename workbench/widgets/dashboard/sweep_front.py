@@ -10,10 +10,10 @@ import html
 
 import ipywidgets as widgets
 
-from ..core.report.pareto import sweep_figure
-from ..core.services.session import Session
-from ..core.sweep.recorded import RecordedSweep, workspace_sweeps
-from .controls import WIDE, Hushable, replace_figure
+from ...core.report.pareto import sweep_figure
+from ...core.services.session import Session
+from ...core.sweep.recorded import RecordedSweep, workspace_sweeps
+from ..controls import WIDE, Hushable, replace_figure
 
 NO_SWEEP = (
     "<i>No sweep yet: run one in the Sweep tab (or <code>workbench sweep SPEC</code>) and its trials show here, "

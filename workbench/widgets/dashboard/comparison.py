@@ -15,20 +15,20 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from ..core.measure.on_set import measure_on
-from ..core.report.compare import (
+from ...core.measure.on_set import measure_on
+from ...core.report.compare import (
     best_within_budget,
     comparison_table,
     filter_table,
     meets_latency_budget,
     variant_details,
 )
-from ..core.report.diagnoses import ROW_COLUMNS, diagnosis_html, diagnosis_rows
-from ..core.report.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
-from ..core.report.tables import table_html
-from ..core.services.session import Session
-from ..core.store.evaluation_sets import NOT_MEASURED
-from .controls import WIDE, Hushable, replace_figure
+from ...core.report.diagnoses import ROW_COLUMNS, diagnosis_html, diagnosis_rows
+from ...core.report.figures import latency_distribution_figure, pareto_figure, row_label, stage_figure
+from ...core.report.tables import table_html
+from ...core.services.session import Session
+from ...core.store.evaluation_sets import NOT_MEASURED
+from ..controls import WIDE, Hushable, replace_figure
 from .evaluation_set import EvaluationSetArea
 from .sweep_front import SweepFrontArea
 

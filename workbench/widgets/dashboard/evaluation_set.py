@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable
 
 import ipywidgets as widgets
 
-from ..core.errors import WorkbenchError
-from ..core.measure.on_set import measure_on
-from ..core.services.session import Session
-from ..core.store.evaluation_sets import NOT_MEASURED, workspace_sets
-from .base import error_message
-from .controls import WIDE, Hushable
+from ...core.errors import WorkbenchError
+from ...core.measure.on_set import measure_on
+from ...core.services.session import Session
+from ...core.store.evaluation_sets import NOT_MEASURED, workspace_sets
+from ..base import error_message
+from ..controls import WIDE, Hushable
 
 
 class EvaluationSetArea(Hushable):
