@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from workbench.core.doctor.findings import Diagnosis, Finding, Verdict
+from workbench.core.doctor.on_variant import check_request, diagnose_variant
 from workbench.core.errors import ConfigError
-from workbench.core.services.diagnose import check_request, diagnose_variant
 from workbench.core.services.session import Session
 from workbench.core.store.workspace import Workspace
 from workbench.widgets import DoctorPanel, Workbench

@@ -80,8 +80,8 @@ def _doctor(args) -> int:
 
 def _doctor_variant(args):
     """The diagnosis of a workspace variant's artifact, recorded in that workspace's ledger."""
+    from ..core.doctor.on_variant import diagnose_variant
     from ..core.errors import ConfigError
-    from ..core.services.diagnose import diagnose_variant
     from ..core.store.workspace import Workspace, default_workspace
 
     if args.model is not None:

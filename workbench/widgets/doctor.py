@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
+from ..core.doctor import on_variant as diagnose_core
 from ..core.errors import ConfigError
 from ..core.progress import emit
-from ..core.services import diagnose as diagnose_core
 from ..core.services.session import Session
 from .base import Panel
 from .controls import WIDE, dropdown, float_box, int_box, note, variant_label

@@ -7,12 +7,12 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..doctor.accuracy import POST_OVERRIDES, PRE_OVERRIDES, list_folder
-from ..doctor.findings import Diagnosis
 from ..errors import ConfigError, WorkbenchError, check_imgsz
 from ..store.recorded_data import recorded_data
 from ..store.records import Format, Variant
 from ..store.workspace import Workspace
+from .accuracy import POST_OVERRIDES, PRE_OVERRIDES, list_folder
+from .findings import Diagnosis
 
 DOCTORS = ("accuracy", "speed")
 OVERRIDES = PRE_OVERRIDES + POST_OVERRIDES
@@ -166,7 +166,7 @@ def _check_overrides(doctor: str, overrides: dict) -> dict:
 
 
 def _check_run(*, budget_s, time_limit_s, threads, scenario) -> None:
-    from ..doctor.speed import SCENARIOS
+    from .speed import SCENARIOS
 
     for name, value in (("budget_s", budget_s), ("time_limit_s", time_limit_s)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
@@ -241,7 +241,7 @@ def _default_out(workspace: Workspace, variant_id: int, doctor: str) -> Path:
 
 
 def _run_accuracy(workspace: Workspace, request: DiagnoseRequest, time_limit_s: float) -> Diagnosis:
-    from ..doctor.accuracy import run_accuracy_doctor
+    from .accuracy import run_accuracy_doctor
 
     return run_accuracy_doctor(
         request.artifact,
@@ -257,8 +257,8 @@ def _run_accuracy(workspace: Workspace, request: DiagnoseRequest, time_limit_s: 
 
 
 def _run_speed(workspace: Workspace, request: DiagnoseRequest, *, budget_s, threads, scenario) -> Diagnosis:
-    from ..doctor.speed import diagnose_speed
     from ..models.detector import DeploymentSpec
+    from .speed import diagnose_speed
 
     spec = DeploymentSpec(request.artifact, imgsz=request.imgsz or own_imgsz(request.artifact), threads=threads)
     return diagnose_speed(
