@@ -37,6 +37,7 @@ def test_paired_stripped_parametrised_and_public_api_only(path):
 
 
 @pytest.mark.notebook
+@pytest.mark.timeout(2400)  # 10 min alone on a 2-core machine; up to twice that beside the demo under `make test`
 def test_the_chapters_run_in_order_in_one_workspace(tmp_path, monkeypatch):
     """00 to 08 in order (01, where to deploy, after 00), then the app, with their small parameters, sharing one
     workspace: no chapter trips on another's variants. The time each took is written to
