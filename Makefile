@@ -37,12 +37,11 @@ lint: dev
 TEST_WHEELHOUSE ?= $(HOME)/.cache/deploy-workbench/wheelhouse-learner
 test: lint browser-deps
 	$(PYTHON) scripts/install.py wheelhouse $(TEST_WHEELHOUSE)
-	WORKBENCH_TEST_WHEELHOUSE=$(TEST_WHEELHOUSE) $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not timed"
-	$(BIN)/python -m pytest -m timed  # side-by-side verdicts, alone on the machine
+	WORKBENCH_TEST_WHEELHOUSE=$(TEST_WHEELHOUSE) $(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The inner loop (a few minutes): lint and the suite without the chapters, the browser and the slow tests
 check: lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not notebook and not browser and not slow" --durations=5
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not notebook and not browser and not slow" --durations=5
 
 # The browser tests drive Debian's chromium through Playwright (never `playwright install`).
 browser-deps:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -67,22 +68,35 @@ SLOW_MODULES = {
 }  # fmt: skip
 
 
-# Modules that time one path against another and assert the verdict: `make test` runs them after the two-worker
-# run, alone, so the verdicts are judged on a machine no other test is loading (`-m timed`).
+# Modules that time one path against another and assert the verdict: under `make test`'s two workers each of
+# their tests runs alone (the other worker waits between its tests), so the verdicts are judged on a quiet machine.
 TIMED_MODULES = {"test_doctor_speed", "test_latency"}
 
 
-# The longest modules (measured: the chapters 10 min, the demo 5 min, the browser 4 min) start first, so under two
-# workers neither ends with a long module alone at the tail.
-LONGEST_FIRST = ("test_notebooks", "test_demo", "test_browser", "test_user_model", "test_install")
-
-
 def pytest_collection_modifyitems(items):
-    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2], len(rank)))
     for item in items:
         module = item.module.__name__.rpartition(".")[2]
         if module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
         if module in TIMED_MODULES:
             item.add_marker(pytest.mark.timed)
+
+
+@pytest.fixture(autouse=True)
+def timed_tests_run_alone(request, tmp_path_factory):
+    """Under xdist, a `timed` test holds the run lock alone; every other test shares it (a readers-writer lock).
+
+    A gate taken first gives the timed test priority: once it waits, no new test of the other worker starts."""
+    if not _WORKER:
+        yield
+        return
+    folder = tmp_path_factory.getbasetemp().parent  # shared by the workers of one run
+    alone = request.node.get_closest_marker("timed") is not None
+    with open(folder / "gate.lock", "a") as gate, open(folder / "run.lock", "a") as run:
+        fcntl.flock(gate, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        fcntl.flock(run, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(run, fcntl.LOCK_UN)
